@@ -1,0 +1,152 @@
+/**
+ * @file The segment files and their manifest: raw-ingest's output and every later stage's
+ * source of item metadata (design.md section 4, k3m-reference.md 2.2).
+ *
+ * Layout of `id_title_pvs_cls.txt<seg>`: UTF-8, `\n` line ends, no header, one item per line,
+ * 6 TAB-separated fields in the reference's order:
+ *
+ *   image_id  title  pic  pv  category  item_id
+ *
+ * - `image_id` is `<k>_s<seg>`, `k` counting the items of that segment from 0.
+ * - `pic` is the image file name under `image/` (`<image_id>.jpg`), or empty when the item is
+ *   image-missing (K3M keeps such items: design.md section 5).
+ * - `pv` is the raw knowledge with every `#` deleted, as the reference does (`p:v;p:v`).
+ *
+ * `segments.json` (work dir root) lists every segment with its split, so readers never guess
+ * from file numbers. It is derived from the input alone, so every shard writes the same bytes.
+ */
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { z } from 'zod';
+import { IoError } from '../stage/errors.ts';
+
+export const SEGMENT_FIELDS = ['image_id', 'title', 'pic', 'pv', 'category', 'item_id'] as const;
+export const SEGMENT_PREFIX = 'id_title_pvs_cls.txt';
+export const MANIFEST_FILE = 'segments.json';
+export const SPLITS = Object.freeze({ train: 'train', val: 'val' });
+export type Split = keyof typeof SPLITS;
+
+export interface SegmentRow {
+  imageId: string;
+  title: string;
+  /** Image file name under `image/`; '' when the item is image-missing. */
+  pic: string;
+  /** Knowledge with `#` deleted: `p:v;p:v`. */
+  pv: string;
+  category: string;
+  itemId: string;
+}
+
+export class SegmentFormatError extends Error {
+  override name = 'SegmentFormatError';
+  constructor(
+    readonly path: string,
+    readonly line: number,
+    message: string,
+  ) {
+    super(`${path}:${line}: ${message}`);
+  }
+}
+
+/** `id_title_pvs_cls.txt<seg>` */
+export function segmentFileName(seg: number): string {
+  return `${SEGMENT_PREFIX}${seg}`;
+}
+
+/** `<k>_s<seg>`, the reference's image id. */
+export function imageIdFor(k: number, seg: number): string {
+  return `${k}_s${seg}`;
+}
+
+/** The reference's knowledge cleaning: delete every `#` (k3m-reference.md 2.2 step 2). */
+export function stripHashes(kg: string): string {
+  return kg.replaceAll('#', '');
+}
+
+/** One segment line (without the trailing newline). */
+export function encodeSegmentRow(r: SegmentRow): string {
+  const fields = [r.imageId, r.title, r.pic, r.pv, r.category, r.itemId];
+  for (const f of fields) {
+    if (/[\t\r\n]/.test(f)) throw new Error(`segment field contains TAB or a line break: ${JSON.stringify(f)}`);
+  }
+  return fields.join('\t');
+}
+
+export function decodeSegmentLine(text: string, path = '<segment>', line = 0): SegmentRow {
+  const f = text.split('\t');
+  if (f.length !== 6) throw new SegmentFormatError(path, line, `expected 6 TAB-separated fields, got ${f.length}`);
+  const [imageId, title, pic, pv, category, itemId] = f as [string, string, string, string, string, string];
+  if (!/^\d+_s\d+$/.test(imageId)) throw new SegmentFormatError(path, line, `bad image_id ${JSON.stringify(imageId)}`);
+  return { imageId, title, pic, pv, category, itemId };
+}
+
+/** Streams the rows of one segment file with their 1-based line numbers. */
+export async function* readSegmentFile(path: string): AsyncGenerator<SegmentRow & { line: number }> {
+  const stream = createReadStream(path, { encoding: 'utf8' });
+  const rl = createInterface({ input: stream, crlfDelay: Infinity });
+  let line = 0;
+  try {
+    for await (const text of rl) {
+      line++;
+      if (text === '') continue;
+      yield { ...decodeSegmentLine(text, path, line), line };
+    }
+  } catch (e) {
+    if (e instanceof SegmentFormatError) throw e;
+    throw new IoError(path, e);
+  } finally {
+    rl.close();
+    stream.destroy();
+  }
+}
+
+export const SegmentEntrySchema = z.object({
+  seg: z.number().int().nonnegative(),
+  split: z.enum(['train', 'val']),
+  file: z.string(),
+  items: z.number().int().nonnegative(),
+});
+export type SegmentEntry = z.infer<typeof SegmentEntrySchema>;
+
+export const ManifestSchema = z.object({
+  version: z.literal(1),
+  segmentSize: z.number().int().positive(),
+  segments: z.array(SegmentEntrySchema),
+});
+export type SegmentManifest = z.infer<typeof ManifestSchema>;
+
+export function encodeManifest(m: SegmentManifest): string {
+  return JSON.stringify(ManifestSchema.parse(m), null, 2) + '\n';
+}
+
+/** Reads and validates `<workDir>/segments.json`. */
+export async function readManifest(workDir: string): Promise<SegmentManifest> {
+  const path = join(workDir, MANIFEST_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new IoError(path, `${(e as Error).message} (run raw-ingest build-data first)`);
+  }
+  const parsed = ManifestSchema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw new IoError(path, `invalid manifest: ${parsed.error.issues[0]?.message}`);
+  return parsed.data;
+}
+
+/**
+ * Streams every item of a split (or all), segment by segment in manifest order.
+ * @example for await (const row of readItems('work', 'train')) console.log(row.imageId)
+ */
+export async function* readItems(
+  workDir: string,
+  split?: Split,
+  filter: (e: SegmentEntry) => boolean = () => true,
+): AsyncGenerator<SegmentRow & { seg: number; split: Split; line: number }> {
+  const manifest = await readManifest(workDir);
+  for (const e of manifest.segments) {
+    if ((split && e.split !== split) || !filter(e)) continue;
+    for await (const row of readSegmentFile(join(workDir, e.file))) yield { ...row, seg: e.seg, split: e.split };
+  }
+}

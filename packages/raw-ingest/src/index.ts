@@ -1,0 +1,4 @@
+/**
+ * @file raw-ingest's public API: the segment codec later stages read, and `buildData`.
+ */
+export * from './codecs/segment.ts';

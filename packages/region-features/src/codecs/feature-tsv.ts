@@ -1,0 +1,174 @@
+/**
+ * @file The bottom-up-attention region-feature TSV (design.md 6.2, k3m-reference.md 2.4),
+ * both directions.
+ *
+ * No header; one image per line; 7 TAB-separated columns:
+ *
+ *   image_id  image_w  image_h  num_boxes  boxes  features  cls_prob
+ *
+ * `boxes` [num_boxes, 4] (x1, y1, x2, y2 in raw pixels), `features` [num_boxes, featureDim]
+ * and `cls_prob` [num_boxes, numClasses] are little-endian float32, C order, base64. The K3M
+ * writer stores each base64 cell as the Python repr of bytes, `b'...'` (its loader strips two
+ * characters in front and one behind unconditionally); the original bottom-up-attention writer
+ * stores it bare. The decoder accepts both; the encoder writes `k3m` by default.
+ *
+ * Dimensions are not in the TSV. The stage writes them to `image_features/meta.json`
+ * ({@link FeatureMeta}); the Python loaders assume 2048 and 1601.
+ */
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { z } from 'zod';
+import { IoError, writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+
+/** The bottom-up-attention detector's sizes (VG, ResNet-101 C4). */
+export const FEATURE_DIM = 2048;
+export const NUM_CLASSES = 1601;
+export const BOX_DIM = 4;
+export const MAX_BOXES = 36;
+
+/** TSV forms: how a base64 cell is wrapped. */
+export const TSV_FORMS = Object.freeze({
+  k3m: { prefix: "b'", suffix: "'" },
+  bare: { prefix: '', suffix: '' },
+});
+export type TsvForm = keyof typeof TSV_FORMS;
+
+/** Feature files per split, as the reference names them: `train.tsv.<k>` and `dev.tsv.<k>`. */
+export const TSV_SPLIT_NAMES = Object.freeze({ train: 'train', val: 'dev' });
+export const FEATURE_DIR = 'image_features';
+
+export function featureTsvPath(workDir: string, split: keyof typeof TSV_SPLIT_NAMES, k = 0): string {
+  return join(workDir, FEATURE_DIR, `${TSV_SPLIT_NAMES[split]}.tsv.${k}`);
+}
+
+export interface FeatureRow {
+  imageId: string;
+  imageW: number;
+  imageH: number;
+  numBoxes: number;
+  /** [numBoxes, 4] */
+  boxes: Float32Array;
+  /** [numBoxes, featureDim] */
+  features: Float32Array;
+  /** [numBoxes, numClasses] */
+  clsProb: Float32Array;
+}
+
+export interface FeatureDims {
+  featureDim: number;
+  numClasses: number;
+}
+export const BUA_DIMS: FeatureDims = Object.freeze({ featureDim: FEATURE_DIM, numClasses: NUM_CLASSES });
+
+function b64(a: Float32Array): string {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
+}
+
+/** One TSV line (no newline). */
+export function encodeFeatureRow(r: FeatureRow, form: TsvForm = 'k3m'): string {
+  const { prefix, suffix } = TSV_FORMS[form];
+  const cell = (a: Float32Array) => prefix + b64(a) + suffix;
+  return [r.imageId, r.imageW, r.imageH, r.numBoxes, cell(r.boxes), cell(r.features), cell(r.clsProb)].join('\t');
+}
+
+/** A decode result: a row, or the reason the line is unusable (style rule 8). */
+export type DecodedFeatureLine =
+  | { ok: true; row: FeatureRow; form: TsvForm }
+  | { ok: false; reason: string; detail: string; imageId?: string };
+
+function unwrap(cell: string): { body: string; form: TsvForm } {
+  const { prefix, suffix } = TSV_FORMS.k3m;
+  if (cell.startsWith(prefix) && cell.endsWith(suffix) && cell.length >= 3) return { body: cell.slice(2, -1), form: 'k3m' };
+  return { body: cell, form: 'bare' };
+}
+
+function floats(cell: string): Float32Array | undefined {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(cell)) return undefined;
+  const buf = Buffer.from(cell, 'base64');
+  if (buf.byteLength % 4 !== 0) return undefined;
+  // Copy into an aligned buffer: Buffer views may start at any byte offset.
+  const out = new Float32Array(buf.byteLength / 4);
+  new Uint8Array(out.buffer).set(buf);
+  return out;
+}
+
+/**
+ * Decodes one line. With `dims`, array lengths are checked against them; without, the widths
+ * are inferred from the byte counts (only possible when num_boxes > 0).
+ */
+export function decodeFeatureLine(line: string, dims?: FeatureDims): DecodedFeatureLine {
+  const f = line.split('\t');
+  if (f.length !== 7) return { ok: false, reason: 'field-count', detail: `expected 7 TAB-separated fields, got ${f.length}`, imageId: f[0] };
+  const [imageId, w, h, n, ...cells] = f as [string, string, string, string, string, string, string];
+  const ints = [w, h, n].map((s) => (/^\d+$/.test(s) ? Number(s) : NaN));
+  if (ints.some(Number.isNaN)) return { ok: false, reason: 'bad-integer', detail: `image_w/image_h/num_boxes not integers: ${w} ${h} ${n}`, imageId };
+  const [imageW, imageH, numBoxes] = ints as [number, number, number];
+  const unwrapped = cells.map(unwrap);
+  const arrays = unwrapped.map((u) => floats(u.body));
+  if (arrays.some((a) => a === undefined)) return { ok: false, reason: 'bad-base64', detail: 'a base64 cell does not decode to float32', imageId };
+  const [boxes, features, clsProb] = arrays as [Float32Array, Float32Array, Float32Array];
+  const want = dims ?? {
+    featureDim: numBoxes ? features.length / numBoxes : 0,
+    numClasses: numBoxes ? clsProb.length / numBoxes : 0,
+  };
+  const checks: [string, Float32Array, number][] = [
+    ['boxes', boxes, BOX_DIM],
+    ['features', features, want.featureDim],
+    ['cls_prob', clsProb, want.numClasses],
+  ];
+  for (const [name, a, d] of checks) {
+    if (a.length !== numBoxes * d || !Number.isInteger(d)) {
+      return { ok: false, reason: 'array-length', detail: `${name}: ${a.length} floats for num_boxes=${numBoxes} x ${d}`, imageId };
+    }
+  }
+  return { ok: true, row: { imageId, imageW, imageH, numBoxes, boxes, features, clsProb }, form: unwrapped[0]!.form };
+}
+
+/** Streams a TSV file: every line comes back decoded or with its reason, with its line number. */
+export async function* readFeatureTsv(
+  path: string,
+  dims?: FeatureDims,
+): AsyncGenerator<DecodedFeatureLine & { line: number }> {
+  const stream = createReadStream(path, { encoding: 'utf8', highWaterMark: 1 << 20 });
+  const rl = createInterface({ input: stream, crlfDelay: Infinity });
+  let line = 0;
+  try {
+    for await (const text of rl) {
+      line++;
+      if (text === '') continue;
+      yield { ...decodeFeatureLine(text, dims), line };
+    }
+  } catch (e) {
+    throw new IoError(path, e);
+  } finally {
+    rl.close();
+    stream.destroy();
+  }
+}
+
+/** `image_features/meta.json`: what produced the TSVs and their widths. */
+export const FeatureMetaSchema = z.object({
+  featureDim: z.number().int().positive(),
+  numClasses: z.number().int().positive(),
+  maxBoxes: z.number().int().positive(),
+  preset: z.string(),
+  /** Path of the weights, or the literal 'random-init' with its seed. */
+  weights: z.string(),
+  form: z.enum(['k3m', 'bare']),
+});
+export type FeatureMeta = z.infer<typeof FeatureMetaSchema>;
+
+export async function writeFeatureMeta(workDir: string, meta: FeatureMeta): Promise<void> {
+  await writeFileAtomic(join(workDir, FEATURE_DIR, 'meta.json'), JSON.stringify(FeatureMetaSchema.parse(meta), null, 2) + '\n');
+}
+
+export async function readFeatureMeta(workDir: string): Promise<FeatureMeta> {
+  const path = join(workDir, FEATURE_DIR, 'meta.json');
+  try {
+    return FeatureMetaSchema.parse(JSON.parse(await readFile(path, 'utf8')));
+  } catch (e) {
+    throw new IoError(path, e);
+  }
+}

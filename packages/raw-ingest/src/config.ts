@@ -1,0 +1,58 @@
+/**
+ * @file build-data's configuration: one zod schema for flags and config files alike, its
+ * defaults, and the registry of missing-image policies.
+ */
+import { z } from 'zod';
+import { enumOf } from './stage/cli.ts';
+import { WHOLE } from './stage/shard.ts';
+
+/** What happens to an item whose image cannot be fetched or decoded. */
+export const MISSING_IMAGE_POLICIES = Object.freeze({
+  keep: 'keep the item with an empty pic field (image-missing); the reason goes to its segment status',
+  drop: 'drop the item and count it as rejected (reason image-missing), as the reference does',
+});
+export type MissingImagePolicy = keyof typeof MISSING_IMAGE_POLICIES;
+
+/** One input file and its split role; no role means train, or hash-split with --val-ratio. */
+export const InputSchema = z.object({ path: z.string().min(1), split: z.enum(['train', 'val']).optional() });
+export type InputSpec = z.infer<typeof InputSchema>;
+
+/**
+ * Parses `FILE[:train|:val]`.
+ * @example parseInputSpec('raw/valid.tsv:val') // { path: 'raw/valid.tsv', split: 'val' }
+ */
+export function parseInputSpec(text: string): InputSpec {
+  const m = /^(.*):(train|val)$/.exec(text);
+  return m ? { path: m[1]!, split: m[2] as 'train' | 'val' } : { path: text };
+}
+
+const inputEntry = z.union([z.string().min(1).transform(parseInputSpec), InputSchema]);
+
+export const BuildDataConfigSchema = z.object({
+    workDir: z.string().min(1).default('work'),
+    input: z.array(inputEntry).min(1, 'at least one --input FILE[:train|:val] is required'),
+    valRatio: z.number().min(0).max(1).optional(),
+    segmentSize: z.number().int().min(1).default(100_000),
+    concurrency: z.number().int().min(1).max(4096).default(64),
+    decodeConcurrency: z.number().int().min(1).max(256).default(4),
+    timeoutMs: z.number().int().min(1).default(15_000),
+    maxRedirects: z.number().int().min(0).max(50).default(5),
+    maxBytes: z.number().int().min(1).default(20 * 1024 * 1024),
+    retries: z.number().int().min(0).max(20).default(2),
+    backoffMs: z.number().int().min(0).default(250),
+    maxPixels: z.number().int().min(1).default(50_000_000),
+    maxSide: z.number().int().min(1).optional(),
+    minSide: z.number().int().min(1).optional(),
+    jpegQuality: z.number().int().min(1).max(100).default(90),
+    missingImage: enumOf(MISSING_IMAGE_POLICIES).default('keep'),
+    retryFailed: z.boolean().default(false),
+    shard: z
+      .object({ index: z.number().int().min(0), count: z.number().int().min(1) })
+      .refine((s) => s.index < s.count, 'i must be below N')
+      .default(WHOLE),
+    quiet: z.boolean().default(true),
+});
+
+/** What `buildData` accepts: defaults filled in by the schema. */
+export type BuildDataConfigInput = z.input<typeof BuildDataConfigSchema>;
+export type BuildDataConfig = z.output<typeof BuildDataConfigSchema>;

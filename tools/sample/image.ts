@@ -1,0 +1,213 @@
+/**
+ * @file Product pictures that agree with the knowledge: the item's shape, centred and covering
+ * the image centre, painted in its 颜色 over a contrasting background (gradient, optional
+ * stripes, small distractor blobs near the corners, pixel noise), encoded as JPEG by sharp.
+ * Pixels are painted in plain JS from a seeded stream, so the bytes depend only on the seed.
+ */
+import sharp from 'sharp';
+import { COLOURS, COLOUR_NAMES, type ColourName, type Rgb, type Shape } from './catalogue.ts';
+import type { Rng } from './prng.ts';
+
+/** Smallest and largest side in pixels: small, so downstream detection stays fast. */
+export const MIN_SIDE = 160;
+export const MAX_SIDE = 320;
+/** Fraction of each side, around the centre, that the shape is guaranteed to dominate. */
+export const CENTRE_FRACTION = 0.2;
+
+export interface RawImage {
+  width: number;
+  height: number;
+  /** RGB, row-major, 3 bytes per pixel. */
+  data: Uint8Array | Uint8ClampedArray;
+}
+
+/** Muted background tones; each image picks two that contrast with its object colour. */
+const BACKGROUNDS: readonly Rgb[] = [
+  [238, 236, 230], [228, 234, 242], [244, 238, 226], [226, 232, 226], [236, 230, 236],
+  [176, 180, 186], [190, 176, 160], [168, 182, 170],
+  [52, 56, 64], [70, 60, 54], [46, 60, 58],
+];
+const MIN_CONTRAST = 110;
+
+type Inside = (u: number, v: number) => boolean;
+
+function polygon(points: readonly (readonly [number, number])[]): Inside {
+  const us = Float64Array.from(points, (q) => q[0]);
+  const vs = Float64Array.from(points, (q) => q[1]);
+  return (u, v) => {
+    let inside = false;
+    for (let i = 0, j = us.length - 1; i < us.length; j = i++) {
+      if (vs[i]! > v !== vs[j]! > v && u < ((us[j]! - us[i]!) * (v - vs[i]!)) / (vs[j]! - vs[i]!) + us[i]!) inside = !inside;
+    }
+    return inside;
+  };
+}
+
+function roundedRect(hw: number, hh: number, r: number): Inside {
+  return (u, v) => {
+    const au = Math.abs(u);
+    const av = Math.abs(v);
+    if (au > hw || av > hh) return false;
+    const du = au - (hw - r);
+    const dv = av - (hh - r);
+    return du <= 0 || dv <= 0 || du * du + dv * dv <= r * r;
+  };
+}
+
+const box = (hw: number, hh: number, v0 = -hh, v1 = hh): Inside => (u, v) => Math.abs(u) <= hw && v >= v0 && v <= v1;
+const union = (a: Inside, b: Inside, c?: Inside): Inside => (u, v) => a(u, v) || b(u, v) || (c !== undefined && c(u, v));
+
+/** Shape membership in coordinates centred on the object, unit = the object's half-size, v down. */
+const SHAPE_TESTS: Readonly<Record<Shape, Inside>> = Object.freeze({
+  circle: (u, v) => u * u + v * v <= 0.9025,
+  square: box(0.85, 0.85),
+  'wide-rect': box(0.95, 0.6),
+  heart: (u, v) => {
+    const x = u * 1.2;
+    const y = -v * 1.2 + 0.25;
+    const a = x * x + y * y - 1;
+    return a * a * a - x * x * y * y * y <= 0;
+  },
+  dress: polygon([[-0.42, -0.95], [0.42, -0.95], [0.45, -0.35], [0.9, 0.95], [-0.9, 0.95], [-0.45, -0.35]]),
+  tshirt: polygon([
+    [-0.35, -0.9], [0.35, -0.9], [0.95, -0.5], [0.75, -0.15], [0.52, -0.35], [0.52, 0.95],
+    [-0.52, 0.95], [-0.52, -0.35], [-0.75, -0.15], [-0.95, -0.5],
+  ]),
+  shoe: union(
+    (u, v) => (u / 0.95) ** 2 + ((v - 0.25) / 0.5) ** 2 <= 1,
+    polygon([[-0.8, 0.25], [-0.75, -0.7], [-0.05, -0.7], [0.75, 0.25]]),
+  ),
+  backpack: roundedRect(0.72, 0.9, 0.3),
+  bottle: union(box(0.42, 0.95, -0.72, 0.95), box(0.34, 0.95, -0.95, -0.72)),
+  lamp: union(
+    (u, v) => v >= -0.9 && v <= 0.45 && Math.abs(u) <= 0.4 + (0.5 * (v + 0.9)) / 1.35,
+    box(0.06, 0.95, 0.45, 0.8),
+    box(0.45, 0.95, 0.8, 0.95),
+  ),
+  'phone-case': roundedRect(0.55, 0.95, 0.18),
+  bowl: union((u, v) => v >= -0.4 && u * u + ((v + 0.4) / 1.25) ** 2 <= 0.9025, box(0.3, 0.92, 0.7, 0.92)),
+  umbrella: union((u, v) => v <= 0.3 && u * u + ((v - 0.3) / 1.15) ** 2 <= 0.9025, box(0.04, 0.85, 0.3, 0.85)),
+});
+
+const dist = (a: Rgb, b: Rgb) => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+
+/** The palette colour nearest to an RGB triple (how tests read a picture's colour back). */
+export function nearestColour(rgb: Rgb): ColourName {
+  let best = COLOUR_NAMES[0]!;
+  let bestD = Infinity;
+  for (const name of COLOUR_NAMES) {
+    const d = dist(rgb, COLOURS[name]);
+    if (d < bestD) [best, bestD] = [name, d];
+  }
+  return best;
+}
+
+/**
+ * Paints one picture.
+ * @example const img = paintImage(Rng.from(1, 'img'), '红色', 'circle')
+ */
+export function paintImage(rng: Rng, colour: ColourName, shape: Shape): RawImage {
+  const width = rng.int(MIN_SIDE, MAX_SIDE);
+  // Aspect kept within 3:4..4:3, so the centred object fills the centre on both axes.
+  const height = Math.max(MIN_SIDE, Math.min(MAX_SIDE, Math.round(width * rng.float(0.75, 1.333))));
+  const object = COLOURS[colour];
+  const tones = BACKGROUNDS.filter((t) => dist(t, object) >= MIN_CONTRAST);
+  const bg0 = rng.pick(tones);
+  const bg1 = rng.pick(tones);
+  const angle = rng.float(0, Math.PI);
+  const [gx, gy] = [Math.cos(angle), Math.sin(angle)];
+  const stripes = rng.chance(0.3) ? rng.int(8, 20) : 0;
+  const noise = rng.int(4, 12);
+
+  const side = Math.min(width, height);
+  const half = side * rng.float(0.38, 0.46);
+  const cx = width / 2 + rng.float(-0.03, 0.03) * width;
+  const cy = height / 2 + rng.float(-0.03, 0.03) * height;
+  const inside = SHAPE_TESTS[shape];
+
+  // Distractors sit in the corner bands, outside the centre the object must dominate.
+  const blobs = Array.from({ length: rng.int(0, 2) }, () => ({
+    x: rng.chance(0.5) ? rng.float(0.04, 0.16) * width : rng.float(0.84, 0.96) * width,
+    y: rng.chance(0.5) ? rng.float(0.04, 0.16) * height : rng.float(0.84, 0.96) * height,
+    r: side * rng.float(0.04, 0.08),
+    rgb: COLOURS[rng.pick(COLOUR_NAMES.filter((c) => c !== colour))],
+  }));
+
+  // Clamped: stores round and saturate, so shading and noise never wrap around.
+  const data = new Uint8ClampedArray(width * height * 3);
+  const diag = Math.abs(gx) * width + Math.abs(gy) * height;
+  const [ax, ay] = [Math.abs(gx) / diag, Math.abs(gy) / diag];
+  let bits = 0;
+  for (let y = 0; y < height; y++) {
+    const v = (y + 0.5 - cy) / half;
+    const objectShade = 1.05 - 0.05 * (v + 1); // light from above
+    for (let x = 0; x < width; x++) {
+      const o = (y * width + x) * 3;
+      let r: number, g: number, b: number;
+      let shade = 1;
+      if (inside((x + 0.5 - cx) / half, v)) {
+        r = object[0];
+        g = object[1];
+        b = object[2];
+        shade = objectShade;
+      } else {
+        const blob = blobAt(blobs, x, y);
+        if (blob) {
+          r = blob[0];
+          g = blob[1];
+          b = blob[2];
+        } else {
+          const t = (gx < 0 ? width - x : x) * ax + y * ay;
+          r = bg0[0] + (bg1[0] - bg0[0]) * t;
+          g = bg0[1] + (bg1[1] - bg0[1]) * t;
+          b = bg0[2] + (bg1[2] - bg0[2]) * t;
+          if (stripes && Math.floor((x + y) / stripes) % 2 === 0) shade = 0.94;
+        }
+      }
+      // One 32-bit draw gives the noise of four pixels.
+      if ((x & 3) === 0) bits = rng.u32();
+      const n = (((bits >>> ((x & 3) * 8)) & 255) / 127.5 - 1) * noise;
+      data[o] = r * shade + n;
+      data[o + 1] = g * shade + n;
+      data[o + 2] = b * shade + n;
+    }
+  }
+  return { width, height, data };
+}
+
+function blobAt(blobs: readonly { x: number; y: number; r: number; rgb: Rgb }[], x: number, y: number): Rgb | undefined {
+  for (let i = 0; i < blobs.length; i++) {
+    const b = blobs[i]!;
+    if ((x - b.x) * (x - b.x) + (y - b.y) * (y - b.y) <= b.r * b.r) return b.rgb;
+  }
+  return undefined;
+}
+
+/** JPEG bytes of a painted image (baseline, 4:2:0, deterministic for a given sharp build). */
+export function encodeJpeg(img: RawImage, quality: number): Promise<Buffer> {
+  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .jpeg({ quality })
+    .toBuffer();
+}
+
+/**
+ * The colour that covers most of the central {@link CENTRE_FRACTION} of an RGB image, and its
+ * share there. Used by tests to check that a picture shows its 颜色.
+ */
+export function centreColour(img: RawImage): { colour: ColourName; share: number } {
+  const counts = new Map<ColourName, number>();
+  const x0 = Math.floor((img.width * (1 - CENTRE_FRACTION)) / 2);
+  const y0 = Math.floor((img.height * (1 - CENTRE_FRACTION)) / 2);
+  const x1 = img.width - x0;
+  const y1 = img.height - y0;
+  for (let y = y0; y < y1; y++) {
+    for (let x = x0; x < x1; x++) {
+      const o = (y * img.width + x) * 3;
+      const c = nearestColour([img.data[o]!, img.data[o + 1]!, img.data[o + 2]!]);
+      counts.set(c, (counts.get(c) ?? 0) + 1);
+    }
+  }
+  const total = (x1 - x0) * (y1 - y0);
+  const [colour, n] = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]!;
+  return { colour, share: n / total };
+}

@@ -159,13 +159,19 @@ export class ImageSource {
         }
         const chunks: Buffer[] = [];
         let size = 0;
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
-          size += chunk.length;
-          if (size > this.opts.maxBytes) {
-            res.body.destroy();
-            throw new FetchFailure('too-large', `body over --max-bytes ${this.opts.maxBytes}`);
+        try {
+          for await (const chunk of res.body as AsyncIterable<Buffer>) {
+            size += chunk.length;
+            if (size > this.opts.maxBytes) {
+              res.body.destroy();
+              throw new FetchFailure('too-large', `body over --max-bytes ${this.opts.maxBytes}`);
+            }
+            chunks.push(chunk);
           }
-          chunks.push(chunk);
+        } catch (e) {
+          // Headers said 200 and the transfer broke off: report it as such, not as a reset.
+          if (e instanceof FetchFailure || signal.aborted) throw e;
+          throw new FetchFailure('incomplete-body', `after ${size} bytes: ${(e as Error).message}`);
         }
         return Buffer.concat(chunks, size);
       }

@@ -1,0 +1,106 @@
+/**
+ * @file The corruption grid of issue 7: each corruption kind at each rate, applied to the
+ * evaluation side of a task at evaluation time with a fixed seed.
+ *
+ * Kinds (a frozen registry, so the CLI's `--kinds` is checked against it): one modality missing
+ * or noisy at a time, and title+image together. "Together" corrupts both modalities of the SAME
+ * selected items; for noise the title and the image come from two independent donors, so a
+ * corrupted item's title and image do not still belong together.
+ *
+ * Selection is exact: at rate r exactly round(r * n) items are corrupted, the first ones of a
+ * permutation seeded by (seed, kind), so the items corrupted at 20% are among those at 50%, 80%
+ * and 100%, and rate 0 returns the records untouched. A noise donor is never the item itself.
+ */
+import type { K3mRecord } from '@k3m-kit/lmdb-writer';
+import { Rng } from '../data/rng.ts';
+import { derangement, selectExact, withModalityOf, withoutModality, type Modality } from './corrupt-adapter.ts';
+
+export interface CorruptionKind {
+  /** What happens to the selected modalities. */
+  effect: 'missing' | 'noise';
+  modalities: readonly Modality[];
+  /** The row label in tables. */
+  label: string;
+}
+
+export const CORRUPTION_KINDS = Object.freeze({
+  'missing-title': { effect: 'missing', modalities: ['title'], label: 'missing title' },
+  'missing-image': { effect: 'missing', modalities: ['image'], label: 'missing image' },
+  'missing-knowledge': { effect: 'missing', modalities: ['knowledge'], label: 'missing knowledge' },
+  'missing-title-image': { effect: 'missing', modalities: ['title', 'image'], label: 'missing title+image' },
+  'noisy-title': { effect: 'noise', modalities: ['title'], label: 'noisy title' },
+  'noisy-image': { effect: 'noise', modalities: ['image'], label: 'noisy image' },
+  'noisy-title-image': { effect: 'noise', modalities: ['title', 'image'], label: 'noisy title+image' },
+} as const satisfies Record<string, CorruptionKind>);
+export type CorruptionKindName = keyof typeof CORRUPTION_KINDS;
+
+/** The issue's rates. */
+export const DEFAULT_RATES: readonly number[] = Object.freeze([0, 0.2, 0.5, 0.8, 1]);
+
+/** One row of the grid. Rate 0 is the single `clean` cell shared by every kind. */
+export interface GridCell {
+  /** `clean`, or `<kind>@<percent>` such as `missing-title@50`. */
+  id: string;
+  kind: CorruptionKindName | 'clean';
+  rate: number;
+}
+
+export const CLEAN_CELL: GridCell = Object.freeze({ id: 'clean', kind: 'clean', rate: 0 });
+
+/**
+ * The clean cell followed by every kind at every non-zero rate, kinds in registry order.
+ * @example corruptionGrid(['missing-title'], [0, 0.5]).map((c) => c.id) // ['clean', 'missing-title@50']
+ */
+export function corruptionGrid(
+  kinds: readonly CorruptionKindName[] = Object.keys(CORRUPTION_KINDS) as CorruptionKindName[],
+  rates: readonly number[] = DEFAULT_RATES,
+): GridCell[] {
+  const cells: GridCell[] = [CLEAN_CELL];
+  for (const kind of kinds) {
+    for (const rate of rates) if (rate > 0) cells.push({ id: `${kind}@${Math.round(rate * 100)}`, kind, rate });
+  }
+  return cells;
+}
+
+export interface CorruptedSet {
+  records: K3mRecord[];
+  /** Indices of the items that were corrupted. */
+  corrupted: number[];
+  /** For noise: `donors[m][i]` is the item whose modality m item i received (absent otherwise). */
+  donors: Partial<Record<Modality, Int32Array>>;
+}
+
+/**
+ * Applies one grid cell to `records` (the evaluation side of a task). The same (records, cell,
+ * seed) always give the same result; the input array and records are not modified.
+ */
+export function applyCell(records: readonly K3mRecord[], cell: GridCell, seed: number): CorruptedSet {
+  if (cell.kind === 'clean' || cell.rate === 0 || records.length === 0) {
+    return { records: [...records], corrupted: [], donors: {} };
+  }
+  const kind: CorruptionKind = CORRUPTION_KINDS[cell.kind];
+  const corrupted = selectExact(records.length, cell.rate, Rng.derive(seed, 'eval-corruption', cell.kind, 'select'));
+  const donors: CorruptedSet['donors'] = {};
+  if (kind.effect === 'noise') {
+    for (const m of kind.modalities) donors[m] = derangement(records.length, Rng.derive(seed, 'eval-corruption', cell.kind, 'donor', m));
+  }
+  const out = [...records];
+  for (const i of corrupted) {
+    let r = out[i]!;
+    for (const m of kind.modalities) r = kind.effect === 'missing' ? withoutModality(r, m) : withModalityOf(r, m, records[donors[m]![i]!]!);
+    out[i] = r;
+  }
+  return { records: out, corrupted, donors };
+}
+
+/** Which modalities the model is shown; the others are blanked as missing. */
+export type View = Readonly<Record<Modality, boolean>>;
+
+export const FULL_VIEW: View = Object.freeze({ title: true, image: true, knowledge: true });
+
+/** The record as `view` shows it. */
+export function applyView(r: K3mRecord, view: View): K3mRecord {
+  let out = r;
+  for (const m of ['title', 'image', 'knowledge'] as const) if (!view[m]) out = withoutModality(out, m);
+  return out;
+}

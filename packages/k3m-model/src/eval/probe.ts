@@ -1,0 +1,227 @@
+/**
+ * @file The small models trained on frozen representations: a softmax classifier (item
+ * classification), a pair of projections into a shared space (cross-modal retrieval: K3M's
+ * pretraining has no contrastive objective, so title and image representations live in
+ * unrelated spaces until something aligns them) and a property-conditioned value classifier
+ * (knowledge completion). Each trains full-batch with Adam for a fixed number of steps from a
+ * seeded initialisation, so a result depends only on the representations and the seed.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Rng } from '../data/rng.ts';
+
+/** A row-major matrix of `rows` feature vectors of width `cols`. */
+export interface Matrix {
+  data: Float32Array;
+  rows: number;
+  cols: number;
+}
+
+/** The fixed training budget of one probe. */
+export interface ProbeBudget {
+  steps: number;
+  learningRate: number;
+  /** L2 penalty on the weights (not the biases). */
+  weightDecay: number;
+  seed: number;
+}
+
+/** Column means and standard deviations of a training matrix, applied to any matrix. */
+export interface Standardizer {
+  mean: Float32Array;
+  std: Float32Array;
+}
+
+/** Fits per-column mean and std (std floored at 1e-6 so constant columns stay finite). */
+export function fitStandardizer(x: Matrix): Standardizer {
+  const mean = new Float32Array(x.cols);
+  const std = new Float32Array(x.cols);
+  for (let r = 0; r < x.rows; r++) for (let c = 0; c < x.cols; c++) mean[c]! += x.data[r * x.cols + c]! / x.rows;
+  for (let r = 0; r < x.rows; r++) {
+    for (let c = 0; c < x.cols; c++) std[c]! += (x.data[r * x.cols + c]! - mean[c]!) ** 2 / x.rows;
+  }
+  for (let c = 0; c < x.cols; c++) std[c] = Math.max(Math.sqrt(std[c]!), 1e-6);
+  return { mean, std };
+}
+
+export function standardize(x: Matrix, s: Standardizer): Matrix {
+  const out = new Float32Array(x.data.length);
+  for (let r = 0; r < x.rows; r++) {
+    for (let c = 0; c < x.cols; c++) out[r * x.cols + c] = (x.data[r * x.cols + c]! - s.mean[c]!) / s.std[c]!;
+  }
+  return { data: out, rows: x.rows, cols: x.cols };
+}
+
+/** Glorot-uniform weights from the seeded generator (tfjs initialisers take no seed stream we control). */
+function glorot(rng: Rng, fanIn: number, fanOut: number): tf.Variable {
+  const limit = Math.sqrt(6 / (fanIn + fanOut));
+  const w = new Float32Array(fanIn * fanOut);
+  for (let i = 0; i < w.length; i++) w[i] = (rng.next() * 2 - 1) * limit;
+  return tf.variable(tf.tensor2d(w, [fanIn, fanOut]));
+}
+
+const zeros = (n: number): tf.Variable => tf.variable(tf.zeros([n]));
+const asTensor = (x: Matrix): tf.Tensor2D => tf.tensor2d(x.data, [x.rows, x.cols]);
+
+function l2(weights: tf.Variable[]): tf.Scalar {
+  return tf.addN(weights.map((w) => tf.sum(tf.square(w)))) as tf.Scalar;
+}
+
+/** Runs `steps` Adam steps of `loss`, returning the last loss value. */
+function fit(budget: ProbeBudget, vars: tf.Variable[], weights: tf.Variable[], loss: () => tf.Scalar): number {
+  const opt = tf.train.adam(budget.learningRate);
+  let last = NaN;
+  for (let s = 0; s < budget.steps; s++) {
+    const cost = opt.minimize(() => tf.add(loss(), tf.mul(budget.weightDecay, l2(weights))) as tf.Scalar, true, vars);
+    if (s === budget.steps - 1) last = cost!.dataSync()[0]!;
+    cost!.dispose();
+  }
+  opt.dispose();
+  return last;
+}
+
+function disposeAll(vars: tf.Variable[]): void {
+  for (const v of vars) v.dispose();
+}
+
+export interface TrainedClassifier {
+  /** Class scores (logits), row-major `[rows, numClasses]`. */
+  scores(x: Matrix): Float32Array;
+  /** Arg-max class per row (the lowest index wins a tie). */
+  predict(x: Matrix): Int32Array;
+  finalLoss: number;
+  dispose(): void;
+}
+
+/**
+ * A linear softmax classifier trained with cross-entropy.
+ * @example const clf = trainSoftmaxProbe(x, labels, 5, { steps: 200, learningRate: 0.01, weightDecay: 1e-4, seed: 1 });
+ */
+export function trainSoftmaxProbe(x: Matrix, labels: Int32Array, numClasses: number, budget: ProbeBudget): TrainedClassifier {
+  const rng = Rng.derive(budget.seed, 'softmax-probe');
+  const w = glorot(rng, x.cols, numClasses);
+  const b = zeros(numClasses);
+  const xt = asTensor(x);
+  const yt = tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses);
+  const finalLoss = fit(budget, [w, b], [w], () => tf.losses.softmaxCrossEntropy(yt, tf.add(tf.matMul(xt, w), b)) as tf.Scalar);
+  xt.dispose();
+  yt.dispose();
+  const scores = (m: Matrix) => tf.tidy(() => tf.add(tf.matMul(asTensor(m), w), b).dataSync() as Float32Array);
+  return {
+    scores,
+    predict: (m) => argmaxRows(scores(m), m.rows, numClasses),
+    finalLoss,
+    dispose: () => disposeAll([w, b]),
+  };
+}
+
+export interface ProjectionOptions extends ProbeBudget {
+  /** Width of the shared space. */
+  dim: number;
+  /** Softmax temperature of the contrastive loss. */
+  temperature: number;
+}
+
+export interface TrainedProjection {
+  /** L2-normalised projections of query-side rows. */
+  projectQuery(x: Matrix): Matrix;
+  projectGallery(x: Matrix): Matrix;
+  finalLoss: number;
+  dispose(): void;
+}
+
+/**
+ * Two linear maps into a shared `dim`-wide space, trained with the symmetric InfoNCE loss on
+ * paired rows (row i of `query` belongs with row i of `gallery`; the other rows of the batch
+ * are the negatives), as CLIP aligns two encoders.
+ */
+export function trainPairProjection(query: Matrix, gallery: Matrix, opts: ProjectionOptions): TrainedProjection {
+  if (query.rows !== gallery.rows) throw new RangeError(`trainPairProjection: ${query.rows} queries for ${gallery.rows} gallery rows`);
+  const rng = Rng.derive(opts.seed, 'pair-projection');
+  const pq = glorot(rng, query.cols, opts.dim);
+  const pg = glorot(rng, gallery.cols, opts.dim);
+  const qt = asTensor(query);
+  const gt = asTensor(gallery);
+  const eye = tf.oneHot(tf.range(0, query.rows, 1, 'int32'), query.rows);
+  const finalLoss = fit(opts, [pq, pg], [pq, pg], () => {
+    const a = tf.div(l2normalize(tf.matMul(qt, pq)), opts.temperature);
+    const logits = tf.matMul(a, l2normalize(tf.matMul(gt, pg)), false, true);
+    const l1 = tf.losses.softmaxCrossEntropy(eye, logits);
+    const l2_ = tf.losses.softmaxCrossEntropy(eye, tf.transpose(logits));
+    return tf.div(tf.add(l1, l2_), 2) as tf.Scalar;
+  });
+  qt.dispose();
+  gt.dispose();
+  eye.dispose();
+  const project = (p: tf.Variable) => (m: Matrix): Matrix =>
+    tf.tidy(() => ({ data: l2normalize(tf.matMul(asTensor(m), p)).dataSync() as Float32Array, rows: m.rows, cols: opts.dim }));
+  return { projectQuery: project(pq), projectGallery: project(pg), finalLoss, dispose: () => disposeAll([pq, pg]) };
+}
+
+function l2normalize(t: tf.Tensor2D): tf.Tensor2D {
+  return tf.div(t, tf.add(tf.norm(t, 'euclidean', 1, true), 1e-8));
+}
+
+/** Dot products of every row of `q` with every row of `g`: `[q.rows * g.rows]`, row-major. */
+export function similarity(q: Matrix, g: Matrix): Float32Array {
+  if (q.rows === 0 || g.rows === 0) return new Float32Array(0);
+  return tf.tidy(() => tf.matMul(asTensor(q), asTensor(g), false, true).dataSync() as Float32Array);
+}
+
+export interface ConditionalProbeOptions extends ProbeBudget {
+  hidden: number;
+}
+
+export interface TrainedConditionalProbe {
+  /** Scores of every output class for each (row, condition), row-major `[rows, numOut]`. */
+  scores(x: Matrix, cond: Int32Array): Float32Array;
+  finalLoss: number;
+  dispose(): void;
+}
+
+/**
+ * A one-hidden-layer classifier of an output class given a feature row and a condition id:
+ * `h = tanh(x W1 + E[cond] + b1)`, `logits = h W2 + b2` (knowledge completion: the value of a
+ * property given the item's representation and the property).
+ */
+export function trainConditionalProbe(
+  x: Matrix,
+  cond: Int32Array,
+  numCond: number,
+  targets: Int32Array,
+  numOut: number,
+  opts: ConditionalProbeOptions,
+): TrainedConditionalProbe {
+  const rng = Rng.derive(opts.seed, 'conditional-probe');
+  const w1 = glorot(rng, x.cols, opts.hidden);
+  const e = glorot(rng, numCond, opts.hidden);
+  const b1 = zeros(opts.hidden);
+  const w2 = glorot(rng, opts.hidden, numOut);
+  const b2 = zeros(numOut);
+  // A one-hot product instead of tf.gather: gather's gradient kernel (UnsortedSegmentSum) is
+  // missing on wasm (platform-notes.md).
+  const logits = (xt: tf.Tensor2D, ct: tf.Tensor2D) =>
+    tf.add(tf.matMul(tf.tanh(tf.add(tf.add(tf.matMul(xt, w1), tf.matMul(ct, e)), b1)), w2), b2) as tf.Tensor2D;
+  const condTensor = (c: Int32Array) => tf.oneHot(tf.tensor1d(c, 'int32'), numCond) as tf.Tensor2D;
+  const xt = asTensor(x);
+  const ct = condTensor(cond);
+  const yt = tf.oneHot(tf.tensor1d(targets, 'int32'), numOut);
+  const finalLoss = x.rows === 0 ? NaN : fit(opts, [w1, e, b1, w2, b2], [w1, e, w2], () => tf.losses.softmaxCrossEntropy(yt, logits(xt, ct)) as tf.Scalar);
+  xt.dispose();
+  ct.dispose();
+  yt.dispose();
+  return {
+    scores: (m, c) => (m.rows === 0 ? new Float32Array(0) : tf.tidy(() => logits(asTensor(m), condTensor(c)).dataSync() as Float32Array)),
+    finalLoss,
+    dispose: () => disposeAll([w1, e, b1, w2, b2]),
+  };
+}
+
+function argmaxRows(s: Float32Array, rows: number, cols: number): Int32Array {
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    for (let c = 1; c < cols; c++) if (s[r * cols + c]! > s[r * cols + best]!) best = c;
+    out[r] = best;
+  }
+  return out;
+}

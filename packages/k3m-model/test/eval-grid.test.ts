@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import {
+  applyCell,
+  applyView,
+  CLEAN_CELL,
+  CORRUPTION_KINDS,
+  corruptionGrid,
+  type CorruptionKindName,
+  type GridCell,
+} from '../src/eval/grid.ts';
+import { CachedEncoder, recordKey } from '../src/eval/encoder.ts';
+import { FakeEncoder, makeRecords } from './eval-fixtures.ts';
+
+const KINDS = Object.keys(CORRUPTION_KINDS) as CorruptionKindName[];
+const cell = (kind: CorruptionKindName, rate: number): GridCell => ({ id: `${kind}@${rate * 100}`, kind, rate });
+
+describe('corruptionGrid', () => {
+  it('is the clean cell plus every kind at 20, 50, 80 and 100%', () => {
+    const g = corruptionGrid();
+    expect(g).toHaveLength(1 + KINDS.length * 4);
+    expect(g[0]).toBe(CLEAN_CELL);
+    expect(g.map((c) => c.id)).toContain('noisy-title-image@80');
+    expect(g.filter((c) => c.kind === 'missing-image').map((c) => c.rate)).toEqual([0.2, 0.5, 0.8, 1]);
+  });
+});
+
+describe('applyCell', () => {
+  const records = makeRecords(10);
+  const keys = records.map(recordKey);
+
+  it('leaves every record unchanged at 0% for every kind', () => {
+    for (const kind of KINDS) {
+      const out = applyCell(records, cell(kind, 0), 7);
+      expect(out.corrupted).toEqual([]);
+      expect(out.records.map(recordKey)).toEqual(keys);
+    }
+    expect(applyCell(records, CLEAN_CELL, 7).records.map(recordKey)).toEqual(keys);
+  });
+
+  it('corrupts exactly round(rate * n) items, every item at 100%', () => {
+    for (const kind of KINDS) {
+      for (const [rate, n] of [
+        [0.2, 2],
+        [0.5, 5],
+        [0.8, 8],
+        [1, 10],
+      ] as const) {
+        const out = applyCell(records, cell(kind, rate), 7);
+        expect(out.corrupted).toHaveLength(n);
+        const changed = out.records.map((r, i) => recordKey(r) !== keys[i]).filter(Boolean).length;
+        expect(changed, `${kind}@${rate}`).toBe(n);
+      }
+    }
+  });
+
+  it('blanks exactly the named modalities when missing', () => {
+    const out = applyCell(records, cell('missing-title-image', 1), 7).records;
+    for (const [i, r] of out.entries()) {
+      expect(r.caption).toBe('');
+      expect(r.numBoxes).toBe(0);
+      expect(r.features.length).toBe(0);
+      expect(r.pv).toBe(records[i]!.pv);
+      expect(r.category).toBe(records[i]!.category);
+    }
+    expect(applyCell(records, cell('missing-knowledge', 1), 7).records.every((r) => r.pv === '')).toBe(true);
+  });
+
+  it('never pairs an item with itself when adding noise, and uses independent donors for title+image', () => {
+    for (const kind of ['noisy-title', 'noisy-image', 'noisy-title-image'] as const) {
+      for (const seed of [1, 2, 3, 4, 5]) {
+        const out = applyCell(records, cell(kind, 1), seed);
+        for (const d of Object.values(out.donors)) {
+          for (let i = 0; i < records.length; i++) expect(d![i]).not.toBe(i);
+          // every item donates exactly once
+          expect([...d!].sort((a, b) => a - b)).toEqual([...records.keys()]);
+        }
+        if (kind !== 'noisy-image') out.records.forEach((r, i) => expect(r.caption).toBe(records[out.donors.title![i]!]!.caption));
+        if (kind !== 'noisy-title') out.records.forEach((r, i) => expect(r.features).toBe(records[out.donors.image![i]!]!.features));
+      }
+    }
+    const both = applyCell(records, cell('noisy-title-image', 1), 3);
+    expect([...both.donors.title!]).not.toEqual([...both.donors.image!]);
+  });
+
+  it('is deterministic per seed and nests the corrupted items across rates', () => {
+    const a = applyCell(records, cell('missing-image', 0.5), 11);
+    const b = applyCell(records, cell('missing-image', 0.5), 11);
+    expect(a.corrupted).toEqual(b.corrupted);
+    const low = applyCell(records, cell('missing-image', 0.2), 11).corrupted;
+    expect(low.every((i) => a.corrupted.includes(i))).toBe(true);
+    expect(applyCell(records, cell('missing-image', 0.5), 12).corrupted).not.toEqual(a.corrupted);
+  });
+
+  it('does not modify its input and refuses noise with a single item', () => {
+    const before = records.map(recordKey);
+    applyCell(records, cell('noisy-title-image', 1), 1);
+    applyCell(records, cell('missing-title-image', 1), 1);
+    expect(records.map(recordKey)).toEqual(before);
+    expect(() => applyCell(records.slice(0, 1), cell('noisy-title', 1), 1)).toThrow(/at least 2 items/);
+  });
+});
+
+describe('views and the encoding cache', () => {
+  it('blanks the hidden modalities', () => {
+    const [r] = makeRecords(1);
+    const v = applyView(r!, { title: false, image: true, knowledge: false });
+    expect([v.caption, v.pv, v.numBoxes]).toEqual(['', '', r!.numBoxes]);
+  });
+
+  it('encodes each distinct input once across a whole grid', async () => {
+    const records = makeRecords(10);
+    const fake = new FakeEncoder();
+    const enc = new CachedEncoder(fake, 4);
+    const imageOnly = { title: false, image: true, knowledge: false };
+    for (const c of corruptionGrid(['missing-title', 'noisy-title'])) {
+      await enc.encode(applyCell(records, c, 1).records.map((r) => applyView(r, imageOnly)));
+    }
+    // Title corruption is invisible to an image-only view: 10 encodings for 9 cells.
+    expect(fake.calls).toBe(10);
+    const direct = await fake.encode(records);
+    const cached = await enc.encode(records);
+    expect(cached.data).toEqual(direct.data);
+  });
+});

@@ -1,1 +1,164 @@
-export {};
+/**
+ * @file Fixtures for tests and the parity tool only: the golden files of
+ * `../shared/data/k3m-golden` (k3m-golden/README.md Part B) as a {@link Batch}, config and
+ * tensors, and a synthetic batch generator for training tests.
+ */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { readSafetensors, toFloat32, toInt32, type RawTensor } from '@k3m-kit/region-features';
+import { BATCH_FIELDS, type Batch } from './data/batch.ts';
+import { parseModelConfig, type ModelConfig } from './model/config.ts';
+import { Rng } from './model/rng.ts';
+
+/** `<repoRoot>/../shared/data/k3m-golden`, or undefined when absent (tests then skip). */
+export function goldenDir(repoRoot: string): string | undefined {
+  const d = resolve(repoRoot, '../shared/data/k3m-golden');
+  return existsSync(join(d, 'weights.safetensors')) ? d : undefined;
+}
+
+export async function loadGoldenConfig(dir: string): Promise<ModelConfig> {
+  return parseModelConfig(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')));
+}
+
+/** The golden `grad_none` lists: parameters without a gradient per fusion mode. */
+export async function loadGradNone(dir: string): Promise<Record<string, string[]>> {
+  return (JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { grad_none: Record<string, string[]> }).grad_none;
+}
+
+/** A batch from tensors named as the golden `inputs.safetensors` (reference 3.4). */
+export function batchFromTensors(t: Map<string, RawTensor>): Batch {
+  const get = (n: string) => {
+    const v = t.get(n);
+    if (!v) throw new Error(`inputs lack ${n}`);
+    return v;
+  };
+  const ids = get('input_ids');
+  const pv = get('input_ids_pv');
+  const feat = get('image_feat');
+  const target = get('image_target');
+  const idx = get('index_p');
+  const ints = (n: string) => toInt32(get(n));
+  const b: Batch = {
+    shape: {
+      batchSize: ids.shape[0]!,
+      titleLen: ids.shape[1]!,
+      pvLen: pv.shape[1]!,
+      regions: feat.shape[1]! - 1,
+      featureDim: feat.shape[2]!,
+      numClasses: target.shape[2]!,
+      maxPairs: idx.shape[1]!,
+    },
+    inputIds: ints(BATCH_FIELDS.inputIds),
+    inputMask: ints(BATCH_FIELDS.inputMask),
+    segmentIds: ints(BATCH_FIELDS.segmentIds),
+    lmLabelIds: ints(BATCH_FIELDS.lmLabelIds),
+    isNext: ints(BATCH_FIELDS.isNext),
+    inputIdsPv: ints(BATCH_FIELDS.inputIdsPv),
+    inputMaskPv: ints(BATCH_FIELDS.inputMaskPv),
+    segmentIdsPv: ints(BATCH_FIELDS.segmentIdsPv),
+    lmLabelIdsPv: ints(BATCH_FIELDS.lmLabelIdsPv),
+    isNextPvV: ints(BATCH_FIELDS.isNextPvV),
+    isNextPvT: ints(BATCH_FIELDS.isNextPvT),
+    imageFeat: toFloat32(feat),
+    imageLoc: toFloat32(get(BATCH_FIELDS.imageLoc)),
+    imageTarget: toFloat32(target),
+    imageLabel: ints(BATCH_FIELDS.imageLabel),
+    imageMask: ints(BATCH_FIELDS.imageMask),
+    indexP: ints(BATCH_FIELDS.indexP),
+    indexV: ints(BATCH_FIELDS.indexV),
+    imageIds: Array.from({ length: ids.shape[0]! }, (_, i) => String(i)),
+  };
+  return b;
+}
+
+export async function loadGoldenBatch(dir: string): Promise<Batch> {
+  return batchFromTensors((await readSafetensors(join(dir, 'inputs.safetensors'))).tensors);
+}
+
+/**
+ * A random but well-formed batch (titles with 15% labels, PV `p:v;` pairs with masked values,
+ * regions with 15% labels), for training tests that must not depend on the data path.
+ */
+export function syntheticBatch(seed: number, o: { batchSize: number; vocabSize: number; featureDim: number; numClasses: number; regions?: number; titleLen?: number; pvLen?: number }): Batch {
+  const rng = new Rng(seed);
+  const B = o.batchSize;
+  const Lt = o.titleLen ?? 12;
+  const Lp = o.pvLen ?? 16;
+  const R = o.regions ?? 6;
+  const P = 10;
+  const word = () => 200 + rng.int(o.vocabSize - 200);
+  const b: Batch = {
+    shape: { batchSize: B, titleLen: Lt, pvLen: Lp, regions: R, featureDim: o.featureDim, numClasses: o.numClasses, maxPairs: P },
+    inputIds: new Int32Array(B * Lt),
+    inputMask: new Int32Array(B * Lt),
+    segmentIds: new Int32Array(B * Lt),
+    lmLabelIds: new Int32Array(B * Lt).fill(-1),
+    isNext: new Int32Array(B),
+    inputIdsPv: new Int32Array(B * Lp),
+    inputMaskPv: new Int32Array(B * Lp),
+    segmentIdsPv: new Int32Array(B * Lp),
+    lmLabelIdsPv: new Int32Array(B * Lp).fill(-1),
+    isNextPvV: new Int32Array(B),
+    isNextPvT: new Int32Array(B),
+    imageFeat: new Float32Array(B * (R + 1) * o.featureDim),
+    imageLoc: new Float32Array(B * (R + 1) * 5),
+    imageTarget: new Float32Array(B * R * o.numClasses),
+    imageLabel: new Int32Array(B * R).fill(-1),
+    imageMask: new Int32Array(B * (R + 1)),
+    indexP: new Int32Array(B * P * 2),
+    indexV: new Int32Array(B * P * 2),
+    imageIds: Array.from({ length: B }, (_, i) => `syn${seed}_${i}`),
+  };
+  for (let i = 0; i < B; i++) {
+    const n = 3 + rng.int(Lt - 4);
+    b.inputIds[i * Lt] = 101;
+    for (let k = 1; k <= n; k++) {
+      const id = word();
+      b.inputIds[i * Lt + k] = id;
+      if (rng.uniform() < 0.15) {
+        b.lmLabelIds[i * Lt + k] = id;
+        b.inputIds[i * Lt + k] = 103;
+      }
+    }
+    b.inputIds[i * Lt + n + 1] = 102;
+    b.inputMask.fill(1, i * Lt, i * Lt + n + 2);
+    let pos = 1;
+    b.inputIdsPv[i * Lp] = 101;
+    for (let j = 0; pos + 5 < Lp - 1 && j < P; j++) {
+      const start = pos;
+      b.inputIdsPv[i * Lp + pos++] = word();
+      const colon = pos;
+      b.inputIdsPv[i * Lp + pos++] = 131;
+      for (let k = 0; k < 2; k++) {
+        const id = word();
+        b.inputIdsPv[i * Lp + pos] = j > 0 ? 103 : id;
+        if (j > 0) b.lmLabelIdsPv[i * Lp + pos] = id;
+        pos++;
+      }
+      b.inputIdsPv[i * Lp + pos] = 132;
+      b.indexP.set([start, colon], (i * P + j) * 2);
+      b.indexV.set([colon + 1, pos], (i * P + j) * 2);
+      pos++;
+    }
+    b.inputIdsPv[i * Lp + pos] = 102;
+    b.inputMaskPv.fill(1, i * Lp, i * Lp + pos + 1);
+    const nb = 1 + rng.int(R);
+    b.imageMask.fill(1, i * (R + 1), i * (R + 1) + nb + 1);
+    b.imageLoc.set([0, 0, 1, 1, 1], i * (R + 1) * 5);
+    for (let r = 0; r < nb; r++) {
+      const row = (i * (R + 1) + r + 1) * o.featureDim;
+      for (let k = 0; k < o.featureDim; k++) b.imageFeat[row + k] = Math.max(rng.normal(), 0);
+      b.imageLoc.set([0.1, 0.1, 0.5, 0.6, 0.2], (i * (R + 1) + r + 1) * 5);
+      const tgt = (i * R + r) * o.numClasses;
+      let s = 0;
+      for (let k = 0; k < o.numClasses; k++) s += b.imageTarget[tgt + k] = Math.exp(2 * rng.normal());
+      for (let k = 0; k < o.numClasses; k++) b.imageTarget[tgt + k]! /= s;
+      if (rng.uniform() < 0.3) {
+        b.imageLabel[i * R + r] = 1;
+        b.imageFeat.fill(0, row, row + o.featureDim);
+      }
+    }
+  }
+  return b;
+}

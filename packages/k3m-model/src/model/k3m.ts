@@ -1,0 +1,410 @@
+/**
+ * @file The K3M forward pass (k3m-reference.md 4-5), functional over {@link K3mParams}:
+ * shared text embeddings and layers, the image embedding and layers, the three two-stream
+ * co-attention encoders with the original layer schedule, the initial-interactive fusion
+ * (modes 0-3), pooling, the structure aggregation (SAM), the heads with the tied decoder, and
+ * the four losses. Intermediate tensors carry the golden files' names (k3m-golden README).
+ *
+ * Stream conventions of the original encoder: in each co-attention call stream 1 ("A", the
+ * `*1`/`v_*` parameters) is the image (or the PV text in the title↔PV call) and stream 2 ("B",
+ * `*2`/`t_*`) the text (the title in the title↔PV call).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Batch } from '../data/batch.ts';
+import { bmm, linear } from '../ops/matmul.ts';
+import { dropout, gelu, layerNorm, straightThrough } from '../ops/nn.ts';
+import { embedding } from '../ops/segment-sum.ts';
+import type { ModelConfig } from './config.ts';
+import type { K3mParams } from './params.ts';
+import type { Rng } from './rng.ts';
+
+export type FusionMode = 0 | 1 | 2 | 3;
+
+/** Where this port deliberately differs from the original (README "Reference bugs"); `true` = the fix. */
+export interface ModelFixes {
+  /** Reference 8 #5: items without PV pairs get an empty knowledge aggregate (0) instead of the previous item's triples. */
+  samEmptyKnowledge: boolean;
+  /** Reference 8 #11: a loss with no labelled position is 0 instead of NaN. */
+  lossNanGuard: boolean;
+}
+export const DEFAULT_FIXES: ModelFixes = Object.freeze({ samEmptyKnowledge: true, lossNanGuard: true });
+export const ORIGINAL_BEHAVIOUR: ModelFixes = Object.freeze({ samEmptyKnowledge: false, lossNanGuard: false });
+
+export interface ForwardOptions {
+  fusionMode: FusionMode;
+  /** Dropout on (needs `rng`). Gumbel sampling follows `gumbel`. */
+  training?: boolean;
+  /** Dropout masks and Gumbel noise come from here. */
+  rng?: Rng;
+  /**
+   * Mode 1: `sample` draws Gumbel noise (the original, also at eval; reference 8 #6), `argmax`
+   * picks the largest gate without noise (deterministic evaluation). Injected `gumbelNoise`
+   * (tensors [B, L, 3, H] named v, t, pv) overrides both.
+   */
+  gumbel?: 'sample' | 'argmax';
+  gumbelNoise?: { v: tf.Tensor; t: tf.Tensor; pv: tf.Tensor };
+  /**
+   * `all`: every golden intermediate, prediction scores for every position (parity, `forward`).
+   * `train`: only the losses; the MLM/MOM heads run on labelled rows only (same loss values).
+   * `represent`: pooled representations and SAM outputs, no heads, no losses.
+   */
+  outputs?: 'all' | 'train' | 'represent';
+  fixes?: ModelFixes;
+  /** Loss weights; a weight of 0 skips that loss (title/image-only models skip pv and tri). */
+  weights?: LossWeights;
+}
+
+export interface LossWeights {
+  t: number;
+  v: number;
+  pv: number;
+  tri: number;
+}
+export const DEFAULT_LOSS_WEIGHTS: LossWeights = Object.freeze({ t: 1, v: 1, pv: 1, tri: 1 });
+export const LOSS_NAMES = ['masked_loss_t', 'masked_loss_v', 'masked_loss_pv', 'loss_tri'] as const;
+export type LossName = (typeof LOSS_NAMES)[number];
+
+export interface ForwardResult {
+  /** Scalars (shape [] ) by golden name; absent when the loss is switched off. */
+  losses: Partial<Record<LossName, tf.Scalar>>;
+  /** Weighted sum of the present losses (train/all). */
+  loss?: tf.Scalar;
+  /** Named intermediates (see {@link ForwardOptions.outputs}). */
+  outputs: Record<string, tf.Tensor>;
+}
+
+const ATTN_MASK_ADD = -10000;
+
+interface Ctx {
+  P: K3mParams;
+  c: ModelConfig;
+  rng?: Rng;
+  training: boolean;
+}
+
+const p = (ctx: Ctx, name: string) => ctx.P.get(name);
+const lin = (ctx: Ctx, x: tf.Tensor, name: string) => linear(x, p(ctx, `${name}.weight`), p(ctx, `${name}.bias`));
+const ln = (ctx: Ctx, x: tf.Tensor, name: string) => layerNorm(x, p(ctx, `${name}.weight`), p(ctx, `${name}.bias`), ctx.c.layer_norm_eps);
+const drop = (ctx: Ctx, x: tf.Tensor, prob: number) => (ctx.training ? dropout(x, prob, ctx.rng) : x);
+
+/** [B, L, D] → [B·h, L, D/h] */
+function splitHeads(x: tf.Tensor, h: number): tf.Tensor {
+  const [B, L, D] = x.shape as [number, number, number];
+  return tf.reshape(tf.transpose(tf.reshape(x, [B, L, h, D / h]), [0, 2, 1, 3]), [B * h, L, D / h]);
+}
+
+/** [B·h, L, d] → [B, L, h·d] */
+function mergeHeads(x: tf.Tensor, B: number, h: number): tf.Tensor {
+  const [, L, d] = x.shape as [number, number, number];
+  return tf.reshape(tf.transpose(tf.reshape(x, [B, h, L, d]), [0, 2, 1, 3]), [B, L, h * d]);
+}
+
+/** softmax(q·kᵀ/√d + mask)·v over h heads; `extMask` is [B, 1, 1, Lk]. */
+function attend(ctx: Ctx, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, extMask: tf.Tensor, h: number, dropP: number): tf.Tensor {
+  const [B, Lq, D] = q.shape as [number, number, number];
+  const Lk = k.shape[1]!;
+  const d = D / h;
+  const scores = tf.div(bmm(splitHeads(q, h), tf.transpose(splitHeads(k, h), [0, 2, 1])), Math.sqrt(d));
+  const probs = drop(ctx, tf.softmax(tf.add(tf.reshape(scores, [B, h, Lq, Lk]), extMask)), dropP);
+  return mergeHeads(bmm(tf.reshape(probs, [B * h, Lq, Lk]), splitHeads(v, h)), B, h);
+}
+
+/** BertLayer / BertImageLayer (M:…): self-attention, residual LN, FFN, residual LN. */
+function selfLayer(ctx: Ctx, x: tf.Tensor, extMask: tf.Tensor, name: string, heads: number, hidP: number, attP: number): tf.Tensor {
+  const s = `${name}.attention.self`;
+  const ctxv = attend(ctx, lin(ctx, x, `${s}.query`), lin(ctx, x, `${s}.key`), lin(ctx, x, `${s}.value`), extMask, heads, attP);
+  const a = ln(ctx, tf.add(drop(ctx, lin(ctx, ctxv, `${name}.attention.output.dense`), hidP), x), `${name}.attention.output.LayerNorm`);
+  const inter = gelu(lin(ctx, a, `${name}.intermediate.dense`));
+  return ln(ctx, tf.add(drop(ctx, lin(ctx, inter, `${name}.output.dense`), hidP), a), `${name}.output.LayerNorm`);
+}
+
+/** BertConnectionLayer / _two_text (M:1021-1106): bi-attention, BiOutput, one FFN per stream. */
+function coLayer(ctx: Ctx, A: tf.Tensor, maskA: tf.Tensor, B: tf.Tensor, maskB: tf.Tensor, name: string, heads: number, hidPA: number, hidPB: number) {
+  const c = ctx.c;
+  const b = `${name}.biattention`;
+  const q1 = lin(ctx, A, `${b}.query1`);
+  const k1 = lin(ctx, A, `${b}.key1`);
+  const v1 = lin(ctx, A, `${b}.value1`);
+  const q2 = lin(ctx, B, `${b}.query2`);
+  const k2 = lin(ctx, B, `${b}.key2`);
+  const v2 = lin(ctx, B, `${b}.value2`);
+  const ctxB = attend(ctx, q2, k1, v1, maskA, heads, c.v_attention_probs_dropout_prob);
+  const ctxA = attend(ctx, q1, k2, v2, maskB, heads, c.attention_probs_dropout_prob);
+  const o = `${name}.biOutput`;
+  const A1 = ln(ctx, tf.add(drop(ctx, lin(ctx, ctxA, `${o}.dense1`), hidPA), A), `${o}.LayerNorm1`);
+  const B1 = ln(ctx, tf.add(drop(ctx, lin(ctx, ctxB, `${o}.dense2`), hidPB), B), `${o}.LayerNorm2`);
+  const A2 = ln(ctx, tf.add(drop(ctx, lin(ctx, gelu(lin(ctx, A1, `${name}.v_intermediate.dense`)), `${name}.v_output.dense`), hidPA), A1), `${name}.v_output.LayerNorm`);
+  const B2 = ln(ctx, tf.add(drop(ctx, lin(ctx, gelu(lin(ctx, B1, `${name}.t_intermediate.dense`)), `${name}.t_output.dense`), hidPB), B1), `${name}.t_output.LayerNorm`);
+  return [A2, B2] as const;
+}
+
+interface Stream {
+  x: tf.Tensor;
+  mask: tf.Tensor;
+  /** Runs single-stream layer i. */
+  layer: (i: number, x: tf.Tensor) => tf.Tensor;
+  ids: number[];
+  numLayers: number;
+}
+
+/** One ViLBERT encoder call with the original schedule (reference 4.4): zip of the two id lists. */
+function coEncoder(ctx: Ctx, a: Stream, b: Stream, stack: string, heads: number, hidPA: number, hidPB: number): [tf.Tensor, tf.Tensor] {
+  let A = a.x;
+  let B = b.x;
+  let aStart = 0;
+  let bStart = 0;
+  for (let k = 0; k < a.ids.length; k++) {
+    for (let i = aStart; i < a.ids[k]!; i++) A = a.layer(i, A);
+    for (let i = bStart; i < b.ids[k]!; i++) B = b.layer(i, B);
+    [A, B] = coLayer(ctx, A, a.mask, B, b.mask, `${stack}.${k}`, heads, hidPA, hidPB);
+    aStart = a.ids[k]!;
+    bStart = b.ids[k]!;
+  }
+  for (let i = aStart; i < a.numLayers; i++) A = a.layer(i, A);
+  for (let i = bStart; i < b.numLayers; i++) B = b.layer(i, B);
+  return [A, B];
+}
+
+/** IFFM (reference 4.5) for one modality m ∈ {v, t, pv}. */
+function fuse(ctx: Ctx, m: 'v' | 't' | 'pv', ind: tf.Tensor, c1: tf.Tensor, c2: tf.Tensor, o: ForwardOptions, out: Record<string, tf.Tensor>): tf.Tensor {
+  switch (o.fusionMode) {
+    case 0:
+      return tf.div(tf.add(tf.add(ind, c1), c2), 3);
+    case 3:
+      return tf.div(tf.add(c1, c2), 2);
+  }
+  const xs = [tf.relu(ind), tf.relu(c1), tf.relu(c2)];
+  const f = tf.concat(xs, -1);
+  const gates = (['self', 'cross1', 'cross2'] as const).map((k) => tf.sigmoid(lin(ctx, f, `score_${k}_${m}`)));
+  if (o.fusionMode === 2) return lin(ctx, tf.concat(xs.map((x, k) => tf.mul(x, gates[k]!)), -1), `soft_${m}`);
+  // Mode 1: the hard choice is per (token, channel) element along a new last axis of 3.
+  let logits = tf.stack(gates, -1);
+  const injected = o.gumbelNoise?.[m];
+  if (injected) logits = tf.add(logits, tf.transpose(injected, [0, 1, 3, 2]));
+  else if ((o.gumbel ?? 'sample') === 'sample') {
+    if (!ctx.rng) throw new Error('fusion mode 1 with Gumbel sampling needs an rng (or gumbel: "argmax")');
+    const noise = new Float32Array(logits.size);
+    for (let i = 0; i < noise.length; i++) noise[i] = ctx.rng.gumbel();
+    logits = tf.add(logits, tf.tensor(noise, logits.shape));
+  }
+  const ySoft = tf.softmax(logits);
+  // Exact ties have probability zero with noise; `equal` to the max avoids argMax+oneHot on rank 4.
+  const hard = tf.cast(tf.equal(logits, tf.max(logits, -1, true)), 'float32');
+  const g = straightThrough(hard, ySoft);
+  if (o.outputs === 'all') out[`gumbel_onehot_${m}`] = tf.transpose(g, [0, 1, 3, 2]);
+  return tf.sum(tf.mul(g, tf.stack(xs, -1)), -1);
+}
+
+const extMask = (mask: tf.Tensor) => tf.expandDims(tf.expandDims(tf.mul(tf.sub(1, mask), ATTN_MASK_ADD), 1), 1);
+
+/** Selection matrix [B, P, L] averaging the two endpoint rows of each valid pair (reference 4.6, bug 4 reproduced). */
+function pairSelector(idx: Int32Array, valid: Uint8Array, B: number, P: number, L: number): tf.Tensor {
+  const sel = new Float32Array(B * P * L);
+  for (let i = 0; i < B * P; i++) {
+    if (!valid[i]) continue;
+    sel[i * L + idx[2 * i]!]! += 0.5;
+    sel[i * L + idx[2 * i + 1]!]! += 0.5;
+  }
+  return tf.tensor(sel, [B, P, L]);
+}
+
+/** Cross-entropy with ignore index −1, mean over labelled rows; `logits` [N, V]. */
+function maskedCe(logits: tf.Tensor, labels: Int32Array, nanGuard: boolean): tf.Scalar {
+  const n = labels.reduce((a, l) => a + (l >= 0 ? 1 : 0), 0);
+  const picked = tf.sum(tf.mul(tf.logSoftmax(logits), tf.oneHot(tf.tensor1d(labels, 'int32'), logits.shape[1]!)));
+  return tf.div(tf.neg(picked), nanGuard ? Math.max(n, 1) : n) as tf.Scalar;
+}
+
+/** Indices of labelled rows (label ≥ 0 / == 1) of a flat label array. */
+const rowsWhere = (labels: Int32Array, pred: (l: number) => boolean) => {
+  const r: number[] = [];
+  labels.forEach((l, i) => pred(l) && r.push(i));
+  return r;
+};
+
+/**
+ * The whole model on one batch. All tensors it creates are returned or disposed by the caller's
+ * `tf.tidy`/`variableGrads`.
+ */
+export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardResult {
+  const c = P.config;
+  const ctx: Ctx = { P, c, rng: o.rng, training: o.training ?? false };
+  const fixes = o.fixes ?? DEFAULT_FIXES;
+  const w = o.weights ?? DEFAULT_LOSS_WEIGHTS;
+  const mode = o.outputs ?? 'train';
+  const { batchSize: Bn, titleLen: Lt, pvLen: Lp, regions: R, featureDim: F, numClasses: C, maxPairs: NP } = batch.shape;
+  const out: Record<string, tf.Tensor> = {};
+  const H = c.hidden_size;
+
+  // Modal-encoding layer (4.3): one BertEmbeddings for title and PV.
+  const textEmb = (ids: Int32Array, seg: Int32Array, L: number) => {
+    const words = embedding(p(ctx, 'bert_tri.embeddings.word_embeddings.weight'), tf.tensor2d(ids, [Bn, L], 'int32'), 0);
+    const pos = tf.slice(p(ctx, 'bert_tri.embeddings.position_embeddings.weight'), [0, 0], [L, H]);
+    const types = embedding(p(ctx, 'bert_tri.embeddings.token_type_embeddings.weight'), tf.tensor2d(seg, [Bn, L], 'int32'));
+    return drop(ctx, ln(ctx, tf.add(tf.add(words, pos), types), 'bert_tri.embeddings.LayerNorm'), c.hidden_dropout_prob);
+  };
+  const embT = textEmb(batch.inputIds, batch.segmentIds, Lt);
+  const embPv = textEmb(batch.inputIdsPv, batch.segmentIdsPv, Lp);
+  const feat = tf.tensor3d(batch.imageFeat, [Bn, R + 1, F]);
+  const loc = tf.tensor3d(batch.imageLoc, [Bn, R + 1, 5]);
+  const embV = drop(
+    ctx,
+    ln(ctx, tf.add(lin(ctx, feat, 'bert_tri.v_embeddings.image_embeddings'), lin(ctx, loc, 'bert_tri.v_embeddings.image_location_embeddings')), 'bert_tri.v_embeddings.LayerNorm'),
+    c.v_hidden_dropout_prob,
+  );
+
+  const maskT = extMask(tf.tensor2d(Float32Array.from(batch.inputMask), [Bn, Lt]));
+  const maskPv = extMask(tf.tensor2d(Float32Array.from(batch.inputMaskPv), [Bn, Lp]));
+  const maskV = extMask(tf.tensor2d(Float32Array.from(batch.imageMask), [Bn, R + 1]));
+
+  const textLayer = (mask: tf.Tensor) => (i: number, x: tf.Tensor) =>
+    selfLayer(ctx, x, mask, `bert_tri.encoder_tri.layer.${i}`, c.num_attention_heads, c.hidden_dropout_prob, c.attention_probs_dropout_prob);
+  const imageLayer = (i: number, x: tf.Tensor) =>
+    selfLayer(ctx, x, maskV, `bert_tri.encoder_tri.v_layer.${i}`, c.v_num_attention_heads, c.v_hidden_dropout_prob, c.v_attention_probs_dropout_prob);
+  const image = (): Stream => ({ x: embV, mask: maskV, layer: imageLayer, ids: c.v_biattention_id, numLayers: c.v_num_hidden_layers });
+  const text = (x: tf.Tensor, mask: tf.Tensor): Stream => ({ x, mask, layer: textLayer(mask), ids: c.t_biattention_id, numLayers: c.num_hidden_layers });
+  const enc = 'bert_tri.encoder_tri';
+  const hv = c.v_hidden_dropout_prob;
+  const ht = c.hidden_dropout_prob;
+  const [seqV, seqT] = coEncoder(ctx, image(), text(embT, maskT), `${enc}.c_layer`, c.bi_num_attention_heads, hv, ht);
+  const [seqVPv, seqPvV] = coEncoder(ctx, image(), text(embPv, maskPv), `${enc}.c_layer_pv_v`, c.bi_num_attention_heads, hv, ht);
+  const [seqPvT, seqTPv] = coEncoder(ctx, text(embPv, maskPv), text(embT, maskT), `${enc}.c_layer_pv_t`, c.bi_num_attention_heads, ht, ht);
+
+  if (mode === 'all') {
+    Object.assign(out, { emb_t: embT, emb_pv: embPv, emb_v: embV, seq_t: seqT, seq_v: seqV, seq_pv_v: seqPvV, seq_v_pv: seqVPv, seq_t_pv: seqTPv, seq_pv_t: seqPvT });
+    const pool = (x: tf.Tensor, which: 't' | 'v') => tf.relu(lin(ctx, tf.squeeze(tf.slice(x, [0, 0, 0], [-1, 1, -1]), [1]), `bert_tri.${which}_pooler.dense`));
+    Object.assign(out, {
+      enc_pooler_t: pool(seqT, 't'),
+      enc_pooler_v: pool(seqV, 'v'),
+      enc_pooler_pv_v: pool(seqPvV, 't'),
+      enc_pooler_v_pv: pool(seqVPv, 'v'),
+      enc_pooler_t_pv: pool(seqTPv, 't'),
+      enc_pooler_pv_t: pool(seqPvT, 't'),
+    });
+  }
+
+  // Fusion in the original's call order v, t, pv (the order Gumbel noise is drawn in).
+  const fusedV = fuse(ctx, 'v', embV, seqV, seqVPv, o, out);
+  const fusedT = fuse(ctx, 't', embT, seqT, seqTPv, o, out);
+  const fusedPv = fuse(ctx, 'pv', embPv, seqPvV, seqPvT, o, out);
+
+  // Means skip position 0 and ignore the masks (reference 8 #8, reproduced).
+  const meanFrom1 = (x: tf.Tensor) => tf.mean(tf.slice(x, [0, 1, 0], [-1, -1, -1]), 1);
+  const pooledV = lin(ctx, meanFrom1(fusedV), 'map_bi_to_individual');
+  const pooledT = meanFrom1(fusedT);
+  const pooledPv = meanFrom1(fusedPv);
+  const cInitial = tf.div(tf.add(tf.add(pooledV, pooledT), pooledPv), 3);
+  if (mode !== 'train') Object.assign(out, { fused_v: fusedV, fused_t: fusedT, fused_pv: fusedPv, pooled_v: pooledV, pooled_t: pooledT, pooled_pv: pooledPv, c_initial: cInitial });
+
+  const losses: ForwardResult['losses'] = {};
+  // SAM (4.6), vectorised over a [B, P] validity mask: pair j counts while index_p[i, j, 0] != 0.
+  if (mode !== 'train' || w.tri !== 0) {
+    const valid = new Uint8Array(Bn * NP);
+    const hasPairs = new Uint8Array(Bn);
+    for (let i = 0; i < Bn; i++) {
+      for (let j = 0; j < NP && batch.indexP[(i * NP + j) * 2] !== 0; j++) valid[i * NP + j] = 1;
+      hasPairs[i] = valid[i * NP];
+    }
+    const pj = bmm(pairSelector(batch.indexP, valid, Bn, NP, Lp), fusedPv);
+    const vj = bmm(pairSelector(batch.indexV, valid, Bn, NP, Lp), fusedPv);
+    const cRep = tf.tile(tf.expandDims(cInitial, 1), [1, NP, 1]);
+    const t = lin(ctx, tf.concat([cRep, pj, vj], -1), 'struc_w1');
+    const validT = tf.tensor2d(Float32Array.from(valid), [Bn, NP]);
+    const scores = tf.mul(tf.squeeze(lin(ctx, tf.leakyRelu(t, 0.01), 'struc_w2'), [2]), validT);
+    const a = tf.mul(tf.softmax(tf.add(scores, tf.mul(tf.sub(1, validT), -1e9))), validT);
+    let agg = tf.squeeze(bmm(tf.expandDims(a, 1), t), [1]);
+    if (!fixes.samEmptyKnowledge && hasPairs.some((h) => !h)) {
+      // Original M:2353-2369: an item without pairs reuses the last item's triples; before any
+      // item had pairs the fallback is t = [c_initial_0], whose aggregate is c_initial_0 itself.
+      const pick = new Float32Array(Bn * (Bn + 1));
+      let src = Bn;
+      for (let i = 0; i < Bn; i++) {
+        if (hasPairs[i]) src = i;
+        pick[i * (Bn + 1) + src] = 1;
+      }
+      const rows = tf.concat([agg, tf.slice(cInitial, [0, 0], [1, -1])], 0);
+      agg = tf.matMul(tf.tensor2d(pick, [Bn, Bn + 1]), rows);
+    }
+    const knowledge = lin(ctx, agg, 'struc_w3');
+    const cFinal = tf.add(cInitial, knowledge);
+    const rolled = tf.concat([tf.slice(cInitial, [1, 0], [-1, -1]), tf.slice(cInitial, [0, 0], [1, -1])], 0);
+    const cNeg = tf.add(rolled, knowledge);
+    if (mode !== 'train') Object.assign(out, { sam_attn_scores: scores, c_final: cFinal, c_final_neg: cNeg });
+    if (mode !== 'represent') {
+      const samLogits = lin(ctx, tf.concat([cFinal, cNeg], 0), 'struc_w_loss');
+      if (mode === 'all') out.sam_logits = samLogits;
+      const labels = new Int32Array(2 * Bn);
+      labels.fill(1, 0, Bn);
+      losses.loss_tri = maskedCe(samLogits, labels, true);
+    }
+  }
+  if (mode === 'represent') return { losses, outputs: out };
+
+  // Heads (4.7). The MLM head is shared by title and PV, its decoder tied to the word embeddings.
+  const mlmHead = (x: tf.Tensor) => {
+    const h = ln(ctx, gelu(lin(ctx, x, 'cls.predictions.transform.dense')), 'cls.predictions.transform.LayerNorm');
+    return linear(h, p(ctx, 'bert_tri.embeddings.word_embeddings.weight'), p(ctx, 'cls.predictions.bias'));
+  };
+  const imageHead = (x: tf.Tensor) =>
+    lin(ctx, ln(ctx, gelu(lin(ctx, x, 'cls.imagePredictions.transform.dense')), 'cls.imagePredictions.transform.LayerNorm'), 'cls.imagePredictions.decoder');
+
+  const mlmLoss = (fused: tf.Tensor, labels: Int32Array, L: number, name: 'prediction_scores_t' | 'prediction_scores_pv') => {
+    if (mode === 'all') {
+      const scores = mlmHead(fused);
+      out[name] = scores;
+      return maskedCe(tf.reshape(scores, [-1, c.vocab_size]), labels, fixes.lossNanGuard);
+    }
+    const rows = rowsWhere(labels, (l) => l >= 0);
+    if (rows.length === 0) return tf.scalar(fixes.lossNanGuard ? 0 : NaN);
+    const picked = tf.gather(tf.reshape(fused, [Bn * L, H]), tf.tensor1d(rows, 'int32'));
+    return maskedCe(mlmHead(picked), Int32Array.from(rows, (r) => labels[r]!), fixes.lossNanGuard);
+  };
+  if (w.t !== 0 || mode === 'all') losses.masked_loss_t = mlmLoss(fusedT, batch.lmLabelIds, Lt, 'prediction_scores_t');
+  if (w.pv !== 0 || mode === 'all') losses.masked_loss_pv = mlmLoss(fusedPv, batch.lmLabelIdsPv, Lp, 'prediction_scores_pv');
+
+  // MOM (5): KL(target ‖ softmax(pred)) summed over classes and masked regions, / #masked regions.
+  if (w.v !== 0 || mode === 'all') {
+    const rows = rowsWhere(batch.imageLabel, (l) => l === 1);
+    let entropyTerm = 0;
+    for (const r of rows) {
+      for (let k = r * C; k < (r + 1) * C; k++) {
+        const t = batch.imageTarget[k]!;
+        if (t > 0) entropyTerm += t * Math.log(t);
+      }
+    }
+    const denom = fixes.lossNanGuard ? Math.max(rows.length, 1) : rows.length;
+    let regionScores: tf.Tensor | undefined;
+    if (mode === 'all') {
+      const scores = imageHead(fusedV);
+      out.prediction_scores_v = scores;
+      regionScores = tf.reshape(tf.slice(scores, [0, 1, 0], [-1, -1, -1]), [Bn * R, C]);
+      if (rows.length) regionScores = tf.gather(regionScores, tf.tensor1d(rows, 'int32'));
+    } else if (rows.length) {
+      regionScores = imageHead(tf.gather(tf.reshape(tf.slice(fusedV, [0, 1, 0], [-1, -1, -1]), [Bn * R, c.v_hidden_size]), tf.tensor1d(rows, 'int32')));
+    }
+    if (rows.length && regionScores) {
+      const target = new Float32Array(rows.length * C);
+      rows.forEach((r, i) => target.set(batch.imageTarget.subarray(r * C, (r + 1) * C), i * C));
+      const cross = tf.sum(tf.mul(tf.tensor2d(target, [rows.length, C]), tf.logSoftmax(regionScores)));
+      losses.masked_loss_v = tf.div(tf.sub(entropyTerm, cross), denom) as tf.Scalar;
+    } else {
+      losses.masked_loss_v = tf.scalar(fixes.lossNanGuard ? 0 : NaN);
+    }
+  }
+
+  if (mode === 'all') {
+    const rel = lin(ctx, tf.add(tf.add(pooledT, pooledV), pooledPv), 'cls.seq_relationship');
+    out.seq_relationship_score = rel;
+    out.next_sentence_loss_t_v_pv = maskedCe(rel, new Int32Array(Bn), true);
+  }
+
+  const weight: Record<LossName, number> = { masked_loss_t: w.t, masked_loss_v: w.v, masked_loss_pv: w.pv, loss_tri: w.tri };
+  let loss: tf.Scalar | undefined;
+  for (const name of LOSS_NAMES) {
+    const l = losses[name];
+    if (!l || weight[name] === 0) continue;
+    const term = weight[name] === 1 ? l : (tf.mul(l, weight[name]) as tf.Scalar);
+    loss = loss ? (tf.add(loss, term) as tf.Scalar) : term;
+  }
+  return { losses, loss, outputs: out };
+}

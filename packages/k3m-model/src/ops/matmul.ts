@@ -1,0 +1,61 @@
+/**
+ * @file Matrix products whose gradients only use plain (untransposed) matmuls.
+ *
+ * On the wasm back end only a plain `A@B` is fast; tfjs-core's stock matmul gradient uses the
+ * `transposeA`/`transposeB` flags, which run 10x slower there (platform-notes.md). These ops
+ * transpose explicitly (a cheap copy) before every product, forward and backward.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { customOp } from './custom-grad.ts';
+
+/** y = x·Wᵀ + b for x [N, in], W [out, in] (PyTorch layout), b [out]. */
+const linear2d = customOp<[tf.Tensor, tf.Tensor, tf.Tensor]>((x, w, b, save) => {
+  save([x, w]);
+  const value = tf.add(tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D)), b);
+  return {
+    value,
+    gradFunc: (dy, saved) => {
+      const g = dy as tf.Tensor2D;
+      const [sx, sw] = saved as [tf.Tensor2D, tf.Tensor2D];
+      return [tf.matMul(g, sw), tf.matMul(tf.transpose(g), sx), tf.sum(g, 0)];
+    },
+  };
+});
+
+/** y = x·Wᵀ (no bias) for x [N, in], W [out, in]. */
+const linear2dNoBias = customOp<[tf.Tensor, tf.Tensor]>((x, w, save) => {
+  save([x, w]);
+  return {
+    value: tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D)),
+    gradFunc: (dy, saved) => {
+      const g = dy as tf.Tensor2D;
+      const [sx, sw] = saved as [tf.Tensor2D, tf.Tensor2D];
+      return [tf.matMul(g, sw), tf.matMul(tf.transpose(g), sx)];
+    },
+  };
+});
+
+/**
+ * A PyTorch `nn.Linear` over the last axis of `x` (any rank): `x·Wᵀ + b`, W stored [out, in].
+ * @example linear(tf.ones([2, 3, 4]), tf.ones([5, 4]), tf.zeros([5])).shape // [2, 3, 5]
+ */
+export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
+  const inF = x.shape[x.rank - 1]!;
+  const outF = w.shape[0]!;
+  const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inF]);
+  const y = b ? linear2d(x2, w, b) : linear2dNoBias(x2, w);
+  return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), outF]);
+}
+
+/** Batched a·b for a [G, M, K], b [G, K, N]; the gradient transposes explicitly. */
+export const bmm = customOp<[tf.Tensor, tf.Tensor]>((a, b, save) => {
+  save([a, b]);
+  return {
+    value: tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D),
+    gradFunc: (dy, saved) => {
+      const g = dy as tf.Tensor3D;
+      const [sa, sb] = saved as [tf.Tensor3D, tf.Tensor3D];
+      return [tf.matMul(g, tf.transpose(sb, [0, 2, 1])), tf.matMul(tf.transpose(sa, [0, 2, 1]), g)];
+    },
+  };
+}) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor3D;

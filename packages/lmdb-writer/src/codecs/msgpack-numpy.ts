@@ -1,0 +1,389 @@
+/**
+ * @file The record value: tensorpack's msgpack datapoint with msgpack_numpy arrays
+ * (design.md 6.3, k3m-reference.md 2.5), both directions.
+ *
+ * A value is a msgpack array of 10 fields in the reference order:
+ *
+ *   features, cls_prob, boxes, num_boxes, image_h, image_w, image_id, caption, pv, category
+ *
+ * Arrays are msgpack_numpy 0.4.8 maps, keys as msgpack bin (Python `bytes`), in this order:
+ *
+ *   { b'nd': true, b'type': '<f4' | '<f2' (str), b'kind': b'' (bin), b'shape': [rows, cols],
+ *     b'data': <raw little-endian C-order bytes> (bin) }
+ *
+ * num_boxes, image_h, image_w are decimal strings; text fields are msgpack str. The encoder
+ * emits exactly what Python `msgpack.dumps(dp, use_bin_type=True)` with msgpack_numpy emits
+ * (smallest int/str/bin forms), so values are byte-identical to the reference writer's. With
+ * 36 rows the `data` payload of features and cls_prob starts 4-byte aligned in the value,
+ * which lets the reader hand out Float32Array views without copying.
+ *
+ * The decoder (msgpackr, maps as Map so binary keys survive) also accepts what older Python
+ * writers produce: str keys, float NaN for empty text (pandas), missing `kind`.
+ */
+import { Unpackr } from 'msgpackr';
+import type { K3mRecord } from '../record.ts';
+
+/** numpy dtype strings this codec reads and writes. */
+export const DTYPES = Object.freeze({ float32: '<f4', float16: '<f2' });
+export type DtypeName = keyof typeof DTYPES;
+
+/** Where the 10 fields sit in the datapoint (k3m-reference.md 2.5). */
+export const FIELDS = Object.freeze([
+  'features',
+  'cls_prob',
+  'boxes',
+  'num_boxes',
+  'image_h',
+  'image_w',
+  'image_id',
+  'caption',
+  'pv',
+  'category',
+] as const);
+
+export class MsgpackNumpyError extends Error {
+  override name = 'MsgpackNumpyError';
+}
+
+/** A growable msgpack writer for the handful of types a datapoint uses. */
+export class MsgpackWriter {
+  private buf: Buffer;
+  private pos = 0;
+
+  constructor(initial = 1 << 16) {
+    this.buf = Buffer.allocUnsafe(initial);
+  }
+
+  private room(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  private header(fixBase: number | undefined, fixMax: number, c8: number | undefined, c16: number, c32: number, n: number): void {
+    this.room(5);
+    const b = this.buf;
+    if (fixBase !== undefined && n <= fixMax) b[this.pos++] = fixBase | n;
+    else if (c8 !== undefined && n < 256) {
+      b[this.pos++] = c8;
+      b[this.pos++] = n;
+    } else if (n < 65536) {
+      b[this.pos++] = c16;
+      b.writeUInt16BE(n, this.pos);
+      this.pos += 2;
+    } else {
+      b[this.pos++] = c32;
+      b.writeUInt32BE(n, this.pos);
+      this.pos += 4;
+    }
+  }
+
+  nil(): this {
+    this.room(1);
+    this.buf[this.pos++] = 0xc0;
+    return this;
+  }
+
+  bool(v: boolean): this {
+    this.room(1);
+    this.buf[this.pos++] = v ? 0xc3 : 0xc2;
+    return this;
+  }
+
+  /** Non-negative integers (shapes, lengths). */
+  uint(v: number): this {
+    if (!Number.isInteger(v) || v < 0) throw new MsgpackNumpyError(`uint: ${v} is not a non-negative integer`);
+    this.room(9);
+    const b = this.buf;
+    if (v < 128) b[this.pos++] = v;
+    else if (v < 256) {
+      b[this.pos++] = 0xcc;
+      b[this.pos++] = v;
+    } else if (v < 65536) {
+      b[this.pos++] = 0xcd;
+      b.writeUInt16BE(v, this.pos);
+      this.pos += 2;
+    } else if (v < 2 ** 32) {
+      b[this.pos++] = 0xce;
+      b.writeUInt32BE(v, this.pos);
+      this.pos += 4;
+    } else {
+      b[this.pos++] = 0xcf;
+      b.writeBigUInt64BE(BigInt(v), this.pos);
+      this.pos += 8;
+    }
+    return this;
+  }
+
+  str(s: string): this {
+    const n = Buffer.byteLength(s, 'utf8');
+    this.header(0xa0, 31, 0xd9, 0xda, 0xdb, n);
+    this.room(n);
+    this.pos += this.buf.write(s, this.pos, 'utf8');
+    return this;
+  }
+
+  bin(data: Uint8Array): this {
+    this.header(undefined, 0, 0xc4, 0xc5, 0xc6, data.byteLength);
+    this.room(data.byteLength);
+    this.buf.set(data, this.pos);
+    this.pos += data.byteLength;
+    return this;
+  }
+
+  array(n: number): this {
+    this.header(0x90, 15, undefined, 0xdc, 0xdd, n);
+    return this;
+  }
+
+  map(n: number): this {
+    this.header(0x80, 15, undefined, 0xde, 0xdf, n);
+    return this;
+  }
+
+  /** The bytes written so far (a copy, so the writer can be reused). */
+  bytes(): Buffer {
+    return Buffer.from(this.buf.subarray(0, this.pos));
+  }
+
+  reset(): this {
+    this.pos = 0;
+    return this;
+  }
+}
+
+const KEY = {
+  nd: Buffer.from('nd'),
+  type: Buffer.from('type'),
+  kind: Buffer.from('kind'),
+  shape: Buffer.from('shape'),
+  data: Buffer.from('data'),
+};
+const EMPTY = new Uint8Array(0);
+
+// float32 -> float16 bits, round half to even (what numpy's astype(float16) does).
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+function halfBits(v: number): number {
+  f32[0] = v;
+  const x = u32[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 112;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  // A carry out of the mantissa correctly bumps the exponent (up to infinity).
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+  return sign | h;
+}
+
+let HALF_TABLE: Float32Array | undefined;
+function halfTable(): Float32Array {
+  if (HALF_TABLE) return HALF_TABLE;
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const s = h & 0x8000 ? -1 : 1;
+    const e = (h >>> 10) & 0x1f;
+    const m = h & 0x3ff;
+    t[h] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
+  }
+  return (HALF_TABLE = t);
+}
+
+/** float32 values to IEEE half-precision bits (little-endian when viewed as bytes). */
+export function toFloat16(a: Float32Array): Uint16Array {
+  const out = new Uint16Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = halfBits(a[i]!);
+  return out;
+}
+
+/** Half-precision bits widened to float32 (exact). */
+export function fromFloat16(h: Uint16Array): Float32Array {
+  const t = halfTable();
+  const out = new Float32Array(h.length);
+  for (let i = 0; i < h.length; i++) out[i] = t[h[i]!]!;
+  return out;
+}
+
+const bytesOf = (a: Float32Array | Uint16Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/**
+ * Appends one 2-D numpy array map. `cols` is the second dimension, kept even for 0 rows so an
+ * image-missing record still says `(0, 2048)`.
+ * @example encodeNdarray(w, new Float32Array(8), 2, 4, 'float32')
+ */
+export function encodeNdarray(w: MsgpackWriter, a: Float32Array, rows: number, cols: number, dtype: DtypeName = 'float32'): void {
+  if (a.length !== rows * cols) throw new MsgpackNumpyError(`ndarray: ${a.length} values for shape (${rows}, ${cols})`);
+  w.map(5);
+  w.bin(KEY.nd).bool(true);
+  w.bin(KEY.type).str(DTYPES[dtype]);
+  w.bin(KEY.kind).bin(EMPTY);
+  w.bin(KEY.shape).array(2).uint(rows).uint(cols);
+  w.bin(KEY.data).bin(a.length === 0 ? EMPTY : dtype === 'float16' ? bytesOf(toFloat16(a)) : bytesOf(a));
+}
+
+/** A decoded numpy array, widened to float32; `dtype` tells what was stored. */
+export interface Ndarray {
+  data: Float32Array;
+  shape: number[];
+  dtype: DtypeName;
+  /** True when `data` is a view into the value buffer (no copy was made). */
+  view: boolean;
+}
+
+function mapGet(m: Map<unknown, unknown>, name: string): unknown {
+  for (const [k, v] of m) {
+    const key = typeof k === 'string' ? k : k instanceof Uint8Array ? Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1') : undefined;
+    if (key === name) return v;
+  }
+  return undefined;
+}
+
+/** Decodes a msgpack_numpy map (as msgpackr returns it with `mapsAsObjects: false`). */
+export function decodeNdarray(m: unknown, field = 'ndarray'): Ndarray {
+  if (!(m instanceof Map) || mapGet(m, 'nd') !== true) throw new MsgpackNumpyError(`${field}: not a msgpack_numpy array map`);
+  const type = mapGet(m, 'type');
+  const shape = mapGet(m, 'shape');
+  const data = mapGet(m, 'data');
+  const kind = mapGet(m, 'kind');
+  if (kind instanceof Uint8Array && kind.byteLength > 0) throw new MsgpackNumpyError(`${field}: structured dtypes are not supported`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new MsgpackNumpyError(`${field}: bad shape`);
+  if (!(data instanceof Uint8Array)) throw new MsgpackNumpyError(`${field}: data is not binary`);
+  const count = shape.reduce((a: number, b: number) => a * b, 1);
+  const typeStr = typeof type === 'string' ? type : type instanceof Uint8Array ? Buffer.from(type).toString('latin1') : '';
+  if (typeStr === DTYPES.float32) {
+    if (data.byteLength !== count * 4) throw new MsgpackNumpyError(`${field}: ${data.byteLength} bytes for shape (${shape.join(', ')}) <f4`);
+    if (data.byteOffset % 4 === 0) return { data: new Float32Array(data.buffer, data.byteOffset, count), shape, dtype: 'float32', view: true };
+    const out = new Float32Array(count);
+    new Uint8Array(out.buffer).set(data);
+    return { data: out, shape, dtype: 'float32', view: false };
+  }
+  if (typeStr === DTYPES.float16) {
+    if (data.byteLength !== count * 2) throw new MsgpackNumpyError(`${field}: ${data.byteLength} bytes for shape (${shape.join(', ')}) <f2`);
+    const bits = data.byteOffset % 2 === 0 ? new Uint16Array(data.buffer, data.byteOffset, count) : new Uint16Array(new Uint8Array(data).buffer);
+    return { data: fromFloat16(bits), shape, dtype: 'float16', view: false };
+  }
+  throw new MsgpackNumpyError(`${field}: dtype ${JSON.stringify(typeStr)} is not one of ${Object.values(DTYPES).join(', ')}`);
+}
+
+/** How a record's arrays are stored. */
+export interface RecordEncoding {
+  /** features and cls_prob as float16 (boxes stay float32). */
+  fp16?: boolean;
+  /** false: cls_prob stored as shape (num_boxes, 0). */
+  clsProb?: boolean;
+}
+
+/**
+ * One datapoint value, exactly as tensorpack 0.9.4 + msgpack_numpy would write it.
+ * @example encodeRecord(record, { fp16: false, clsProb: true })
+ */
+export function encodeRecord(r: K3mRecord, enc: RecordEncoding = {}, w = new MsgpackWriter(1 << 20)): Buffer {
+  const dtype: DtypeName = enc.fp16 ? 'float16' : 'float32';
+  const keepCls = enc.clsProb !== false;
+  w.reset().array(10);
+  encodeNdarray(w, r.features, r.numBoxes, r.featureDim, dtype);
+  if (keepCls) encodeNdarray(w, r.clsProb, r.numBoxes, r.numClasses, dtype);
+  else encodeNdarray(w, new Float32Array(0), r.numBoxes, 0, dtype);
+  encodeNdarray(w, r.boxes, r.numBoxes, 4, 'float32');
+  w.str(String(r.numBoxes)).str(String(r.imageH)).str(String(r.imageW));
+  w.str(r.imageId).str(r.caption).str(r.pv).str(r.category);
+  return w.bytes();
+}
+
+const unpackr = new Unpackr({ mapsAsObjects: false, useRecords: false, int64AsType: 'number' });
+
+function text(v: unknown, field: string): string {
+  if (typeof v === 'string') return v;
+  // pandas writes empty cells as float NaN; older writers may leave nil.
+  if (v === null || v === undefined || (typeof v === 'number' && Number.isNaN(v))) return '';
+  if (typeof v === 'number') return String(v);
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('utf8');
+  throw new MsgpackNumpyError(`${field}: expected text, got ${typeof v}`);
+}
+
+function intText(v: unknown, field: string): number {
+  const s = text(v, field);
+  if (!/^\d+$/.test(s)) throw new MsgpackNumpyError(`${field}: ${JSON.stringify(s)} is not a non-negative integer`);
+  return Number(s);
+}
+
+/** A decoded datapoint plus the stored dtype (the record itself is always float32). */
+export interface DecodedRecord {
+  record: K3mRecord;
+  dtype: DtypeName;
+  /** Whether features was handed out as a view (no copy). */
+  zeroCopy: boolean;
+}
+
+/** Decodes one value into the record our trainer uses; throws {@link MsgpackNumpyError}. */
+export function decodeRecord(value: Uint8Array): DecodedRecord {
+  let dp: unknown;
+  try {
+    dp = unpackr.unpack(value);
+  } catch (e) {
+    throw new MsgpackNumpyError(`not msgpack: ${(e as Error).message}`);
+  }
+  if (!Array.isArray(dp) || dp.length !== FIELDS.length) throw new MsgpackNumpyError(`expected a list of ${FIELDS.length} fields`);
+  const features = decodeNdarray(dp[0], 'features');
+  const clsProb = decodeNdarray(dp[1], 'cls_prob');
+  const boxes = decodeNdarray(dp[2], 'boxes');
+  const numBoxes = intText(dp[3], 'num_boxes');
+  for (const [name, a] of [['features', features], ['cls_prob', clsProb], ['boxes', boxes]] as const) {
+    if (a.shape.length !== 2 || a.shape[0] !== numBoxes) throw new MsgpackNumpyError(`${name}: shape (${a.shape.join(', ')}) for num_boxes ${numBoxes}`);
+  }
+  if (boxes.shape[1] !== 4) throw new MsgpackNumpyError(`boxes: shape (${boxes.shape.join(', ')}) is not (n, 4)`);
+  return {
+    record: {
+      features: features.data,
+      clsProb: clsProb.data,
+      boxes: boxes.data,
+      numBoxes,
+      imageH: intText(dp[4], 'image_h'),
+      imageW: intText(dp[5], 'image_w'),
+      imageId: text(dp[6], 'image_id'),
+      caption: text(dp[7], 'caption'),
+      pv: text(dp[8], 'pv'),
+      category: text(dp[9], 'category'),
+      featureDim: features.shape[1]!,
+      numClasses: clsProb.shape[1]!,
+    },
+    dtype: features.dtype,
+    zeroCopy: features.view,
+  };
+}
+
+/** msgpack of a list of byte strings (tensorpack's `__keys__` value). */
+export function encodeBinList(items: readonly Uint8Array[]): Buffer {
+  const w = new MsgpackWriter(items.length * 10 + 16);
+  w.array(items.length);
+  for (const it of items) w.bin(it);
+  return w.bytes();
+}
+
+/** Decodes a msgpack list of byte strings (or str, as some writers produce). */
+export function decodeBinList(value: Uint8Array): string[] {
+  const v: unknown = unpackr.unpack(value);
+  if (!Array.isArray(v)) throw new MsgpackNumpyError('__keys__: not a list');
+  return v.map((k, i) => {
+    if (typeof k === 'string') return k;
+    if (k instanceof Uint8Array) return Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1');
+    throw new MsgpackNumpyError(`__keys__[${i}]: not bytes`);
+  });
+}

@@ -19,6 +19,7 @@ import type { ModelConfig } from '../src/model/config.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const dir = goldenDir(repoRoot);
+const GRAD_RTOL = 1e-4;
 
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
@@ -67,6 +68,51 @@ describe.skipIf(!dir)('golden parity with the original PyTorch K3M', () => {
         const tol = name.includes('loss') ? 1e-4 * Math.abs(want[0]!) : 1e-4 * Math.max(1, maxAbs(want));
         if (!(d <= tol)) bad.push(`${name}: max|Δ| ${d.toExponential(2)} > ${tol.toExponential(2)}`);
       }
+      expect(bad).toEqual([]);
+    });
+
+    it(`mode ${mode}: the gradient of the summed loss for every parameter`, async () => {
+      const golden = (await readSafetensors(join(dir!, `grads_mode${mode}.safetensors`))).tensors;
+      const none = new Set((await loadGradNone(dir!))[String(mode)]);
+      const noise = mode === 1 ? (await readSafetensors(join(dir!, 'gumbel_noise.safetensors'))).tensors : undefined;
+      const names = [...params.vars.keys()];
+      const byVar = new Map(names.map((n) => [params.get(n).name, n]));
+      const grads = tf.tidy(() => {
+        const gumbelNoise = noise && {
+          v: tf.tensor(toFloat32(noise.get('gumbel_noise_v')!), noise.get('gumbel_noise_v')!.shape),
+          t: tf.tensor(toFloat32(noise.get('gumbel_noise_t')!), noise.get('gumbel_noise_t')!.shape),
+          pv: tf.tensor(toFloat32(noise.get('gumbel_noise_pv')!), noise.get('gumbel_noise_pv')!.shape),
+        };
+        const { grads: g } = tf.variableGrads(
+          () => forward(params, batch, { fusionMode: mode, outputs: 'all', gumbelNoise, fixes: ORIGINAL_BEHAVIOUR }).loss!,
+          names.map((n) => params.get(n)),
+        );
+        const out = new Map<string, Float32Array>();
+        for (const [v, t] of Object.entries(g)) if (t) out.set(byVar.get(v)!, t.dataSync() as Float32Array);
+        return out;
+      });
+      expect(golden.size).toBe(names.length);
+      const bad: string[] = [];
+      let worst = 0;
+      for (const [name, ref] of golden) {
+        const want = toFloat32(ref);
+        const got = grads.get(name);
+        if (none.has(name)) {
+          if (got && maxAbs(got) !== 0) bad.push(`${name}: expected no gradient`);
+          continue;
+        }
+        if (!got) {
+          bad.push(`${name}: no gradient`);
+          continue;
+        }
+        const d = maxDiff(got, want);
+        const scale = maxAbs(want);
+        // The 19 exactly-zero gradients hold float32 noise only (README): absolute tolerance.
+        const tol = scale < 1e-8 ? 1e-6 : GRAD_RTOL * scale;
+        if (scale >= 1e-8) worst = Math.max(worst, d / scale);
+        if (!(d <= tol)) bad.push(`${name}: max|Δ| ${d.toExponential(2)} > ${tol.toExponential(2)}`);
+      }
+      console.log(`mode ${mode}: worst gradient error ${worst.toExponential(2)} of the tensor's max`);
       expect(bad).toEqual([]);
     });
   }

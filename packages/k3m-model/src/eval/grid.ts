@@ -93,6 +93,30 @@ export function applyCell(records: readonly K3mRecord[], cell: GridCell, seed: n
   return { records: out, corrupted, donors };
 }
 
+/**
+ * A corrupted copy of every record, the kinds dealt out round-robin over a seeded permutation
+ * (each kind hits about n / kinds items, every item is hit by exactly one). Used to show the
+ * probes corrupted inputs while they are fitted, so a probe does not learn to lean on features
+ * that only clean inputs have.
+ */
+export function mixedCorruption(records: readonly K3mRecord[], kinds: readonly CorruptionKindName[], seed: number): K3mRecord[] {
+  if (kinds.length === 0 || records.length < 2) return [...records];
+  const order = Rng.derive(seed, 'fit-corruption', 'deal').shuffle([...records.keys()]);
+  const donors = {
+    title: derangement(records.length, Rng.derive(seed, 'fit-corruption', 'donor', 'title')),
+    image: derangement(records.length, Rng.derive(seed, 'fit-corruption', 'donor', 'image')),
+    knowledge: derangement(records.length, Rng.derive(seed, 'fit-corruption', 'donor', 'knowledge')),
+  };
+  const out = [...records];
+  order.forEach((i, pos) => {
+    const kind: CorruptionKind = CORRUPTION_KINDS[kinds[pos % kinds.length]!];
+    let r = out[i]!;
+    for (const m of kind.modalities) r = kind.effect === 'missing' ? withoutModality(r, m) : withModalityOf(r, m, records[donors[m][i]!]!);
+    out[i] = r;
+  });
+  return out;
+}
+
 /** Which modalities the model is shown; the others are blanked as missing. */
 export type View = Readonly<Record<Modality, boolean>>;
 

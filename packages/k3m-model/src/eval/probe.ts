@@ -22,6 +22,8 @@ export interface ProbeBudget {
   learningRate: number;
   /** L2 penalty on the weights (not the biases). */
   weightDecay: number;
+  /** Rows per step; 0 = the whole training set every step. */
+  batchSize: number;
   seed: number;
 }
 
@@ -59,6 +61,16 @@ function glorot(rng: Rng, fanIn: number, fanOut: number): tf.Variable {
   return tf.variable(tf.tensor2d(w, [fanIn, fanOut]));
 }
 
+/** One-hot rows built on the host: tf.oneHot refuses a depth of 1 (one class, one property). */
+function oneHotRows(ids: Int32Array, depth: number): tf.Tensor2D {
+  const data = new Float32Array(ids.length * depth);
+  ids.forEach((k, i) => {
+    if (!(k >= 0 && k < depth)) throw new RangeError(`class id ${k} outside 0..${depth - 1}`);
+    data[i * depth + k] = 1;
+  });
+  return tf.tensor2d(data, [ids.length, depth]);
+}
+
 const zeros = (n: number): tf.Variable => tf.variable(tf.zeros([n]));
 const asTensor = (x: Matrix): tf.Tensor2D => tf.tensor2d(x.data, [x.rows, x.cols]);
 
@@ -66,18 +78,39 @@ function l2(weights: tf.Variable[]): tf.Scalar {
   return tf.addN(weights.map((w) => tf.sum(tf.square(w)))) as tf.Scalar;
 }
 
-/** Runs `steps` Adam steps of `loss`, returning the last loss value. */
-function fit(budget: ProbeBudget, vars: tf.Variable[], weights: tf.Variable[], loss: () => tf.Scalar): number {
+/**
+ * Runs `steps` Adam steps of `loss` on mini-batches of `batchSize` rows (all `n` rows when 0 or
+ * larger), drawn by walking seeded permutations of the rows. Returns the last step's loss.
+ */
+function fit(
+  budget: ProbeBudget,
+  n: number,
+  vars: tf.Variable[],
+  weights: tf.Variable[],
+  loss: (rows: tf.Tensor1D | undefined) => tf.Scalar,
+): number {
   const opt = tf.train.adam(budget.learningRate);
+  const rng = Rng.derive(budget.seed, 'probe-batches');
+  const full = budget.batchSize <= 0 || budget.batchSize >= n;
+  let order: number[] = [];
   let last = NaN;
   for (let s = 0; s < budget.steps; s++) {
-    const cost = opt.minimize(() => tf.add(loss(), tf.mul(budget.weightDecay, l2(weights))) as tf.Scalar, true, vars);
+    let rows: tf.Tensor1D | undefined;
+    if (!full) {
+      if (order.length < budget.batchSize) order = rng.shuffle([...Array(n).keys()]);
+      rows = tf.tensor1d(order.splice(0, budget.batchSize), 'int32');
+    }
+    const cost = opt.minimize(() => tf.add(loss(rows), tf.mul(budget.weightDecay, l2(weights))) as tf.Scalar, true, vars);
+    rows?.dispose();
     if (s === budget.steps - 1) last = cost!.dataSync()[0]!;
     cost!.dispose();
   }
   opt.dispose();
   return last;
 }
+
+/** The chosen rows of a constant tensor (no gradient flows into it). */
+const pick = <T extends tf.Tensor>(t: T, rows: tf.Tensor1D | undefined): T => (rows ? (tf.gather(t, rows) as T) : t);
 
 function disposeAll(vars: tf.Variable[]): void {
   for (const v of vars) v.dispose();
@@ -101,8 +134,10 @@ export function trainSoftmaxProbe(x: Matrix, labels: Int32Array, numClasses: num
   const w = glorot(rng, x.cols, numClasses);
   const b = zeros(numClasses);
   const xt = asTensor(x);
-  const yt = tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses);
-  const finalLoss = fit(budget, [w, b], [w], () => tf.losses.softmaxCrossEntropy(yt, tf.add(tf.matMul(xt, w), b)) as tf.Scalar);
+  const yt = oneHotRows(labels, numClasses);
+  const finalLoss = fit(budget, x.rows, [w, b], [w], (rows) =>
+    tf.losses.softmaxCrossEntropy(pick(yt, rows), tf.add(tf.matMul(pick(xt, rows), w), b)) as tf.Scalar,
+  );
   xt.dispose();
   yt.dispose();
   const scores = (m: Matrix) => tf.tidy(() => tf.add(tf.matMul(asTensor(m), w), b).dataSync() as Float32Array);
@@ -141,17 +176,17 @@ export function trainPairProjection(query: Matrix, gallery: Matrix, opts: Projec
   const pg = glorot(rng, gallery.cols, opts.dim);
   const qt = asTensor(query);
   const gt = asTensor(gallery);
-  const eye = tf.oneHot(tf.range(0, query.rows, 1, 'int32'), query.rows);
-  const finalLoss = fit(opts, [pq, pg], [pq, pg], () => {
-    const a = tf.div(l2normalize(tf.matMul(qt, pq)), opts.temperature);
-    const logits = tf.matMul(a, l2normalize(tf.matMul(gt, pg)), false, true);
+  const finalLoss = fit(opts, query.rows, [pq, pg], [pq, pg], (rows) => {
+    const a = tf.div(l2normalize(tf.matMul(pick(qt, rows), pq)), opts.temperature);
+    const b = l2normalize(tf.matMul(pick(gt, rows), pg));
+    const logits = tf.matMul(a, tf.transpose(b));
+    const eye = tf.eye(logits.shape[0]);
     const l1 = tf.losses.softmaxCrossEntropy(eye, logits);
     const l2_ = tf.losses.softmaxCrossEntropy(eye, tf.transpose(logits));
     return tf.div(tf.add(l1, l2_), 2) as tf.Scalar;
   });
   qt.dispose();
   gt.dispose();
-  eye.dispose();
   const project = (p: tf.Variable) => (m: Matrix): Matrix =>
     tf.tidy(() => ({ data: l2normalize(tf.matMul(asTensor(m), p)).dataSync() as Float32Array, rows: m.rows, cols: opts.dim }));
   return { projectQuery: project(pq), projectGallery: project(pg), finalLoss, dispose: () => disposeAll([pq, pg]) };
@@ -164,7 +199,7 @@ function l2normalize(t: tf.Tensor2D): tf.Tensor2D {
 /** Dot products of every row of `q` with every row of `g`: `[q.rows * g.rows]`, row-major. */
 export function similarity(q: Matrix, g: Matrix): Float32Array {
   if (q.rows === 0 || g.rows === 0) return new Float32Array(0);
-  return tf.tidy(() => tf.matMul(asTensor(q), asTensor(g), false, true).dataSync() as Float32Array);
+  return tf.tidy(() => tf.matMul(asTensor(q), tf.transpose(asTensor(g))).dataSync() as Float32Array);
 }
 
 export interface ConditionalProbeOptions extends ProbeBudget {
@@ -201,11 +236,16 @@ export function trainConditionalProbe(
   // missing on wasm (platform-notes.md).
   const logits = (xt: tf.Tensor2D, ct: tf.Tensor2D) =>
     tf.add(tf.matMul(tf.tanh(tf.add(tf.add(tf.matMul(xt, w1), tf.matMul(ct, e)), b1)), w2), b2) as tf.Tensor2D;
-  const condTensor = (c: Int32Array) => tf.oneHot(tf.tensor1d(c, 'int32'), numCond) as tf.Tensor2D;
+  const condTensor = (c: Int32Array) => oneHotRows(c, numCond);
   const xt = asTensor(x);
   const ct = condTensor(cond);
-  const yt = tf.oneHot(tf.tensor1d(targets, 'int32'), numOut);
-  const finalLoss = x.rows === 0 ? NaN : fit(opts, [w1, e, b1, w2, b2], [w1, e, w2], () => tf.losses.softmaxCrossEntropy(yt, logits(xt, ct)) as tf.Scalar);
+  const yt = oneHotRows(targets, numOut);
+  const finalLoss =
+    x.rows === 0
+      ? NaN
+      : fit(opts, x.rows, [w1, e, b1, w2, b2], [w1, e, w2], (rows) =>
+          tf.losses.softmaxCrossEntropy(pick(yt, rows), logits(pick(xt, rows), pick(ct, rows))) as tf.Scalar,
+        );
   xt.dispose();
   ct.dispose();
   yt.dispose();

@@ -1,0 +1,218 @@
+/**
+ * @file The three downstream tasks. Each fits its probe once on clean representations of its
+ * fit side, then scores the evaluation side under every grid cell: the corruption is applied to
+ * the evaluation records, which are then shown to the model through the task's view.
+ *
+ * - Item classification: softmax probe on the full item representation, labels = category.
+ * - Cross-modal retrieval, title->image and image->title: the knowledge travels with the QUERY,
+ *   never with the gallery. Query = the item's title (or image) plus its knowledge, gallery =
+ *   the other modality alone. Both models see exactly the same gallery inputs, a knowledge
+ *   match between query and gallery is impossible, and the knowledge model's extra input is what
+ *   K3M claims helps: knowledge standing in for a missing or noisy query modality.
+ * - Knowledge completion: the item is shown without its held-out pairs; a probe given the item's
+ *   representation and the property scores every value of the value vocabulary.
+ *
+ * A model pretrained without knowledge is never shown knowledge (its views hide it), so its
+ * missing-knowledge rows equal its clean row by construction.
+ */
+import type { K3mRecord } from '@k3m-kit/lmdb-writer';
+import { applyCell, applyView, FULL_VIEW, mixedCorruption, type CorruptionKindName, type GridCell, type View } from './grid.ts';
+import type { RepresentationEncoder } from './encoder.ts';
+import { accuracy, macroF1, rankMetrics, retrievalMetrics, type RankMetrics } from './metrics.ts';
+import {
+  fitStandardizer,
+  similarity,
+  standardize,
+  trainConditionalProbe,
+  trainPairProjection,
+  trainSoftmaxProbe,
+  type ConditionalProbeOptions,
+  type Matrix,
+  type ProbeBudget,
+  type ProjectionOptions,
+} from './probe.ts';
+
+/** Metric name to value for one model in one cell (`NaN` = undefined, see metrics.ts). */
+export type CellMetrics = Record<string, number>;
+
+export interface TaskContext {
+  encoder: RepresentationEncoder;
+  /** False for the model pretrained with `--modalities title,image`. */
+  usesKnowledge: boolean;
+  cells: readonly GridCell[];
+  seed: number;
+  /**
+   * Kinds dealt over a corrupted copy of the fit side that joins the clean one while probes are
+   * fitted (see {@link mixedCorruption}); empty = probes see clean inputs only.
+   */
+  fitCorruption: readonly CorruptionKindName[];
+  /** Called after each cell, for progress. */
+  onCell?: () => void;
+}
+
+const RANK_KS = [1, 5, 10] as const;
+
+/** The view a model actually gets: a model without knowledge never sees any. */
+export function modelView(view: View, usesKnowledge: boolean): View {
+  return usesKnowledge ? view : { ...view, knowledge: false };
+}
+
+/** The fit side: the clean records, then (with fit corruption) a corrupted copy of each. */
+function fitSide(ctx: TaskContext, records: readonly K3mRecord[]): K3mRecord[] {
+  if (ctx.fitCorruption.length === 0) return [...records];
+  return [...records, ...mixedCorruption(records, ctx.fitCorruption, ctx.seed)];
+}
+
+async function encodeView(ctx: TaskContext, records: readonly K3mRecord[], view: View): Promise<Matrix> {
+  const v = modelView(view, ctx.usesKnowledge);
+  return ctx.encoder.encode(records.map((r) => applyView(r, v)));
+}
+
+export interface ClassificationSplit {
+  fit: readonly K3mRecord[];
+  eval: readonly K3mRecord[];
+}
+
+export interface TaskResult {
+  /** Per grid cell id. */
+  cells: Record<string, CellMetrics>;
+  /** Facts about the fit: final training losses, label counts. */
+  fit: Record<string, number>;
+}
+
+/** Item classification: accuracy and macro-F1 of a softmax probe on the category field. */
+export async function classificationTask(ctx: TaskContext, split: ClassificationSplit, budget: ProbeBudget): Promise<TaskResult> {
+  const classes = [...new Set(split.fit.map((r) => r.category))].sort();
+  const index = new Map(classes.map((c, i) => [c, i]));
+  const fitRecords = fitSide(ctx, split.fit);
+  const fitX = await encodeView(ctx, fitRecords, FULL_VIEW);
+  const std = fitStandardizer(fitX);
+  const labels = Int32Array.from(fitRecords, (r) => index.get(r.category)!);
+  const clf = trainSoftmaxProbe(standardize(fitX, std), labels, classes.length, budget);
+  const truth = split.eval.map((r) => r.category);
+  const cells: Record<string, CellMetrics> = {};
+  try {
+    for (const cell of ctx.cells) {
+      const { records } = applyCell(split.eval, cell, ctx.seed);
+      const pred = [...clf.predict(standardize(await encodeView(ctx, records, FULL_VIEW), std))].map((k) => classes[k]!);
+      cells[cell.id] = { accuracy: accuracy(pred, truth), macroF1: macroF1(pred, truth) };
+      ctx.onCell?.();
+    }
+  } finally {
+    clf.dispose();
+  }
+  return { cells, fit: { classes: classes.length, finalLoss: clf.finalLoss } };
+}
+
+/** One retrieval direction: the query and gallery views. */
+export interface RetrievalDirection {
+  name: string;
+  query: View;
+  gallery: View;
+}
+
+export const RETRIEVAL_DIRECTIONS: readonly RetrievalDirection[] = Object.freeze([
+  { name: 'title-to-image', query: { title: true, image: false, knowledge: true }, gallery: { title: false, image: true, knowledge: false } },
+  { name: 'image-to-title', query: { title: false, image: true, knowledge: true }, gallery: { title: true, image: false, knowledge: false } },
+]);
+
+function rankCells(m: RankMetrics, prefix: string): CellMetrics {
+  const out: CellMetrics = {};
+  for (const k of RANK_KS) out[`${prefix}rank@${k}`] = m.hitsAt[k]!;
+  out[`${prefix}meanRank`] = m.meanRank;
+  return out;
+}
+
+/**
+ * Cross-modal retrieval over the evaluation items (item i's query matches gallery item i),
+ * Rank@1/5/10 and mean rank per direction, after a projection trained on the fit side.
+ */
+export async function retrievalTask(ctx: TaskContext, split: ClassificationSplit, opts: ProjectionOptions): Promise<TaskResult> {
+  const cells: Record<string, CellMetrics> = Object.fromEntries(ctx.cells.map((c) => [c.id, {}]));
+  const fit: Record<string, number> = {};
+  const fitRecords = fitSide(ctx, split.fit);
+  for (const dir of RETRIEVAL_DIRECTIONS) {
+    const q = await encodeView(ctx, fitRecords, dir.query);
+    const g = await encodeView(ctx, fitRecords, dir.gallery);
+    const qs = fitStandardizer(q);
+    const gs = fitStandardizer(g);
+    const proj = trainPairProjection(standardize(q, qs), standardize(g, gs), opts);
+    fit[`${dir.name}.finalLoss`] = proj.finalLoss;
+    try {
+      for (const cell of ctx.cells) {
+        const { records } = applyCell(split.eval, cell, ctx.seed);
+        const pq = proj.projectQuery(standardize(await encodeView(ctx, records, dir.query), qs));
+        const pg = proj.projectGallery(standardize(await encodeView(ctx, records, dir.gallery), gs));
+        const m = retrievalMetrics(similarity(pq, pg), pq.rows, pg.rows, [...Array(pq.rows).keys()], RANK_KS);
+        Object.assign(cells[cell.id]!, rankCells(m, `${dir.name}.`));
+        ctx.onCell?.();
+      }
+    } finally {
+      proj.dispose();
+    }
+  }
+  return { cells, fit };
+}
+
+/** One (item, property) -> value question. */
+export interface CompletionExample {
+  /** Index into the records of its side. */
+  record: number;
+  relation: number;
+  value: number;
+  /** Other values known true for this (item, property), not counted as errors (filtered). */
+  alsoTrue?: ReadonlySet<number>;
+}
+
+export interface CompletionSplit {
+  numRelations: number;
+  numValues: number;
+  /** Records with the pairs asked about already removed from their knowledge. */
+  fitRecords: readonly K3mRecord[];
+  fitExamples: readonly CompletionExample[];
+  evalRecords: readonly K3mRecord[];
+  evalExamples: readonly CompletionExample[];
+}
+
+/** Knowledge completion: Hits@1/10 (filtered) over the value vocabulary, and mean rank. */
+export async function completionTask(ctx: TaskContext, split: CompletionSplit, opts: ConditionalProbeOptions): Promise<TaskResult> {
+  const fitRecords = fitSide(ctx, split.fitRecords);
+  const fitX = await encodeView(ctx, fitRecords, FULL_VIEW);
+  const std = fitStandardizer(fitX);
+  // With fit corruption each example is asked twice: of the clean record and of its corrupted copy.
+  const fitExamples =
+    fitRecords.length === split.fitRecords.length
+      ? split.fitExamples
+      : [...split.fitExamples, ...split.fitExamples.map((e) => ({ ...e, record: e.record + split.fitRecords.length }))];
+  const rows = (x: Matrix, ex: readonly CompletionExample[]): Matrix => {
+    const data = new Float32Array(ex.length * x.cols);
+    ex.forEach((e, i) => data.set(x.data.subarray(e.record * x.cols, (e.record + 1) * x.cols), i * x.cols));
+    return { data, rows: ex.length, cols: x.cols };
+  };
+  const rel = (ex: readonly CompletionExample[]) => Int32Array.from(ex, (e) => e.relation);
+  const probe = trainConditionalProbe(
+    standardize(rows(fitX, fitExamples), std),
+    rel(fitExamples),
+    split.numRelations,
+    Int32Array.from(fitExamples, (e) => e.value),
+    split.numValues,
+    opts,
+  );
+  const cells: Record<string, CellMetrics> = {};
+  try {
+    for (const cell of ctx.cells) {
+      const { records } = applyCell(split.evalRecords, cell, ctx.seed);
+      const x = standardize(rows(await encodeView(ctx, records, FULL_VIEW), split.evalExamples), std);
+      const s = probe.scores(x, rel(split.evalExamples));
+      const scoreRows = split.evalExamples.map((_, i) => s.subarray(i * split.numValues, (i + 1) * split.numValues));
+      const m = rankMetrics(scoreRows, split.evalExamples.map((e) => e.value), [1, 10], {
+        exclude: split.evalExamples.map((e) => e.alsoTrue),
+      });
+      cells[cell.id] = { 'hits@1': m.hitsAt[1]!, 'hits@10': m.hitsAt[10]!, meanRank: m.meanRank };
+      ctx.onCell?.();
+    }
+  } finally {
+    probe.dispose();
+  }
+  return { cells, fit: { examples: fitExamples.length, finalLoss: probe.finalLoss } };
+}

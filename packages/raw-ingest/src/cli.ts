@@ -22,8 +22,7 @@ const CliSchema = BuildDataConfigSchema.omit({ shard: true }).extend({
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 const program = new Command()
-  .description('Raw product TSV to K3M-compatible segment files, verified images, CSV and JSON.')
-  .showHelpAfterError();
+  .description('Raw product TSV to K3M-compatible segment files, verified images, CSV and JSON.');
 
 const buildCmd = addCommonOptions(
   program

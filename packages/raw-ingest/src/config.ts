@@ -30,7 +30,7 @@ const inputEntry = z.union([z.string().min(1).transform(parseInputSpec), InputSc
 
 export const BuildDataConfigSchema = z.object({
     workDir: z.string().min(1).default('work'),
-    input: z.array(inputEntry).min(1, 'at least one --input FILE[:train|:val] is required'),
+    input: z.array(inputEntry, { error: 'at least one --input FILE[:train|:val] is required' }).min(1, 'at least one --input FILE[:train|:val] is required'),
     valRatio: z.number().min(0).max(1).optional(),
     segmentSize: z.number().int().min(1).default(100_000),
     concurrency: z.number().int().min(1).max(4096).default(64),

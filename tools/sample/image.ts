@@ -21,11 +21,14 @@ export interface RawImage {
   data: Uint8Array | Uint8ClampedArray;
 }
 
-/** Muted background tones; each image picks two that contrast with its object colour. */
-const BACKGROUNDS: readonly Rgb[] = [
-  [238, 236, 230], [228, 234, 242], [244, 238, 226], [226, 232, 226], [236, 230, 236],
-  [176, 180, 186], [190, 176, 160], [168, 182, 170],
-  [52, 56, 64], [70, 60, 54], [46, 60, 58],
+/**
+ * Muted background tones in three families (light, mid, dark). A gradient runs between two
+ * tones of one family, so no pixel of it passes near the object's colour on the way.
+ */
+const BACKGROUNDS: readonly (readonly Rgb[])[] = [
+  [[238, 236, 230], [228, 234, 242], [244, 238, 226], [226, 232, 226], [236, 230, 236]],
+  [[176, 180, 186], [190, 176, 160], [168, 182, 170]],
+  [[52, 56, 64], [70, 60, 54], [46, 60, 58]],
 ];
 const MIN_CONTRAST = 110;
 
@@ -111,7 +114,8 @@ export function paintImage(rng: Rng, colour: ColourName, shape: Shape): RawImage
   // Aspect kept within 3:4..4:3, so the centred object fills the centre on both axes.
   const height = Math.max(MIN_SIDE, Math.min(MAX_SIDE, Math.round(width * rng.float(0.75, 1.333))));
   const object = COLOURS[colour];
-  const tones = BACKGROUNDS.filter((t) => dist(t, object) >= MIN_CONTRAST);
+  const families = BACKGROUNDS.map((f) => f.filter((t) => dist(t, object) >= MIN_CONTRAST)).filter((f) => f.length > 0);
+  const tones = rng.pick(families);
   const bg0 = rng.pick(tones);
   const bg1 = rng.pick(tones);
   const angle = rng.float(0, Math.PI);

@@ -69,17 +69,18 @@ describe('applyCell', () => {
     for (const kind of ['noisy-title', 'noisy-image', 'noisy-title-image'] as const) {
       for (const seed of [1, 2, 3, 4, 5]) {
         const out = applyCell(records, cell(kind, 1), seed);
-        for (const d of Object.values(out.donors)) {
-          for (let i = 0; i < records.length; i++) expect(d![i]).not.toBe(i);
+        for (const m of CORRUPTION_KINDS[kind].modalities) {
+          const donors = out.applied.map((a) => a!.noise[m]!);
+          donors.forEach((d, i) => expect(d).not.toBe(i));
           // every item donates exactly once
-          expect([...d!].sort((a, b) => a - b)).toEqual([...records.keys()]);
+          expect([...donors].sort((a, b) => a - b)).toEqual([...records.keys()]);
+          if (m === 'title') out.records.forEach((r, i) => expect(r.caption).toBe(records[donors[i]!]!.caption));
+          if (m === 'image') out.records.forEach((r, i) => expect(r.features).toBe(records[donors[i]!]!.features));
         }
-        if (kind !== 'noisy-image') out.records.forEach((r, i) => expect(r.caption).toBe(records[out.donors.title![i]!]!.caption));
-        if (kind !== 'noisy-title') out.records.forEach((r, i) => expect(r.features).toBe(records[out.donors.image![i]!]!.features));
       }
     }
-    const both = applyCell(records, cell('noisy-title-image', 1), 3);
-    expect([...both.donors.title!]).not.toEqual([...both.donors.image!]);
+    const both = applyCell(records, cell('noisy-title-image', 1), 3).applied;
+    expect(both.map((a) => a!.noise.title)).not.toEqual(both.map((a) => a!.noise.image));
   });
 
   it('is deterministic per seed and nests the corrupted items across rates', () => {

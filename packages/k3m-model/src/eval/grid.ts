@@ -3,17 +3,21 @@
  * evaluation side of a task at evaluation time with a fixed seed.
  *
  * Kinds (a frozen registry, so the CLI's `--kinds` is checked against it): one modality missing
- * or noisy at a time, and title+image together. "Together" corrupts both modalities of the SAME
- * selected items; for noise the title and the image come from two independent donors, so a
- * corrupted item's title and image do not still belong together.
+ * or noisy at a time, and title+image together. The operations are the data path's
+ * (src/data/corrupt.ts: `selectExact`, `withoutModality`, `withModalityOf`, `derangement`), so a
+ * missing or noisy modality at evaluation is exactly what pretraining simulated:
  *
- * Selection is exact: at rate r exactly round(r * n) items are corrupted, the first ones of a
- * permutation seeded by (seed, kind), so the items corrupted at 20% are among those at 50%, 80%
- * and 100%, and rate 0 returns the records untouched. A noise donor is never the item itself.
+ * - exactly round(r * n) items are corrupted, the first ones of a permutation seeded by
+ *   (seed, kind), so the items corrupted at 20% are among those at 50%, 80% and 100%; rate 0
+ *   returns the records untouched;
+ * - "together" corrupts both modalities of the SAME selected items (r% of the items lose title
+ *   and image; `corruptRecords` would draw each modality's items independently);
+ * - a noise donor is never the item itself, and for title+image noise the title and the image
+ *   come from two independent donors, so a corrupted item's title and image no longer match.
  */
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import { Rng } from '../data/rng.ts';
-import { derangement, selectExact, withModalityOf, withoutModality, type Modality } from './corrupt-adapter.ts';
+import { derangement, selectExact, withModalityOf, withoutModality, type ItemCorruption, type Modality } from '../data/corrupt.ts';
 
 export interface CorruptionKind {
   /** What happens to the selected modalities. */
@@ -64,10 +68,10 @@ export function corruptionGrid(
 
 export interface CorruptedSet {
   records: K3mRecord[];
-  /** Indices of the items that were corrupted. */
+  /** Indices of the items that were corrupted, ascending. */
   corrupted: number[];
-  /** For noise: `donors[m][i]` is the item whose modality m item i received (absent otherwise). */
-  donors: Partial<Record<Modality, Int32Array>>;
+  /** Per item, what happened to it (`null` = untouched), as the data path reports it. */
+  applied: (ItemCorruption | null)[];
 }
 
 /**
@@ -75,22 +79,31 @@ export interface CorruptedSet {
  * seed) always give the same result; the input array and records are not modified.
  */
 export function applyCell(records: readonly K3mRecord[], cell: GridCell, seed: number): CorruptedSet {
-  if (cell.kind === 'clean' || cell.rate === 0 || records.length === 0) {
-    return { records: [...records], corrupted: [], donors: {} };
-  }
+  const applied: (ItemCorruption | null)[] = records.map(() => null);
+  if (cell.kind === 'clean' || cell.rate === 0 || records.length === 0) return { records: [...records], corrupted: [], applied };
   const kind: CorruptionKind = CORRUPTION_KINDS[cell.kind];
   const corrupted = selectExact(records.length, cell.rate, Rng.derive(seed, 'eval-corruption', cell.kind, 'select'));
-  const donors: CorruptedSet['donors'] = {};
+  const donors: Partial<Record<Modality, Int32Array>> = {};
   if (kind.effect === 'noise') {
     for (const m of kind.modalities) donors[m] = derangement(records.length, Rng.derive(seed, 'eval-corruption', cell.kind, 'donor', m));
   }
   const out = [...records];
   for (const i of corrupted) {
     let r = out[i]!;
-    for (const m of kind.modalities) r = kind.effect === 'missing' ? withoutModality(r, m) : withModalityOf(r, m, records[donors[m]![i]!]!);
+    const item: ItemCorruption = { missing: [], noise: {} };
+    for (const m of kind.modalities) {
+      if (kind.effect === 'missing') {
+        r = withoutModality(r, m);
+        item.missing.push(m);
+      } else {
+        r = withModalityOf(r, m, records[donors[m]![i]!]!);
+        item.noise[m] = donors[m]![i]!;
+      }
+    }
     out[i] = r;
+    applied[i] = item;
   }
-  return { records: out, corrupted, donors };
+  return { records: out, corrupted, applied };
 }
 
 /**

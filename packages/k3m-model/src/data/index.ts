@@ -9,3 +9,5 @@ export * from './tokenizer.ts';
 export * from './vocab.ts';
 export * from './preprocess.ts';
 export * from './collate.ts';
+export * from './corrupt.ts';
+export * from './pipeline.ts';

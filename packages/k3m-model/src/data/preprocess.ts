@@ -23,6 +23,8 @@ export const KNOWLEDGE_MASKING = Object.freeze({
   reference: 'reference',
   /** Each value (PV #1 included) independently with `knowledgeMaskProb`, all its tokens. */
   random: 'random',
+  /** Nothing masked (evaluation, feature extraction). */
+  none: 'none',
 } as const);
 export type KnowledgeMasking = keyof typeof KNOWLEDGE_MASKING;
 
@@ -189,14 +191,18 @@ function maskSpans(ids: number[], labels: number[], c: number[], s: number[], ma
  * `reference` (`random_word_pv`, DS:838-867, deterministic): c = positions of `:`, s of `;`;
  * when one `;` is missing (last PV cut) the end counts as one; with more than one `;` the first
  * pair is dropped; the tokens strictly between each zipped (c, s) become [MASK]. Values holding
- * `:` or `;` misalign the spans exactly as in the reference.
+ * `:` or `;` misalign the spans exactly as in the reference: separators inside a span are masked
+ * too, and a position two spans cover is labelled with [MASK] (the reference labels the current
+ * id). Index pairs are then computed on the masked ids, also as the reference does.
  * `random`: the same spans without dropping the first, each kept with `prob` (needs `rng`).
+ * `none`: nothing.
  */
 export function maskKnowledge(ids: number[], vocab: VocabInfo, mode: KnowledgeMasking, prob = 0.15, rng?: Rng): number[] {
   const labels = ids.map(() => -1);
   const c = positionsOf(ids, vocab.ids.colon);
   const s = positionsOf(ids, vocab.ids.semicolon);
   if (s.length === c.length - 1) s.push(ids.length);
+  if (mode === 'none') return labels;
   if (mode === 'reference') {
     if (s.length > 1) {
       c.shift();
@@ -291,19 +297,31 @@ function textSide(ids: number[], labels: number[], vocab: VocabInfo, len: number
   };
 }
 
+/**
+ * Why `record` cannot become a sample with `opts` (sizes disagree), or null. Only records with
+ * boxes are checked: an image-less record needs no arrays.
+ */
+export function recordProblem(record: K3mRecord, opts: ResolvedPreprocessOptions): string | null {
+  const { featureDim: D, numClasses: C } = opts;
+  const n = Math.min(record.numBoxes, opts.regions);
+  if (!(Number.isInteger(record.numBoxes) && record.numBoxes >= 0)) return `numBoxes ${record.numBoxes}`;
+  if (n === 0) return null;
+  if (record.featureDim !== D) return `feature width ${record.featureDim}, expected ${D}`;
+  if (record.numClasses !== C) {
+    return `${record.numClasses} detector classes, expected ${C}${record.numClasses === 0 ? ' (written with --no-cls-prob: the masked-region target needs them)' : ''}`;
+  }
+  if (record.features.length < n * D || record.clsProb.length < n * C || record.boxes.length < n * 4) return `arrays shorter than ${n} boxes`;
+  if (!(record.imageW > 0 && record.imageH > 0)) return `image size ${record.imageW}x${record.imageH} with ${n} boxes`;
+  return null;
+}
+
 /** The image half of a sample, given the masking choice (injectable to reproduce a recorded one). */
 export function imageSide(record: K3mRecord, choice: RegionChoice, opts: ResolvedPreprocessOptions) {
   const { regions: R, featureDim: D, numClasses: C } = opts;
   const n = Math.min(record.numBoxes, R);
   const fail = (reason: string) => new RecordError(record.imageId, reason);
-  if (n > 0) {
-    if (record.featureDim !== D) throw fail(`feature width ${record.featureDim}, expected ${D}`);
-    if (record.numClasses !== C) {
-      throw fail(`${record.numClasses} detector classes, expected ${C}${record.numClasses === 0 ? ' (written with --no-cls-prob: the masked-region target needs them)' : ''}`);
-    }
-    if (record.features.length < n * D || record.clsProb.length < n * C || record.boxes.length < n * 4) throw fail(`arrays shorter than ${n} boxes`);
-    if (!(record.imageW > 0 && record.imageH > 0)) throw fail(`image size ${record.imageW}x${record.imageH} with ${n} boxes`);
-  }
+  const problem = recordProblem(record, opts);
+  if (problem) throw fail(problem);
   if (choice.selected.length < n || choice.zeroed.length < n) throw fail(`region choice covers fewer than ${n} boxes`);
   const imageFeat = new Float32Array(R * D);
   imageFeat.set(record.features.subarray(0, n * D));

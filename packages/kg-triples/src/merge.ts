@@ -14,6 +14,7 @@ import { access, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readManifest, type SegmentEntry } from '@k3m-kit/raw-ingest';
 import { AtomicWriter, IoError, createProgress, finishReport, writeReport } from '@k3m-kit/raw-ingest/stage';
+import { BatchWriter } from './batch-writer.ts';
 import { KNOWLEDGE_FILE } from './codecs/knowledge-tsv.ts';
 import {
   ENTITY_FILE,
@@ -26,7 +27,7 @@ import {
   itemEntity,
 } from './codecs/openke.ts';
 import { encodePartMarker, partPaths, readPartMarker, type PartMarker } from './codecs/part.ts';
-import { TRIPLES_FILE, TRIPLES_HEADER, encodeTripleLine, readPartTriples, type PartTriple } from './codecs/triples-tsv.ts';
+import { TRIPLES_FILE, TRIPLES_HEADER, encodeTripleLine, readPartTripleBatches, type PartTriple } from './codecs/triples-tsv.ts';
 import { holdoutSetOf, tripleHash, type HoldoutSet } from './holdout.ts';
 import { MergeOptionsSchema, type MergeOptions } from './options.ts';
 import { STAGE, sortedCounts, summarise, type KgReport } from './report.ts';
@@ -69,23 +70,28 @@ function byCountThenName(a: [string, number], b: [string, number]): number {
   return b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
 }
 
-/** Groups a part's triples by item (they are consecutive). */
-async function* itemsOf(path: string): AsyncGenerator<PartTriple[]> {
+/** Groups a part's triples by item (they are consecutive), a read chunk of items at a time. */
+async function* itemBatches(path: string): AsyncGenerator<PartTriple[][]> {
   let group: PartTriple[] = [];
-  for await (const t of readPartTriples(path)) {
-    if (group.length && group[0]!.imageId !== t.imageId) {
-      yield group;
-      group = [];
+  for await (const batch of readPartTripleBatches(path)) {
+    const items: PartTriple[][] = [];
+    for (const t of batch) {
+      if (group.length && group[0]!.imageId !== t.imageId) {
+        items.push(group);
+        group = [];
+      }
+      group.push(t);
     }
-    group.push(t);
+    yield items;
   }
-  if (group.length) yield group;
+  if (group.length) yield [group];
 }
 
-async function copyInto(w: AtomicWriter, path: string): Promise<void> {
+async function copyInto(w: BatchWriter, path: string): Promise<void> {
+  await w.flush();
   const stream = createReadStream(path);
   try {
-    for await (const chunk of stream) await w.write(chunk as Buffer);
+    for await (const chunk of stream) await w.writer.write(chunk as Buffer);
   } catch (e) {
     throw new IoError(path, e);
   }
@@ -140,10 +146,12 @@ export async function merge(workDir: string, run: MergeRunOptions = {}): Promise
   const valCount = new Map<string, number>();
   for (const paths of triplePaths) {
     let n = 0;
-    for await (const t of readPartTriples(paths.triples)) {
-      relCount.set(t.p, (relCount.get(t.p) ?? 0) + 1);
-      valCount.set(t.v, (valCount.get(t.v) ?? 0) + 1);
-      n++;
+    for await (const batch of readPartTripleBatches(paths.triples)) {
+      for (const t of batch) {
+        relCount.set(t.p, (relCount.get(t.p) ?? 0) + 1);
+        valCount.set(t.v, (valCount.get(t.v) ?? 0) + 1);
+      }
+      n += batch.length;
     }
     progress.increment(n);
   }
@@ -164,7 +172,7 @@ export async function merge(workDir: string, run: MergeRunOptions = {}): Promise
   let itemEntities = 0;
   for (const paths of triplePaths) {
     let n = 0;
-    for await (const group of itemsOf(paths.triples)) {
+    for await (const items of itemBatches(paths.triples)) for (const group of items) {
       let keeps = false;
       for (const t of group) {
         n++;
@@ -184,15 +192,16 @@ export async function merge(workDir: string, run: MergeRunOptions = {}): Promise
   // Pass 3: write.
   const tmpDir = join(kgDir, `.merge-${process.pid}`);
   await mkdir(tmpDir, { recursive: true });
-  const entity = await AtomicWriter.create(join(kgDir, ENTITY_FILE));
-  const relation = await AtomicWriter.create(join(kgDir, RELATION_FILE));
-  const triplesTsv = await AtomicWriter.create(join(kgDir, TRIPLES_FILE));
-  const knowledge = await AtomicWriter.create(join(kgDir, KNOWLEDGE_FILE));
-  const rejects = await AtomicWriter.create(join(workDir, 'rejects', REJECTS_FILE));
-  const bodies: Record<HoldoutSet, AtomicWriter> = {
-    train: await AtomicWriter.create(join(tmpDir, 'train.body')),
-    valid: await AtomicWriter.create(join(tmpDir, 'valid.body')),
-    test: await AtomicWriter.create(join(tmpDir, 'test.body')),
+  const open = async (path: string) => new BatchWriter(await AtomicWriter.create(path));
+  const entity = await open(join(kgDir, ENTITY_FILE));
+  const relation = await open(join(kgDir, RELATION_FILE));
+  const triplesTsv = await open(join(kgDir, TRIPLES_FILE));
+  const knowledge = await open(join(kgDir, KNOWLEDGE_FILE));
+  const rejects = await open(join(workDir, 'rejects', REJECTS_FILE));
+  const bodies: Record<HoldoutSet, BatchWriter> = {
+    train: await open(join(tmpDir, 'train.body')),
+    valid: await open(join(tmpDir, 'valid.body')),
+    test: await open(join(tmpDir, 'test.body')),
   };
   const finals = [entity, relation, triplesTsv, knowledge, rejects];
   const counts: Record<HoldoutSet, number> = { train: 0, valid: 0, test: 0 };
@@ -213,7 +222,7 @@ export async function merge(workDir: string, run: MergeRunOptions = {}): Promise
       await copyInto(rejects, paths.rejects);
       let n = 0;
       let itemsWithTriples = 0;
-      for await (const group of itemsOf(paths.triples)) {
+      for await (const items of itemBatches(paths.triples)) for (const group of items) {
         n += group.length;
         const kept: { t: PartTriple; r: number; v: number; u: number; set: HoldoutSet }[] = [];
         let chunk = '';
@@ -261,7 +270,7 @@ export async function merge(workDir: string, run: MergeRunOptions = {}): Promise
       [VALID_FILE, 'valid'],
       [TEST_FILE, 'test'],
     ] as const) {
-      const w = await AtomicWriter.create(join(kgDir, file));
+      const w = await open(join(kgDir, file));
       await w.write(`${counts[s]}\n`);
       await copyInto(w, join(tmpDir, `${s}.body`));
       await w.commit();

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { readSegmentFile, type SegmentEntry } from '@k3m-kit/raw-ingest';
 import { AtomicWriter, writeFileAtomic, type Progress, type RejectRecord } from '@k3m-kit/raw-ingest/stage';
+import { BatchWriter } from './batch-writer.ts';
 import { encodeKnowledgeLine } from './codecs/knowledge-tsv.ts';
 import { encodePartMarker, partPaths, type PartMarker, type SegmentStats } from './codecs/part.ts';
 import { formatPv, parsePv } from './codecs/pv-string.ts';
@@ -43,9 +44,9 @@ export async function processSegment(
 ): Promise<PartMarker> {
   const paths = partPaths(join(workDir, 'kg'), entry.seg);
   const cleaner = new Cleaner(normaliseOptionsOf(options));
-  const triples = await AtomicWriter.create(paths.triples);
-  const knowledge = await AtomicWriter.create(paths.knowledge);
-  const rejects = await AtomicWriter.create(paths.rejects);
+  const triples = new BatchWriter(await AtomicWriter.create(paths.triples));
+  const knowledge = new BatchWriter(await AtomicWriter.create(paths.knowledge));
+  const rejects = new BatchWriter(await AtomicWriter.create(paths.rejects));
   const writers = [triples, knowledge, rejects];
   const reasons = new Map<string, number>();
   const hIn = new Map<number, number>();
@@ -80,7 +81,6 @@ export async function processSegment(
       if (repeated > 0) s.itemsWithRepeatedProperties++;
       s.repeatedPropertyTriples += repeated;
 
-      // One write per item, not per line: the per-call promise dominates otherwise.
       let chunk = '';
       for (const { p, v } of kept) chunk += encodePartTripleLine({ imageId: row.imageId, itemId: row.itemId, line: row.line, p, v }) + '\n';
       if (chunk) await triples.write(chunk);

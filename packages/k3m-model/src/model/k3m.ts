@@ -52,6 +52,15 @@ export interface ForwardOptions {
   fixes?: ModelFixes;
   /** Loss weights; a weight of 0 skips that loss (title/image-only models skip pv and tri). */
   weights?: LossWeights;
+  /** Also count correct predictions (validation): masked title/PV tokens and structure pairs. */
+  accuracy?: boolean;
+}
+
+/** [correct, total] per task. */
+export interface AccuracyCounts {
+  t: [number, number];
+  pv: [number, number];
+  tri: [number, number];
 }
 
 export interface LossWeights {
@@ -71,6 +80,20 @@ export interface ForwardResult {
   loss?: tf.Scalar;
   /** Named intermediates (see {@link ForwardOptions.outputs}). */
   outputs: Record<string, tf.Tensor>;
+  accuracy?: AccuracyCounts;
+}
+
+/** Rows whose argmax equals the label (labels < 0 ignored). */
+function countCorrect(logits: tf.Tensor, labels: Int32Array): [number, number] {
+  const pred = tf.argMax(logits, -1).dataSync();
+  let ok = 0;
+  let n = 0;
+  labels.forEach((l, i) => {
+    if (l < 0) return;
+    n++;
+    if (pred[i] === l) ok++;
+  });
+  return [ok, n];
 }
 
 const ATTN_MASK_ADD = -10000;
@@ -297,6 +320,7 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
   if (mode !== 'train') Object.assign(out, { fused_v: fusedV, fused_t: fusedT, fused_pv: fusedPv, pooled_v: pooledV, pooled_t: pooledT, pooled_pv: pooledPv, c_initial: cInitial });
 
   const losses: ForwardResult['losses'] = {};
+  const accuracy: AccuracyCounts = { t: [0, 0], pv: [0, 0], tri: [0, 0] };
   // SAM (4.6), vectorised over a [B, P] validity mask: pair j counts while index_p[i, j, 0] != 0.
   if (mode !== 'train' || w.tri !== 0) {
     const valid = new Uint8Array(Bn * NP);
@@ -336,6 +360,7 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
       const labels = new Int32Array(2 * Bn);
       labels.fill(1, 0, Bn);
       losses.loss_tri = maskedCe(samLogits, labels, true);
+      if (o.accuracy) accuracy.tri = countCorrect(samLogits, labels);
     }
   }
   if (mode === 'represent') return { losses, outputs: out };
@@ -357,7 +382,10 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
     const rows = rowsWhere(labels, (l) => l >= 0);
     if (rows.length === 0) return tf.scalar(fixes.lossNanGuard ? 0 : NaN);
     const picked = tf.gather(tf.reshape(fused, [Bn * L, H]), tf.tensor1d(rows, 'int32'));
-    return maskedCe(mlmHead(picked), Int32Array.from(rows, (r) => labels[r]!), fixes.lossNanGuard);
+    const logits = mlmHead(picked);
+    const rowLabels = Int32Array.from(rows, (r) => labels[r]!);
+    if (o.accuracy) accuracy[name === 'prediction_scores_t' ? 't' : 'pv'] = countCorrect(logits, rowLabels);
+    return maskedCe(logits, rowLabels, fixes.lossNanGuard);
   };
   if (w.t !== 0 || mode === 'all') losses.masked_loss_t = mlmLoss(fusedT, batch.lmLabelIds, Lt, 'prediction_scores_t');
   if (w.pv !== 0 || mode === 'all') losses.masked_loss_pv = mlmLoss(fusedPv, batch.lmLabelIdsPv, Lp, 'prediction_scores_pv');
@@ -406,5 +434,5 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
     const term = weight[name] === 1 ? l : (tf.mul(l, weight[name]) as tf.Scalar);
     loss = loss ? (tf.add(loss, term) as tf.Scalar) : term;
   }
-  return { losses, loss, outputs: out };
+  return { losses, loss, outputs: out, accuracy: o.accuracy ? accuracy : undefined };
 }

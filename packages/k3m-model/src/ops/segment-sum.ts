@@ -28,7 +28,7 @@ export function segmentSumValues(x: ArrayLike<number>, ids: ArrayLike<number>, i
   return out;
 }
 
-const unsortedSegmentSumKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => {
+const unsortedSegmentSumKernel = (backendName: string): tf.KernelFunc => ({ inputs, backend, attrs }) => {
   const { x, segmentIds } = inputs as { x: tf.TensorInfo; segmentIds: tf.TensorInfo };
   const { numSegments } = attrs as unknown as { numSegments: number };
   const be = backend as AnyBackend;
@@ -37,7 +37,8 @@ const unsortedSegmentSumKernel: tf.KernelFunc = ({ inputs, backend, attrs }) => 
   const values = segmentSumValues(be.readSync(x.dataId) as Float32Array, be.readSync(segmentIds.dataId) as Int32Array, inner, numSegments);
   if (n * inner !== x.shape.reduce((a, b) => a * b, 1)) throw new Error('UnsortedSegmentSum: segmentIds must cover the leading axes of x');
   const shape = [numSegments, ...x.shape.slice(segmentIds.shape.length)];
-  if (be.makeOutput) return be.makeOutput(shape, 'float32', undefined, values);
+  // The two back ends name their "new tensor from values" methods differently.
+  if (backendName === 'wasm') return be.makeOutput!(shape, 'float32', undefined, values);
   return be.makeTensorInfo!(shape, 'float32', values);
 };
 
@@ -49,7 +50,7 @@ export function registerKernels(): void {
   registered = true;
   for (const backendName of ['wasm', 'cpu']) {
     if (tf.getKernel('UnsortedSegmentSum', backendName)) tf.unregisterKernel('UnsortedSegmentSum', backendName);
-    tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName, kernelFunc: unsortedSegmentSumKernel });
+    tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName, kernelFunc: unsortedSegmentSumKernel(backendName) });
   }
 }
 

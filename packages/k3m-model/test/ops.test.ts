@@ -1,0 +1,97 @@
+/**
+ * The custom gradients of src/ops against central finite differences (float32, on functions
+ * that are linear in the perturbed tensor, so the difference quotient is exact up to rounding),
+ * and the `UnsortedSegmentSum` kernel against a plain loop on both wasm and cpu.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startBackend } from '../src/backend.ts';
+import { Rng } from '../src/model/rng.ts';
+import { bmm, linear } from '../src/ops/matmul.ts';
+import { embedding, segmentSumValues } from '../src/ops/segment-sum.ts';
+
+const rand = (rng: Rng, shape: number[]) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()), shape);
+
+/** d/dx of f at x by central differences, entry by entry. */
+function numericGrad(f: (x: tf.Tensor) => tf.Scalar, x: tf.Tensor, eps = 1e-2): Float32Array {
+  const base = x.dataSync().slice() as Float32Array;
+  const g = new Float32Array(base.length);
+  for (let i = 0; i < base.length; i++) {
+    const at = (d: number) => {
+      const v = base.slice();
+      v[i]! += d;
+      return tf.tidy(() => f(tf.tensor(v, x.shape)).dataSync()[0]!);
+    };
+    g[i] = (at(eps) - at(-eps)) / (2 * eps);
+  }
+  return g;
+}
+
+function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number) {
+  expect(got.length).toBe(want.length);
+  let worst = 0;
+  for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+  expect(worst).toBeLessThan(tol);
+}
+
+for (const backend of ['wasm', 'cpu']) {
+  describe(`custom gradients on ${backend}`, () => {
+    it('linear: dx, dW, db match numeric gradients and the stock matmul gradient', async () => {
+      await startBackend(backend);
+      const rng = new Rng(1);
+      const x = rand(rng, [2, 3, 5]);
+      const w = rand(rng, [4, 5]);
+      const b = rand(rng, [4]);
+      const r = rand(rng, [2, 3, 4]);
+      const f = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(linear(xx, ww, bb), r)) as tf.Scalar;
+      const [gx, gw, gb] = tf.grads(f)([x, w, b]);
+      expectClose(gx!.dataSync(), numericGrad((v) => f(v, w, b), x), 2e-3);
+      expectClose(gw!.dataSync(), numericGrad((v) => f(x, v, b), w), 2e-3);
+      expectClose(gb!.dataSync(), numericGrad((v) => f(x, w, v), b), 2e-3);
+      const stock = (xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(tf.add(tf.matMul(tf.reshape(xx, [6, 5]), ww, false, true), b), tf.reshape(r, [6, 4]))) as tf.Scalar;
+      const [sx, sw] = tf.grads(stock)([x, w]);
+      expectClose(gx!.dataSync(), sx!.dataSync(), 1e-5);
+      expectClose(gw!.dataSync(), sw!.dataSync(), 1e-5);
+    });
+
+    it('bmm: both operands match numeric gradients', async () => {
+      await startBackend(backend);
+      const rng = new Rng(2);
+      const a = rand(rng, [2, 3, 4]);
+      const b = rand(rng, [2, 4, 5]);
+      const r = rand(rng, [2, 3, 5]);
+      const f = (aa: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(bmm(aa, bb), r)) as tf.Scalar;
+      const [ga, gb] = tf.grads(f)([a, b]);
+      expectClose(ga!.dataSync(), numericGrad((v) => f(v, b), a), 2e-3);
+      expectClose(gb!.dataSync(), numericGrad((v) => f(a, v), b), 2e-3);
+    });
+
+    it('embedding: the table gradient (via UnsortedSegmentSum) matches numeric gradients; padding rows get none', async () => {
+      await startBackend(backend);
+      const rng = new Rng(3);
+      const table = rand(rng, [6, 3]);
+      const ids = tf.tensor2d([0, 2, 2, 5, 1, 0], [2, 3], 'int32');
+      const r = rand(rng, [2, 3, 3]);
+      const f = (t: tf.Tensor) => tf.sum(tf.mul(embedding(t, ids), r)) as tf.Scalar;
+      expectClose(tf.grad(f)(table).dataSync(), numericGrad(f, table), 2e-3);
+      const fp = (t: tf.Tensor) => tf.sum(tf.mul(embedding(t, ids, 0), r)) as tf.Scalar;
+      const g = tf.grad(fp)(table).dataSync();
+      expect(Array.from(g.slice(0, 3))).toEqual([0, 0, 0]);
+      expectClose(g.slice(3), numericGrad(f, table).slice(3), 2e-3);
+    });
+
+    it('UnsortedSegmentSum kernel equals a plain loop on a vocabulary-sized table', async () => {
+      await startBackend(backend);
+      const rng = new Rng(4);
+      const n = 300;
+      const ids = Int32Array.from({ length: n }, () => rng.int(21128));
+      const x = Float32Array.from({ length: n * 8 }, () => rng.normal());
+      const got = tf.unsortedSegmentSum(tf.tensor2d(x, [n, 8]), tf.tensor1d(ids, 'int32'), 21128).dataSync();
+      expect(Array.from(got)).toEqual(Array.from(segmentSumValues(x, ids, 8, 21128)));
+    });
+  });
+}
+
+afterAll(async () => {
+  await startBackend('wasm');
+});

@@ -9,6 +9,7 @@
  * `merge`.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import pLimit from 'p-limit';
@@ -28,7 +29,7 @@ import { STATUS_DIR, readSegmentStatus, writeSegmentStatus, type MissingImage, t
 import { BuildDataConfigSchema, type BuildDataConfig, type BuildDataConfigInput } from './config.ts';
 import { finalizeBuildData, shardReport, type BuildDataResult, type RunInfo } from './finalize.ts';
 import { ImageSource, resolveImageRef, type NetworkDeps } from './image-source.ts';
-import { isStoredImageValid, verifyImage, type ImageOptions } from './image-verify.ts';
+import { storedImageSize, verifyImage, type ImageOptions } from './image-verify.ts';
 import { AtomicWriter, tempPathFor, writeFileAtomic } from './stage/atomic.ts';
 import { IoError, UsageError } from './stage/errors.ts';
 import { createProgress, type Progress } from './stage/progress.ts';
@@ -108,9 +109,8 @@ export async function buildData(input: BuildDataConfigInput, deps: NetworkDeps =
     itemLimit(async () => {
       const imageId = imageIdFor(it.k, seg);
       const target = join(workDir, 'image', `${imageId}.jpg`);
-      if (await decodeLimit(() => isStoredImageValid(target))) {
-        return { ok: true, bytes: (await stat(target)).size, fetched: false };
-      }
+      const stored = existsSync(target) ? await decodeLimit(() => storedImageSize(target)) : undefined;
+      if (stored !== undefined) return { ok: true, bytes: stored, fetched: false };
       let url: URL;
       try {
         url = resolveImageRef(it.imageRef, it.baseDir);

@@ -45,6 +45,13 @@ export function targetSize(width: number, height: number, o: Pick<ImageOptions, 
 export async function verifyImage(body: Buffer, o: ImageOptions): Promise<VerifyResult> {
   try {
     const img = sharp(body, { failOn: FAIL_ON, limitInputPixels: o.maxPixels });
+    if (o.minSide !== undefined && o.maxSide === undefined) {
+      // The common download setting needs no header pass: 'outside' + no enlargement is the
+      // shorter-side rule, and limitInputPixels still guards the decode.
+      const out = img.rotate().resize(o.minSide, o.minSide, { fit: 'outside', withoutEnlargement: true }).jpeg({ quality: o.quality });
+      const { data, info } = await out.toBuffer({ resolveWithObject: true });
+      return { ok: true, jpeg: data, width: info.width, height: info.height };
+    }
     const meta = await img.metadata();
     const { width, height } = meta.autoOrient;
     if (width * height > o.maxPixels) {
@@ -74,12 +81,18 @@ export async function verifyImage(body: Buffer, o: ImageOptions): Promise<Verify
  * Stored images are only ever renamed into place whole, so a header check is enough.
  */
 export async function isStoredImageValid(path: string): Promise<boolean> {
+  return (await storedImageSize(path)) !== undefined;
+}
+
+/** The stored image's size in bytes when it exists and has a readable JPEG header. */
+export async function storedImageSize(path: string): Promise<number | undefined> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st?.isFile() || st.size === 0) return undefined;
   try {
-    const st = await stat(path);
-    if (!st.isFile() || st.size === 0) return false;
     const meta = await sharp(path).metadata();
-    return meta.format === 'jpeg';
+    return meta.format === 'jpeg' ? st.size : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
+

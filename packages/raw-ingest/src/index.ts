@@ -12,4 +12,4 @@ export { buildData, hashFraction, parseBuildDataConfig } from './build-data.ts';
 export { mergeBuildData, reportTable, type BuildDataReport, type BuildDataResult, type RunInfo, type ImageCounts } from './finalize.ts';
 export { BuildDataConfigSchema, MISSING_IMAGE_POLICIES, parseInputSpec, type BuildDataConfig, type BuildDataConfigInput, type InputSpec, type MissingImagePolicy } from './config.ts';
 export { ImageSource, resolveImageRef, type FetchOptions, type FetchResult, type NetworkDeps } from './image-source.ts';
-export { verifyImage, targetSize, isStoredImageValid, type ImageOptions, type VerifyResult } from './image-verify.ts';
+export { verifyImage, targetSize, isStoredImageValid, storedImageSize, type ImageOptions, type VerifyResult } from './image-verify.ts';

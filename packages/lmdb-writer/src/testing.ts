@@ -1,1 +1,92 @@
-export {};
+/**
+ * @file Test-only fixtures: a small work directory with segment files, feature TSVs and
+ * meta.json, written through the owners' encoders (raw-ingest, region-features).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { encodeManifest, encodeSegmentRow, segmentFileName, type Split } from '@k3m-kit/raw-ingest';
+import { encodeFeatureRow, featureTsvPath, writeFeatureMeta, type FeatureRow } from '@k3m-kit/region-features';
+import { seededRandom } from './reader.ts';
+
+export interface FixtureSegment {
+  seg: number;
+  split: Split;
+  items: number;
+}
+
+export interface FixtureOptions {
+  workDir: string;
+  segments?: FixtureSegment[];
+  featureDim?: number;
+  numClasses?: number;
+  seed?: number;
+  /** Boxes for item `k` of segment `seg` (0 .. 36); default 1 + (k % 36). */
+  boxes?: (seg: number, k: number) => number;
+  /** Items without an image (empty pic, no feature row); default every 7th. */
+  missing?: (seg: number, k: number) => boolean;
+  /** Rewrites a split's TSV lines before they are written (to inject bad rows). */
+  editTsv?: (split: Split, lines: string[]) => string[];
+}
+
+const TITLES = ['夏季新款纯棉T恤', '', '不锈钢保温杯 500ml', '儿童益智积木玩具', '真皮商务双肩包'];
+const PVS = ['颜色:红色;材质:棉', '', '容量:500ml;材质:不锈钢;', '适用年龄:3-6岁', '品牌:无;风格:商务;颜色:黑色'];
+
+/** Writes the fixture and returns the feature rows by image id (what every record must hold). */
+export async function writeFixtureWorkDir(o: FixtureOptions): Promise<Map<string, FeatureRow>> {
+  const segments = o.segments ?? [
+    { seg: 0, split: 'train' as const, items: 20 },
+    { seg: 1, split: 'val' as const, items: 8 },
+  ];
+  const featureDim = o.featureDim ?? 16;
+  const numClasses = o.numClasses ?? 5;
+  const rand = seededRandom(o.seed ?? 7);
+  const boxes = o.boxes ?? ((_s: number, k: number) => 1 + (k % 36));
+  const missing = o.missing ?? ((_s: number, k: number) => k % 7 === 3);
+  mkdirSync(o.workDir, { recursive: true });
+  const rows = new Map<string, FeatureRow>();
+  const tsv: Record<Split, string[]> = { train: [], val: [] };
+  for (const s of segments) {
+    const lines: string[] = [];
+    for (let k = 0; k < s.items; k++) {
+      const imageId = `${k}_s${s.seg}`;
+      const gone = missing(s.seg, k);
+      lines.push(
+        encodeSegmentRow({
+          imageId,
+          title: TITLES[k % TITLES.length]!,
+          pic: gone ? '' : `${imageId}.jpg`,
+          pv: PVS[(k + s.seg) % PVS.length]!,
+          category: `cat${k % 3}`,
+          itemId: String(1000 + k),
+        }),
+      );
+      if (gone) continue;
+      const n = boxes(s.seg, k);
+      const fill = (len: number, scale: number) => Float32Array.from({ length: len }, () => (rand() - 0.25) * scale);
+      const row: FeatureRow = {
+        imageId,
+        imageW: 640 + k,
+        imageH: 480 + s.seg,
+        numBoxes: n,
+        boxes: fill(n * 4, 600),
+        features: fill(n * featureDim, 10),
+        clsProb: fill(n * numClasses, 1),
+      };
+      rows.set(imageId, row);
+      tsv[s.split].push(encodeFeatureRow(row));
+    }
+    writeFileSync(join(o.workDir, segmentFileName(s.seg)), lines.join('\n') + '\n');
+  }
+  writeFileSync(
+    join(o.workDir, 'segments.json'),
+    encodeManifest({ version: 1, segmentSize: 1000, segments: segments.map((s) => ({ seg: s.seg, split: s.split, file: segmentFileName(s.seg), items: s.items })) }),
+  );
+  for (const split of ['train', 'val'] as const) {
+    const path = featureTsvPath(o.workDir, split, 0);
+    mkdirSync(join(path, '..'), { recursive: true });
+    const lines = o.editTsv ? o.editTsv(split, tsv[split]) : tsv[split];
+    writeFileSync(path, lines.length ? lines.join('\n') + '\n' : '');
+  }
+  await writeFeatureMeta(o.workDir, { featureDim, numClasses, maxBoxes: 36, preset: 'fixture', weights: 'random-init', form: 'k3m' });
+  return rows;
+}

@@ -10,7 +10,8 @@
  *
  * Values are opaque here (see msgpack-numpy.ts); the file format is lmdb-file.ts.
  */
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { decodeBinList, encodeBinList } from './msgpack-numpy.ts';
 import { LmdbFileReader, LmdbFileWriter, LmdbFormatError } from './lmdb-file.ts';
 
@@ -67,6 +68,7 @@ export class TensorpackLmdbWriter {
    */
   static open(finalPath: string, fingerprint: string): { writer: TensorpackLmdbWriter; progress?: Progress } {
     const partial = `${finalPath}.partial`;
+    mkdirSync(dirname(partial), { recursive: true });
     if (existsSync(partial)) {
       let progress: Progress | undefined;
       try {

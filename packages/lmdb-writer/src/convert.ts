@@ -1,0 +1,296 @@
+/**
+ * @file `convert`: features + metadata + knowledge → `image_lmdb_json/*_feat_{all,part_<i>}.lmdb`.
+ *
+ * One unit per split. Records are appended and committed in batches; each commit carries a
+ * progress marker in the same LMDB transaction, so a rerun after a kill resumes from the last
+ * committed record: the join is replayed (it is deterministic and also regenerates the reject
+ * log), the committed records are skipped after checking that the last one lines up, and
+ * writing continues. A split whose LMDB and report entry match the inputs is skipped.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join as joinPath } from 'node:path';
+import { readManifest, type Split } from '@k3m-kit/raw-ingest';
+import {
+  createProgress,
+  finishReport,
+  formatTable,
+  IoError,
+  ownsUnit,
+  RejectLog,
+  shardSuffix,
+  writeReport,
+  type Shard,
+  type StageReportBase,
+  type TableRow,
+} from '@k3m-kit/raw-ingest/stage';
+import { FEATURE_DIR, readFeatureMeta, type FeatureDims } from '@k3m-kit/region-features';
+import { encodeRecord, MsgpackWriter } from './codecs/msgpack-numpy.ts';
+import { TensorpackLmdbWriter, type Progress } from './codecs/tensorpack-lmdb.ts';
+import { featureFiles, join, type KnowledgeEntry, type MissingImagePolicy } from './join.ts';
+import { sha1, verify } from './reader.ts';
+
+export const STAGE = 'lmdb-writer';
+export const LMDB_DIR = 'image_lmdb_json';
+/** The reference's LMDB base names per split. */
+export const LMDB_NAMES = Object.freeze({ train: 'training', val: 'validation' });
+export const SPLIT_NAMES = Object.freeze(['train', 'val'] as const);
+
+/**
+ * `training_feat_all.lmdb`, or `training_feat_part_<i>.lmdb` for shard i of N > 1 (the name
+ * the original distributed loader expects).
+ */
+export function lmdbPath(workDir: string, split: Split, shard?: Shard): string {
+  const part = shard && shard.count > 1 ? `part_${shard.index}` : 'all';
+  return joinPath(workDir, LMDB_DIR, `${LMDB_NAMES[split]}_feat_${part}.lmdb`);
+}
+
+/** Where the cleaned knowledge comes from. */
+export interface KnowledgeSource {
+  name: string;
+  open?: (split: Split) => AsyncIterable<KnowledgeEntry>;
+}
+
+/**
+ * kg-triples' streaming reader when it exists and `kg/` has been built; otherwise the
+ * segment files' `pv` with a final `;` (the reference's form for the model).
+ */
+export async function defaultKnowledge(workDir: string): Promise<KnowledgeSource> {
+  const fallback = { name: 'raw-ingest pv + ";"' };
+  if (!existsSync(joinPath(workDir, 'kg'))) return fallback;
+  const mod = (await import('@k3m-kit/kg-triples')) as Record<string, unknown>;
+  const read = mod.readKnowledge;
+  if (typeof read !== 'function') return fallback;
+  return { name: 'kg-triples readKnowledge', open: (split) => read(workDir, split) as AsyncIterable<KnowledgeEntry> };
+}
+
+export interface ConvertOptions {
+  workDir: string;
+  splits?: readonly Split[];
+  shard: Shard;
+  missingImage: MissingImagePolicy;
+  fp16: boolean;
+  clsProb: boolean;
+  /** Commit after this many records ... */
+  batchRecords: number;
+  /** ... or this many MB of values, whichever comes first. */
+  batchMb: number;
+  /** Records read back at the end besides the hashed sample. */
+  verifySample: number;
+  quiet: boolean;
+  knowledge?: KnowledgeSource;
+}
+
+export interface SplitReport {
+  file: string;
+  records: number;
+  imageMissing: number;
+  /** Records that were already committed by an interrupted run. */
+  resumedFrom: number;
+  skipped: boolean;
+  bytes: number;
+  fingerprint: string;
+  in: number;
+  rejected: number;
+}
+
+export interface ConvertReport extends StageReportBase {
+  splits: Partial<Record<Split, SplitReport>>;
+  bytes: number;
+  valueBytes: number;
+  mbPerSecond: number;
+  knowledge: string;
+  options: { fp16: boolean; clsProb: boolean; missingImage: MissingImagePolicy; shard: string };
+}
+
+function fingerprintOf(o: ConvertOptions, split: Split, knowledge: string, inputs: string[], dims: unknown): string {
+  const files = inputs.map((f) => {
+    const s = statSync(f);
+    return [f, s.size, s.mtimeMs];
+  });
+  const what = { v: 1, split, shard: o.shard, fp16: o.fp16, clsProb: o.clsProb, missingImage: o.missingImage, knowledge, dims, files };
+  return createHash('sha256').update(JSON.stringify(what)).digest('hex').slice(0, 32);
+}
+
+function previousReport(workDir: string, name: string): ConvertReport | undefined {
+  try {
+    return JSON.parse(readFileSync(joinPath(workDir, 'reports', `${name}.json`), 'utf8')) as ConvertReport;
+  } catch {
+    return undefined;
+  }
+}
+
+class ReplayMismatch extends Error {}
+
+/**
+ * Runs the stage: one LMDB per split, rejects in `rejects/lmdb-writer[.shard-i-of-N].jsonl`,
+ * the report in `reports/lmdb-writer[...].json`.
+ * @example await convert({ workDir: 'work', shard: WHOLE, missingImage: 'keep', fp16: false, ... })
+ */
+export async function convert(o: ConvertOptions): Promise<ConvertReport> {
+  const t0 = performance.now();
+  const name = STAGE + shardSuffix(o.shard);
+  const meta = await readFeatureMeta(o.workDir);
+  const dims = { featureDim: meta.featureDim, numClasses: meta.numClasses };
+  const manifest = await readManifest(o.workDir);
+  const knowledge = o.knowledge ?? (await defaultKnowledge(o.workDir));
+  const prev = previousReport(o.workDir, name);
+  const rejects = await RejectLog.open(o.workDir, name);
+  const splits: Partial<Record<Split, SplitReport>> = {};
+  let valueBytes = 0;
+  try {
+    for (const split of o.splits ?? SPLIT_NAMES) {
+      const segs = manifest.segments.filter((e) => e.split === split && ownsUnit(o.shard, e.seg));
+      const inputs = [...segs.map((e) => joinPath(o.workDir, e.file)), ...featureFiles(o.workDir, split), joinPath(o.workDir, FEATURE_DIR, 'meta.json')];
+      const fingerprint = fingerprintOf(o, split, knowledge.name, inputs, { ...dims, maxBoxes: meta.maxBoxes });
+      const file = lmdbPath(o.workDir, split, o.shard);
+      const done = prev?.splits?.[split];
+      // A finished split is skipped only when it had no rejects: the reject log is rewritten per run.
+      if (done?.fingerprint === fingerprint && existsSync(file) && !existsSync(`${file}.partial`) && done.rejected === 0) {
+        splits[split] = { ...done, skipped: true };
+        continue;
+      }
+      const total = segs.reduce((a, e) => a + e.items, 0);
+      let result: { report: SplitReport; valueBytes: number };
+      try {
+        result = await convertSplit(o, split, file, fingerprint, total, knowledge, rejects, dims, meta.maxBoxes);
+      } catch (e) {
+        if (!(e instanceof ReplayMismatch)) throw e;
+        // The committed records no longer line up with the inputs: start this split afresh.
+        rmSync(`${file}.partial`, { force: true });
+        result = await convertSplit(o, split, file, fingerprint, total, knowledge, rejects, dims, meta.maxBoxes);
+      }
+      splits[split] = result.report;
+      valueBytes += result.valueBytes;
+    }
+    await rejects.commit();
+  } catch (e) {
+    await rejects.abort();
+    throw e;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const all = Object.values(splits);
+  const report = finishReport({
+    stage: STAGE,
+    in: all.reduce((a, s) => a + s.in, 0),
+    written: all.reduce((a, s) => a + s.records, 0),
+    rejected: rejects.count,
+    rejectedByReason: rejects.reasons.toJSON(),
+    seconds,
+    splits,
+    bytes: all.reduce((a, s) => a + s.bytes, 0),
+    valueBytes,
+    mbPerSecond: valueBytes / 1e6 / Math.max(seconds, 1e-9),
+    knowledge: knowledge.name,
+    options: { fp16: o.fp16, clsProb: o.clsProb, missingImage: o.missingImage, shard: `${o.shard.index}/${o.shard.count}` },
+  });
+  await writeReport(o.workDir, name, report);
+  return report;
+}
+
+async function convertSplit(
+  o: ConvertOptions,
+  split: Split,
+  file: string,
+  fingerprint: string,
+  total: number,
+  knowledge: KnowledgeSource,
+  rejects: RejectLog,
+  dims: FeatureDims,
+  maxBoxes: number,
+): Promise<{ report: SplitReport; valueBytes: number }> {
+  const { writer, progress: resumed } = TensorpackLmdbWriter.open(file, fingerprint);
+  const skip = writer.resumedFrom;
+  const bar = createProgress(`${LMDB_NAMES[split]} records`, total, { quiet: o.quiet });
+  const w = new MsgpackWriter(1 << 20);
+  const stride = Math.max(1, Math.ceil(total / Math.max(1, o.verifySample)));
+  const expected = new Map<number, string>();
+  const batchBytes = o.batchMb * 1e6;
+  let index = 0;
+  let inCount = 0;
+  let rejected = 0;
+  let imageMissing = 0;
+  let valueBytes = 0;
+  let sinceCommit = 0;
+  let bytesSinceCommit = 0;
+  let lastImageId = '';
+  const mark = (): Progress => ({ fingerprint, records: writer.count, lastImageId, split });
+  try {
+    for await (const ev of join({
+      workDir: o.workDir,
+      split,
+      dims,
+      maxBoxes,
+      shard: o.shard,
+      missingImage: o.missingImage,
+      knowledge: knowledge.open?.(split),
+    })) {
+      inCount++;
+      if (ev.kind === 'reject') {
+        rejected++;
+        await rejects.add(ev.reject);
+        continue;
+      }
+      bar.increment();
+      if (ev.imageMissing) imageMissing++;
+      lastImageId = ev.record.imageId;
+      if (index < skip) {
+        if (index === skip - 1 && resumed && lastImageId !== resumed.lastImageId) {
+          writer.abandon();
+          throw new ReplayMismatch();
+        }
+        index++;
+        continue;
+      }
+      const value = encodeRecord(ev.record, { fp16: o.fp16, clsProb: o.clsProb }, w);
+      writer.append(value);
+      if (index % stride === 0) expected.set(index, sha1(value));
+      index++;
+      valueBytes += value.length;
+      sinceCommit++;
+      bytesSinceCommit += value.length;
+      if (sinceCommit >= o.batchRecords || bytesSinceCommit >= batchBytes) {
+        writer.commit(mark());
+        sinceCommit = 0;
+        bytesSinceCommit = 0;
+      }
+    }
+    bar.stop();
+    if (index < skip) {
+      writer.abandon();
+      throw new ReplayMismatch();
+    }
+    writer.finish();
+  } catch (e) {
+    bar.stop();
+    if (!(e instanceof ReplayMismatch)) {
+      try {
+        writer.abandon();
+      } catch {
+        // already closed
+      }
+    }
+    throw e;
+  }
+  const check = verify(file, { expected, sample: o.verifySample });
+  if (check.problems.length) throw new IoError(file, `read-back check failed: ${check.problems.slice(0, 3).join('; ')}`);
+  return {
+    report: { file, records: index, imageMissing, resumedFrom: skip, skipped: false, bytes: statSync(file).size, fingerprint, in: inCount, rejected },
+    valueBytes,
+  };
+}
+
+/** The report as a table for people. */
+export function convertTable(r: ConvertReport): string {
+  const rows: TableRow[] = [['in', r.in], ['written', r.written], ['rejected', r.rejected]];
+  for (const [reason, n] of Object.entries(r.rejectedByReason)) rows.push([`  ${reason}`, n]);
+  for (const [split, s] of Object.entries(r.splits)) {
+    rows.push([`${split} records`, s.records]);
+    rows.push([`${split} image-missing`, s.imageMissing]);
+    rows.push([`${split} bytes`, s.bytes]);
+    if (s.resumedFrom) rows.push([`${split} resumed from`, s.resumedFrom]);
+    if (s.skipped) rows.push([`${split}`, 'up to date, skipped']);
+  }
+  rows.push(['MB/s', r.mbPerSecond], ['seconds', r.seconds], ['knowledge', r.knowledge], ['reconciles', r.reconciles]);
+  return formatTable(STAGE, rows);
+}

@@ -1,0 +1,222 @@
+/**
+ * @file The streaming join of item metadata, region features and knowledge by image id.
+ *
+ * All three come in manifest order (segments as listed in segments.json, items by `k` within
+ * a segment; image-missing items have no feature row), so the join is a merge over positions
+ * `(segment index, k)` that holds one row of each stream at a time. What it cannot place it
+ * returns as a reject with a reason:
+ *
+ * - `no-metadata`: a feature row whose id names no item of this split;
+ * - `duplicate-id`: a second feature row, or a second item, with an id already seen;
+ * - `out-of-order`: a feature row that arrives after its item was passed;
+ * - the feature codec's reasons (`field-count`, `bad-base64`, `array-length`, ...), and
+ *   `nan-value`, `inf-value`, `too-many-boxes`, which reject the item the row belongs to;
+ * - `image-missing`: only with `--missing-image drop`.
+ *
+ * Memory: one bit per item of the current split (to tell duplicates from strays).
+ */
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import { readItems, readManifest, type Split, type SegmentEntry } from '@k3m-kit/raw-ingest';
+import { featureTsvPath, readFeatureTsv, type DecodedFeatureLine, type FeatureDims } from '@k3m-kit/region-features';
+import { ownsUnit, type RejectRecord, type Shard } from '@k3m-kit/raw-ingest/stage';
+import type { K3mRecord } from './record.ts';
+
+/** What to do with items that have no region features (design.md section 5). */
+export const MISSING_IMAGE_POLICIES = Object.freeze({
+  keep: 'write a record with num_boxes "0" and empty arrays',
+  drop: 'leave the item out (the reference behaviour), counted as a reject',
+});
+export type MissingImagePolicy = keyof typeof MISSING_IMAGE_POLICIES;
+
+/** One knowledge entry, in manifest order. */
+export interface KnowledgeEntry {
+  imageId: string;
+  pv: string;
+}
+
+export interface JoinOptions {
+  workDir: string;
+  split: Split;
+  dims: FeatureDims;
+  maxBoxes: number;
+  shard: Shard;
+  missingImage: MissingImagePolicy;
+  /** Cleaned knowledge in manifest order; default: the segment's `pv` with a final `;`. */
+  knowledge?: AsyncIterable<KnowledgeEntry>;
+}
+
+export type JoinEvent =
+  | { kind: 'record'; record: K3mRecord; imageMissing: boolean }
+  | { kind: 'reject'; reject: RejectRecord };
+
+/** The reference's PV text form for the model: `p:v;` per pair, so a final `;` is added. */
+export function pvWithFinalSeparator(pv: string): string {
+  return pv === '' || pv.endsWith(';') ? pv : `${pv};`;
+}
+
+interface Pos {
+  seg: number;
+  k: number;
+}
+const before = (a: Pos, b: Pos) => a.seg < b.seg || (a.seg === b.seg && a.k < b.k);
+const same = (a: Pos, b: Pos) => a.seg === b.seg && a.k === b.k;
+
+function parseId(id: string | undefined): { k: number; seg: number } | undefined {
+  const m = id === undefined ? null : /^(\d+)_s(\d+)$/.exec(id);
+  return m ? { k: Number(m[1]), seg: Number(m[2]) } : undefined;
+}
+
+type FeatureLine = DecodedFeatureLine & { line: number; source: string };
+
+/** The feature files of a split in order: `<split>.tsv.0`, `.1`, ... while they exist. */
+export function featureFiles(workDir: string, split: Split): string[] {
+  const out: string[] = [];
+  for (let k = 0; existsSync(featureTsvPath(workDir, split, k)); k++) out.push(featureTsvPath(workDir, split, k));
+  return out;
+}
+
+async function* featureLines(files: string[], dims: FeatureDims): AsyncGenerator<FeatureLine> {
+  for (const f of files) for await (const l of readFeatureTsv(f, dims)) yield { ...l, source: basename(f) };
+}
+
+function firstNonFinite(a: Float32Array): number | undefined {
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i]!;
+    if (v - v !== 0) return v;
+  }
+  return undefined;
+}
+
+/**
+ * Streams the joined records of one split (and the rejects) in manifest order.
+ * @example for await (const ev of join({ workDir: 'work', split: 'train', ... })) ...
+ */
+export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
+  const manifest = await readManifest(o.workDir);
+  const segs = manifest.segments.filter((e) => e.split === o.split);
+  // Position of a segment in manifest order; rows of segments owned by other shards are skipped.
+  const order = new Map<number, { index: number; entry: SegmentEntry; owned: boolean }>();
+  segs.forEach((e, index) => order.set(e.seg, { index, entry: e, owned: ownsUnit(o.shard, e.seg) }));
+  const seen = segs.map((e) => new Uint8Array(Math.ceil((e.items + 1) / 8)));
+  const mark = (p: Pos) => {
+    const bits = seen[p.seg]!;
+    if (p.k < bits.length * 8) bits[p.k >> 3]! |= 1 << (p.k & 7);
+  };
+  const wasSeen = (p: Pos) => {
+    const bits = seen[p.seg]!;
+    return p.k < bits.length * 8 && ((bits[p.k >> 3]! >> (p.k & 7)) & 1) === 1;
+  };
+
+  const rows = featureLines(featureFiles(o.workDir, o.split), o.dims)[Symbol.asyncIterator]();
+  // A row with a position, or one that can never match (reject it when met).
+  type Row = { line: FeatureLine; pos?: Pos };
+  const nextRow = async (): Promise<Row | undefined> => {
+    for (;;) {
+      const r = await rows.next();
+      if (r.done) return undefined;
+      const id = r.value.ok ? r.value.row.imageId : r.value.imageId;
+      const parsed = parseId(id);
+      const seg = parsed && order.get(parsed.seg);
+      if (seg && !seg.owned) continue;
+      // Unplaceable rows are reported by shard 0 only, so N shards count them once.
+      if (!seg && o.shard.index !== 0) continue;
+      return { line: r.value, pos: seg ? { seg: seg.index, k: parsed!.k } : undefined };
+    }
+  };
+  const strayReject = (row: Row): RejectRecord => {
+    const id = row.line.ok ? row.line.row.imageId : row.line.imageId;
+    const base = { source: row.line.source, line: row.line.line, id };
+    if (!row.line.ok && !row.pos) return { ...base, reason: row.line.reason, detail: row.line.detail };
+    if (!row.pos) return { ...base, reason: 'no-metadata', detail: `no item ${id} in the ${o.split} segments` };
+    if (wasSeen(row.pos)) return { ...base, reason: 'duplicate-id', detail: `a second feature row for ${id}` };
+    return { ...base, reason: row.pos.k < (segs[row.pos.seg]!.items) ? 'out-of-order' : 'no-metadata', detail: `feature row for ${id} after its place in manifest order` };
+  };
+
+  const know = o.knowledge?.[Symbol.asyncIterator]();
+  let kHead: { e: KnowledgeEntry; pos?: Pos } | undefined;
+  let kDone = !know;
+  const knowledgeFor = async (p: Pos): Promise<string> => {
+    for (;;) {
+      if (!kHead && !kDone) {
+        const r = await know!.next();
+        if (r.done) kDone = true;
+        else {
+          const parsed = parseId(r.value.imageId);
+          const s = parsed && order.get(parsed.seg);
+          kHead = { e: r.value, pos: s ? { seg: s.index, k: parsed!.k } : undefined };
+        }
+      }
+      if (!kHead) return '';
+      if (!kHead.pos || before(kHead.pos, p)) {
+        kHead = undefined;
+        continue;
+      }
+      if (same(kHead.pos, p)) {
+        const pv = kHead.e.pv;
+        kHead = undefined;
+        return pv;
+      }
+      return '';
+    }
+  };
+
+  let row = await nextRow();
+  let last: Pos | undefined;
+  for await (const item of readItems(o.workDir, o.split, (e) => ownsUnit(o.shard, e.seg))) {
+    const source = basename(order.get(item.seg)!.entry.file);
+    const parsed = parseId(item.imageId);
+    const pos: Pos = { seg: order.get(item.seg)!.index, k: parsed?.k ?? -1 };
+    if (!parsed || parsed.seg !== item.seg || (last && !before(last, pos))) {
+      yield { kind: 'reject', reject: { source, line: item.line, id: item.imageId, reason: 'duplicate-id', detail: `item ${item.imageId} repeats or runs backwards in segment ${item.seg}` } };
+      continue;
+    }
+    last = pos;
+    while (row && (!row.pos || before(row.pos, pos))) {
+      yield { kind: 'reject', reject: strayReject(row) };
+      row = await nextRow();
+    }
+    const pv = o.knowledge ? await knowledgeFor(pos) : pvWithFinalSeparator(item.pv);
+    const text = { imageId: item.imageId, caption: item.title, pv, category: item.category };
+    if (row && same(row.pos!, pos)) {
+      const { line } = row;
+      mark(pos);
+      row = await nextRow();
+      const base = { source: line.source, line: line.line, id: item.imageId };
+      if (!line.ok) {
+        yield { kind: 'reject', reject: { ...base, reason: line.reason, detail: line.detail } };
+        continue;
+      }
+      const f = line.row;
+      if (f.numBoxes > o.maxBoxes) {
+        yield { kind: 'reject', reject: { ...base, reason: 'too-many-boxes', detail: `num_boxes ${f.numBoxes} > ${o.maxBoxes}` } };
+        continue;
+      }
+      const bad = [['boxes', f.boxes], ['features', f.features], ['cls_prob', f.clsProb]] as const;
+      const hit = bad.map(([n, a]) => [n, firstNonFinite(a)] as const).find(([, v]) => v !== undefined);
+      if (hit) {
+        yield { kind: 'reject', reject: { ...base, reason: Number.isNaN(hit[1]) ? 'nan-value' : 'inf-value', detail: `${hit[0]} holds ${hit[1]}` } };
+        continue;
+      }
+      yield {
+        kind: 'record',
+        imageMissing: false,
+        record: { ...text, features: f.features, clsProb: f.clsProb, boxes: f.boxes, numBoxes: f.numBoxes, imageH: f.imageH, imageW: f.imageW, featureDim: o.dims.featureDim, numClasses: o.dims.numClasses },
+      };
+      continue;
+    }
+    if (o.missingImage === 'drop') {
+      yield { kind: 'reject', reject: { source, line: item.line, id: item.imageId, reason: 'image-missing', detail: item.pic ? `no feature row for ${item.pic}` : 'no image' } };
+      continue;
+    }
+    yield {
+      kind: 'record',
+      imageMissing: true,
+      record: { ...text, features: new Float32Array(0), clsProb: new Float32Array(0), boxes: new Float32Array(0), numBoxes: 0, imageH: 0, imageW: 0, featureDim: o.dims.featureDim, numClasses: o.dims.numClasses },
+    };
+  }
+  while (row) {
+    yield { kind: 'reject', reject: strayReject(row) };
+    row = await nextRow();
+  }
+}

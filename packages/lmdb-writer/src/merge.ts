@@ -1,0 +1,128 @@
+/**
+ * @file `merge`: N per-shard LMDBs (`*_feat_part_<i>.lmdb`) → the single-run `*_feat_all.lmdb`.
+ *
+ * Shard i holds the segments with `seg % N == i`, each in manifest order, so walking the
+ * manifest's segments and taking each one's records from its shard restores the single-run
+ * order. Values are copied byte for byte, so the result's records equal a single run's.
+ * Resumable like convert (progress marker per commit).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join as joinPath } from 'node:path';
+import { readManifest, type Split } from '@k3m-kit/raw-ingest';
+import { createProgress, finishReport, formatTable, IoError, UsageError, writeReport, type StageReportBase, type TableRow } from '@k3m-kit/raw-ingest/stage';
+import { decodeRecord } from './codecs/msgpack-numpy.ts';
+import { TensorpackLmdbReader, TensorpackLmdbWriter } from './codecs/tensorpack-lmdb.ts';
+import { LMDB_DIR, LMDB_NAMES, lmdbPath, SPLIT_NAMES, STAGE } from './convert.ts';
+import { verify } from './reader.ts';
+
+export interface MergeOptions {
+  workDir: string;
+  /** N; default: the number of part files found (they must be 0 .. N-1). */
+  numShards?: number;
+  splits?: readonly Split[];
+  batchRecords: number;
+  quiet: boolean;
+}
+
+export interface MergeReport extends StageReportBase {
+  mode: 'merge';
+  numShards: number;
+  splits: Partial<Record<Split, { file: string; parts: string[]; records: number; bytes: number; resumedFrom: number }>>;
+  bytes: number;
+}
+
+function partsOf(workDir: string, split: Split, numShards: number | undefined): string[] {
+  const dir = joinPath(workDir, LMDB_DIR);
+  const re = new RegExp(`^${LMDB_NAMES[split]}_feat_part_(\\d+)\\.lmdb$`);
+  const found = existsSync(dir) ? readdirSync(dir).map((f) => re.exec(f)).filter((m) => m !== null) : [];
+  const n = numShards ?? found.length;
+  if (n < 1) throw new UsageError(`--work-dir ${workDir}: no ${LMDB_NAMES[split]}_feat_part_<i>.lmdb to merge`);
+  const parts = Array.from({ length: n }, (_, i) => lmdbPath(workDir, split, { index: i, count: n }));
+  const missing = parts.filter((p) => !existsSync(p));
+  if (missing.length) throw new UsageError(`--num-shards ${n}: missing ${missing.join(', ')}`);
+  return parts;
+}
+
+const segOf = (imageId: string) => Number(/_s(\d+)$/.exec(imageId)?.[1] ?? NaN);
+
+/**
+ * Merges the shard LMDBs of each split into `*_feat_all.lmdb`.
+ * @example await merge({ workDir: 'work', batchRecords: 1000, quiet: true })
+ */
+export async function merge(o: MergeOptions): Promise<MergeReport> {
+  const t0 = performance.now();
+  const manifest = await readManifest(o.workDir);
+  const splits: MergeReport['splits'] = {};
+  let n = 0;
+  let inCount = 0;
+  for (const split of o.splits ?? SPLIT_NAMES) {
+    const parts = partsOf(o.workDir, split, o.numShards);
+    n = parts.length;
+    const readers = parts.map((p) => TensorpackLmdbReader.open(p));
+    const file = lmdbPath(o.workDir, split);
+    try {
+      const fingerprint = createHash('sha256')
+        .update(JSON.stringify(parts.map((p) => [p, statSync(p).size, statSync(p).mtimeMs])))
+        .digest('hex')
+        .slice(0, 32);
+      const { writer } = TensorpackLmdbWriter.open(file, fingerprint);
+      const skip = writer.resumedFrom;
+      const total = readers.reduce((a, r) => a + r.length, 0);
+      const bar = createProgress(`merge ${LMDB_NAMES[split]}`, total, { quiet: o.quiet });
+      const next = readers.map(() => 0);
+      let index = 0;
+      let last = '';
+      for (const e of manifest.segments.filter((s) => s.split === split)) {
+        const shard = e.seg % n;
+        const r = readers[shard]!;
+        while (next[shard]! < r.length) {
+          const v = r.value(next[shard]!);
+          const id = decodeRecord(v).record.imageId;
+          if (segOf(id) !== e.seg) break;
+          next[shard]!++;
+          bar.increment();
+          last = id;
+          if (index++ < skip) continue;
+          writer.append(v);
+          if (writer.count % o.batchRecords === 0) writer.commit({ fingerprint, records: writer.count, lastImageId: last });
+        }
+      }
+      bar.stop();
+      const left = next.findIndex((k, i) => k < readers[i]!.length);
+      if (left >= 0) {
+        writer.abandon();
+        throw new IoError(parts[left]!, `record ${next[left]} belongs to no ${split} segment of shard ${left} in manifest order`);
+      }
+      writer.finish();
+      const check = verify(file, { sample: 16 });
+      if (check.problems.length) throw new IoError(file, `read-back check failed: ${check.problems[0]}`);
+      inCount += total;
+      splits[split] = { file, parts, records: index, bytes: statSync(file).size, resumedFrom: skip };
+    } finally {
+      for (const r of readers) r.close();
+    }
+  }
+  const all = Object.values(splits);
+  const report = finishReport({
+    stage: STAGE,
+    mode: 'merge' as const,
+    numShards: n,
+    in: inCount,
+    written: all.reduce((a, s) => a + s.records, 0),
+    rejected: 0,
+    rejectedByReason: {},
+    seconds: (performance.now() - t0) / 1000,
+    splits,
+    bytes: all.reduce((a, s) => a + s.bytes, 0),
+  });
+  await writeReport(o.workDir, `${STAGE}.merge`, report);
+  return report;
+}
+
+export function mergeTable(r: MergeReport): string {
+  const rows: TableRow[] = [['shards', r.numShards], ['in', r.in], ['written', r.written]];
+  for (const [split, s] of Object.entries(r.splits)) rows.push([`${split} records`, s.records], [`${split} bytes`, s.bytes]);
+  rows.push(['seconds', r.seconds], ['reconciles', r.reconciles]);
+  return formatTable(`${STAGE} merge`, rows);
+}

@@ -1,0 +1,171 @@
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { convert, lmdbPath, merge, RecordReader, shuffledIndices, type K3mRecord } from '../src/index.ts';
+import { writeFixtureWorkDir } from '../src/testing.ts';
+import { baseOptions, tempDir } from './helpers.ts';
+import type { FeatureRow } from '@k3m-kit/region-features';
+
+function expectRecordMatches(r: K3mRecord, row: FeatureRow | undefined, dims: { featureDim: number; numClasses: number }) {
+  if (!row) {
+    expect([r.numBoxes, r.imageH, r.imageW, r.features.length, r.clsProb.length, r.boxes.length]).toEqual([0, 0, 0, 0, 0, 0]);
+    expect([r.featureDim, r.numClasses]).toEqual([dims.featureDim, dims.numClasses]);
+    return;
+  }
+  expect([r.numBoxes, r.imageH, r.imageW]).toEqual([row.numBoxes, row.imageH, row.imageW]);
+  expect(Buffer.from(r.features.buffer, r.features.byteOffset, r.features.byteLength).equals(Buffer.from(row.features.buffer))).toBe(true);
+  expect(Buffer.from(r.clsProb.buffer, r.clsProb.byteOffset, r.clsProb.byteLength).equals(Buffer.from(row.clsProb.buffer))).toBe(true);
+  expect(Array.from(r.boxes)).toEqual(Array.from(row.boxes));
+}
+
+function allRecords(path: string): K3mRecord[] {
+  const rd = RecordReader.open(path);
+  try {
+    return [...rd];
+  } finally {
+    rd.close();
+  }
+}
+
+describe('convert', () => {
+  test('joins in manifest order; image-missing items keep their place with empty arrays', async () => {
+    const workDir = tempDir('join');
+    const rows = await writeFixtureWorkDir({ workDir });
+    const report = await convert(baseOptions(workDir));
+    expect(report.reconciles).toBe(true);
+    expect(report.splits.train!.records).toBe(20);
+    expect(report.splits.val!.records).toBe(8);
+    expect(report.splits.train!.imageMissing).toBe(3);
+    expect(report.rejected).toBe(0);
+    const recs = allRecords(lmdbPath(workDir, 'train'));
+    expect(recs.map((r) => r.imageId)).toEqual(Array.from({ length: 20 }, (_, k) => `${k}_s0`));
+    for (const r of recs) expectRecordMatches(r, rows.get(r.imageId), { featureDim: 16, numClasses: 5 });
+    expect(recs[0]!.pv).toBe('颜色:红色;材质:棉;');
+    expect(recs[1]!.pv).toBe('');
+    expect(recs[1]!.caption).toBe('');
+    expect(existsSync(`${lmdbPath(workDir, 'train')}-lock`)).toBe(true);
+    expect(existsSync(`${lmdbPath(workDir, 'train')}.partial`)).toBe(false);
+  });
+
+  test('--missing-image drop leaves image-missing items out and counts them', async () => {
+    const workDir = tempDir('drop');
+    await writeFixtureWorkDir({ workDir });
+    const report = await convert(baseOptions(workDir, { missingImage: 'drop' }));
+    expect(report.splits.train!.records).toBe(17);
+    expect(report.rejectedByReason['image-missing']).toBe(3 + 1);
+    expect(report.reconciles).toBe(true);
+  });
+
+  test('bad feature rows go to rejects/lmdb-writer.jsonl with source, line and reason', async () => {
+    const workDir = tempDir('rejects');
+    await writeFixtureWorkDir({
+      workDir,
+      editTsv: (split, lines) => {
+        if (split !== 'train') return lines;
+        const out = [...lines];
+        const f = out[1]!.split('\t');
+        out[1] = [f[0], f[1], f[2], String(Number(f[3]) + 1), ...f.slice(4)].join('\t'); // array-length
+        const nan = out[2]!.split('\t');
+        const feats = new Float32Array(new Uint8Array(Buffer.from(nan[5]!.slice(2, -1), 'base64')).buffer);
+        feats[0] = NaN;
+        nan[5] = `b'${Buffer.from(feats.buffer).toString('base64')}'`;
+        out[2] = nan.join('\t');
+        out.splice(4, 0, out[4]!.replace(/^(\d+)_s0/, '$1_s0')); // duplicate of the next row
+        out.push(out[0]!.replace(/^0_s0/, '999_s0')); // features for no item
+        out.push(out[0]!.replace(/^0_s0/, '1_s9')); // unknown segment
+        out.push('only\tthree\tfields');
+        return out;
+      },
+    });
+    const report = await convert(baseOptions(workDir));
+    expect(report.rejectedByReason).toEqual({ 'array-length': 1, 'duplicate-id': 1, 'field-count': 1, 'nan-value': 1, 'no-metadata': 2 });
+    expect(report.reconciles).toBe(true);
+    expect(report.in).toBe(report.written + report.rejected);
+    const lines = readFileSync(join(workDir, 'rejects/lmdb-writer.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.find((l) => l.reason === 'nan-value')).toMatchObject({ source: 'train.tsv.0', line: 3 });
+    expect(report.splits.train!.records).toBe(18);
+  });
+
+  test('--fp16 and --no-cls-prob round trip through our reader', async () => {
+    const workDir = tempDir('fp16');
+    const rows = await writeFixtureWorkDir({ workDir });
+    await convert(baseOptions(workDir, { fp16: true, clsProb: false }));
+    const recs = allRecords(lmdbPath(workDir, 'train'));
+    for (const r of recs) {
+      const row = rows.get(r.imageId);
+      expect(r.numClasses).toBe(0);
+      expect(r.clsProb.length).toBe(0);
+      if (!row) continue;
+      expect(Array.from(r.boxes)).toEqual(Array.from(row.boxes));
+      for (let i = 0; i < row.features.length; i++) {
+        const want = row.features[i]!;
+        expect(Math.abs(r.features[i]! - want)).toBeLessThanOrEqual(Math.abs(want) * 2 ** -11 + 2 ** -24);
+      }
+    }
+  });
+
+  test('shards + merge give the records of a single run, byte for byte', async () => {
+    const single = tempDir('single');
+    const sharded = tempDir('sharded');
+    const segments = [
+      { seg: 0, split: 'train' as const, items: 9 },
+      { seg: 1, split: 'val' as const, items: 5 },
+      { seg: 2, split: 'train' as const, items: 6 },
+      { seg: 3, split: 'train' as const, items: 4 },
+      { seg: 4, split: 'val' as const, items: 3 },
+    ];
+    await writeFixtureWorkDir({ workDir: single, segments });
+    await writeFixtureWorkDir({ workDir: sharded, segments });
+    await convert(baseOptions(single));
+    for (let i = 0; i < 3; i++) {
+      const r = await convert(baseOptions(sharded, { shard: { index: i, count: 3 } }));
+      expect(r.reconciles).toBe(true);
+      expect(existsSync(join(sharded, `image_lmdb_json/training_feat_part_${i}.lmdb`))).toBe(true);
+    }
+    const m = await merge({ workDir: sharded, batchRecords: 4, quiet: true });
+    expect(m.numShards).toBe(3);
+    for (const split of ['train', 'val'] as const) {
+      const a = RecordReader.open(lmdbPath(single, split));
+      const b = RecordReader.open(lmdbPath(sharded, split));
+      expect(b.length).toBe(a.length);
+      for (let i = 0; i < a.length; i++) expect(b.value(i).equals(a.value(i))).toBe(true);
+      a.close();
+      b.close();
+    }
+  });
+
+  test('a finished split is skipped on rerun; the report still reconciles', async () => {
+    const workDir = tempDir('rerun');
+    await writeFixtureWorkDir({ workDir });
+    await convert(baseOptions(workDir));
+    const again = await convert(baseOptions(workDir));
+    expect(again.splits.train!.skipped).toBe(true);
+    expect(again.written).toBe(28);
+    expect(again.reconciles).toBe(true);
+  });
+});
+
+describe('reader', () => {
+  test('random access, zero-copy views and a seeded bounded shuffle', async () => {
+    const workDir = tempDir('reader');
+    await writeFixtureWorkDir({ workDir, featureDim: 2048, numClasses: 1601, segments: [{ seg: 0, split: 'train', items: 12 }], boxes: () => 36, missing: () => false });
+    await convert(baseOptions(workDir, { splits: ['train'] }));
+    const rd = RecordReader.open(lmdbPath(workDir, 'train'));
+    const r = rd.get(5);
+    expect(r.imageId).toBe('5_s0');
+    // A view into the value buffer, not a copy.
+    expect(r.features.buffer.byteLength).toBeGreaterThan(r.features.byteLength);
+    expect(r.features.byteOffset % 4).toBe(0);
+    const order = [...shuffledIndices(rd.length, { bufferSize: 4, seed: 3 })];
+    expect([...order].sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    expect(order).toEqual([...shuffledIndices(rd.length, { bufferSize: 4, seed: 3 })]);
+    expect(order).not.toEqual(Array.from({ length: 12 }, (_, i) => i));
+    // With a buffer of 4, index i can come out no earlier than position i - 3.
+    order.forEach((idx, pos) => expect(pos).toBeGreaterThanOrEqual(idx - 3));
+    const endless = shuffledIndices(rd.length, { bufferSize: 4, seed: 3, repeat: true });
+    const first30 = Array.from({ length: 30 }, () => endless.next().value);
+    expect(first30.every((i) => typeof i === 'number' && i >= 0 && i < 12)).toBe(true);
+    expect([...rd.shuffled({ bufferSize: 4, seed: 3 })].map((x) => x.imageId)).toEqual(order.map((i) => `${i}_s0`));
+    rd.close();
+  });
+});

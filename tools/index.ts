@@ -16,7 +16,6 @@ export {
   type SampleExpectation,
   type SampleFile,
 } from './sample/faults.ts';
-export { CATEGORIES, COLOURS, COLOUR_NAMES, SHAPE_BY_VALUE, shapeFor, categoryByName, type Shape } from './sample/catalogue.ts';
+export { BRANDS, CATEGORIES, COLOURS, COLOUR_NAMES, SHAPE_BY_VALUE, shapeFor, type Category, type ColourName, type Shape } from './sample/catalogue.ts';
 export { MIN_PAIRS, MAX_PAIRS } from './sample/item.ts';
 export { centreColour, nearestColour, MIN_SIDE, MAX_SIDE } from './sample/image.ts';
-export { Rng } from './sample/prng.ts';

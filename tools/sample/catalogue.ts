@@ -264,7 +264,3 @@ export function shapeFor(category: Category, shapeValue?: string): Shape {
   if (shapeValue && shapeValue in SHAPE_BY_VALUE) return SHAPE_BY_VALUE[shapeValue as keyof typeof SHAPE_BY_VALUE];
   return category.shape;
 }
-
-export function categoryByName(name: string): Category | undefined {
-  return CATEGORIES.find((c) => c.name === name);
-}

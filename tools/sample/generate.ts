@@ -25,7 +25,7 @@ import {
   type SampleFile,
 } from './faults.ts';
 import { encodeJpeg, paintImage } from './image.ts';
-import { MAX_PAIRS, makeItem, type Pair } from './item.ts';
+import { MAX_PAIRS, makeItem, type Pair, type SampleItem } from './item.ts';
 import { Rng } from './prng.ts';
 
 export interface SampleOptions {
@@ -59,7 +59,7 @@ const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 interface ImageJob {
   path: string;
   rng: Rng;
-  item: ReturnType<typeof makeItem>;
+  item: SampleItem;
   kind?: FaultKindName;
 }
 

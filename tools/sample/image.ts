@@ -94,12 +94,14 @@ const SHAPE_TESTS: Readonly<Record<Shape, Inside>> = Object.freeze({
 
 const dist = (a: Rgb, b: Rgb) => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
 
+const PALETTE = COLOUR_NAMES.map((name) => [name, ...COLOURS[name]] as const);
+
 /** The palette colour nearest to an RGB triple (how tests read a picture's colour back). */
 export function nearestColour(rgb: Rgb): ColourName {
-  let best = COLOUR_NAMES[0]!;
+  let best = PALETTE[0]![0];
   let bestD = Infinity;
-  for (const name of COLOUR_NAMES) {
-    const d = dist(rgb, COLOURS[name]);
+  for (const [name, r, g, b] of PALETTE) {
+    const d = (rgb[0] - r) ** 2 + (rgb[1] - g) ** 2 + (rgb[2] - b) ** 2;
     if (d < bestD) [best, bestD] = [name, d];
   }
   return best;

@@ -67,6 +67,16 @@ describe('batches', () => {
     expect(resumed).toEqual(full.slice(2));
   });
 
+  it('stops after maxBatches, also on an endless stream', async () => {
+    async function* endless() {
+      for (let i = 0; ; i++) yield makeRecord({ imageId: `e${i}`, numBoxes: 1, featureDim: 4, numClasses: 3 });
+    }
+    const out: Batch[] = [];
+    for await (const b of batches(endless(), { ...base, maxBatches: 3 })) out.push(b);
+    expect(out).toHaveLength(3);
+    expect(await collect({ maxBatches: 2, skipBatches: 1 })).toHaveLength(1);
+  });
+
   it('applies corruption within each batch', async () => {
     const bs = await collect({ corruption: { dropImage: 1, dropTitle: 1 } });
     for (const b of bs) {

@@ -77,6 +77,8 @@ describe('knowledge masking and index pairs', () => {
 
   it('masks the value of a single PV, appending the missing final ;', async () => {
     expect(knowledgeText('省份:河北省')).toBe('省份:河北省;');
+    expect(knowledgeText('省份:河北省; ')).toBe('省份:河北省; ');
+    expect(knowledgeText('  ')).toBe('  ');
     const s = await sampleOf({ pv: '省份:河北省', numBoxes: 0 });
     expect([...s.lmLabelIdsPv].filter((l) => l >= 0)).toEqual([...'河北省'].map(id));
     expect([...s.indexP.subarray(0, 4)]).toEqual([1, 3, 0, 0]);

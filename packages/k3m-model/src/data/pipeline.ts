@@ -40,6 +40,8 @@ export interface PipelineOptions extends PreprocessOptions {
   corruption?: CorruptionRates;
   /** Batches of this epoch to pass over without preprocessing (resume). */
   skipBatches?: number;
+  /** Stop after this many batches (counting skipped ones): an epoch of an endless stream, or a step limit. */
+  maxBatches?: number;
   /** Called for a record that cannot become a sample; without it such a record throws. */
   onReject?: (record: K3mRecord, reason: string) => void;
 }
@@ -93,7 +95,9 @@ export async function* batches(records: AsyncIterable<K3mRecord> | Iterable<K3mR
   const bufferSize = opts.shuffleBuffer ?? 5000;
   if (!Number.isInteger(B) || B < 1) throw new RangeError(`batchSize=${B}: must be an integer >= 1`);
   if (!(mode in PIPELINE_MODES)) throw new RangeError(`mode=${mode}: must be one of ${Object.keys(PIPELINE_MODES).join(', ')}`);
+  const maxBatches = opts.maxBatches ?? Infinity;
   if (!Number.isInteger(skip) || skip < 0) throw new RangeError(`skipBatches=${skip}: must be an integer >= 0`);
+  if (!(maxBatches >= 0)) throw new RangeError(`maxBatches=${maxBatches}: must be >= 0`);
   if (!Number.isInteger(bufferSize) || bufferSize < 0) throw new RangeError(`shuffleBuffer=${bufferSize}: must be an integer >= 0`);
   const rates = resolveCorruptionRates(opts.corruption);
   const noise = rates.noiseTitle + rates.noiseImage + rates.noiseKnowledge > 0;
@@ -120,6 +124,7 @@ export async function* batches(records: AsyncIterable<K3mRecord> | Iterable<K3mR
     const rngs = at.map((p) => sampleRng(seed, mode, epoch, p));
     return collate(await preprocessRecords(input, opts.tokenizer, pre, rngs), pre);
   };
+  if (maxBatches === 0) return;
   for await (const record of ordered) {
     const problem = recordProblem(record, pre);
     if (problem) {
@@ -132,6 +137,7 @@ export async function* batches(records: AsyncIterable<K3mRecord> | Iterable<K3mR
     if (group.length === B) {
       const batch = await flush();
       if (batch) yield batch;
+      if (batchIndex >= maxBatches) return;
     }
   }
   if (group.length && !dropLast) {

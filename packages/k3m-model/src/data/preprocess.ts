@@ -146,9 +146,13 @@ export interface RegionChoice {
   zeroed: Uint8Array;
 }
 
-/** The knowledge string as tokenised: a final `;` appended when missing (DS:529-530). */
+/**
+ * The knowledge string as tokenised (DS:529-530): `;` appended when the stripped string is
+ * non-empty and does not end with one.
+ */
 export function knowledgeText(pv: string): string {
-  return pv && !pv.endsWith(';') ? pv + ';' : pv;
+  const t = pv.trim();
+  return t && !t.endsWith(';') ? pv + ';' : pv;
 }
 
 /** Tokenises a record's title and knowledge. */

@@ -77,7 +77,7 @@ async function main(): Promise<void> {
 
   // Warm-up: libvips start-up, connection pool.
   await sharpOnly(4);
-  const configs: [number, number][] = process.env.BENCH_SWEEP ? [[64, 4], [64, 8], [16, 8], [128, 8]] : [[64, 4]];
+  const configs: [number, number][] = process.env.BENCH_SWEEP ? [[64, 4], [64, 8], [16, 8], [128, 8]] : [[64, 8]];
   console.log(`${N} images, mean ${meanKb.toFixed(1)} KB, ${cores} cores, sharp.concurrency() = ${sharp.concurrency()}, resize to shorter side ${MIN_SIDE}`);
   for (const [concurrency, decode] of configs) {
     const limit = Math.max(await sharpOnly(decode), await sharpOnly(decode));

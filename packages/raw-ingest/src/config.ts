@@ -26,31 +26,32 @@ export function parseInputSpec(text: string): InputSpec {
   return m ? { path: m[1]!, split: m[2] as 'train' | 'val' } : { path: text };
 }
 
+const INPUT_REQUIRED = 'at least one --input FILE[:train|:val] is required';
 const inputEntry = z.union([z.string().min(1).transform(parseInputSpec), InputSchema]);
 
 export const BuildDataConfigSchema = z.object({
-    workDir: z.string().min(1).default('work'),
-    input: z.array(inputEntry, { error: 'at least one --input FILE[:train|:val] is required' }).min(1, 'at least one --input FILE[:train|:val] is required'),
-    valRatio: z.number().min(0).max(1).optional(),
-    segmentSize: z.number().int().min(1).default(100_000),
-    concurrency: z.number().int().min(1).max(4096).default(64),
-    decodeConcurrency: z.number().int().min(1).max(256).default(4),
-    timeoutMs: z.number().int().min(1).default(15_000),
-    maxRedirects: z.number().int().min(0).max(50).default(5),
-    maxBytes: z.number().int().min(1).default(20 * 1024 * 1024),
-    retries: z.number().int().min(0).max(20).default(2),
-    backoffMs: z.number().int().min(0).default(250),
-    maxPixels: z.number().int().min(1).default(50_000_000),
-    maxSide: z.number().int().min(1).optional(),
-    minSide: z.number().int().min(1).optional(),
-    jpegQuality: z.number().int().min(1).max(100).default(90),
-    missingImage: enumOf(MISSING_IMAGE_POLICIES).default('keep'),
-    retryFailed: z.boolean().default(false),
-    shard: z
-      .object({ index: z.number().int().min(0), count: z.number().int().min(1) })
-      .refine((s) => s.index < s.count, 'i must be below N')
-      .default(WHOLE),
-    quiet: z.boolean().default(true),
+  workDir: z.string().min(1).default('work'),
+  input: z.array(inputEntry, { error: INPUT_REQUIRED }).min(1, INPUT_REQUIRED),
+  valRatio: z.number().min(0).max(1).optional(),
+  segmentSize: z.number().int().min(1).default(100_000),
+  concurrency: z.number().int().min(1).max(4096).default(64),
+  decodeConcurrency: z.number().int().min(1).max(256).default(8),
+  timeoutMs: z.number().int().min(1).default(15_000),
+  maxRedirects: z.number().int().min(0).max(50).default(5),
+  maxBytes: z.number().int().min(1).default(20 * 1024 * 1024),
+  retries: z.number().int().min(0).max(20).default(2),
+  backoffMs: z.number().int().min(0).default(250),
+  maxPixels: z.number().int().min(1).default(50_000_000),
+  maxSide: z.number().int().min(1).optional(),
+  minSide: z.number().int().min(1).optional(),
+  jpegQuality: z.number().int().min(1).max(100).default(90),
+  missingImage: enumOf(MISSING_IMAGE_POLICIES).default('keep'),
+  retryFailed: z.boolean().default(false),
+  shard: z
+    .object({ index: z.number().int().min(0), count: z.number().int().min(1) })
+    .refine((s) => s.index < s.count, 'i must be below N')
+    .default(WHOLE),
+  quiet: z.boolean().default(true),
 });
 
 /** What `buildData` accepts: defaults filled in by the schema. */

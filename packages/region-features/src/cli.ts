@@ -1,0 +1,110 @@
+/**
+ * @file `region-features`: `extract` (the nx target), `merge` (after sharded runs) and
+ * `convert-weights` (detectron2 pickle to safetensors).
+ */
+import { Command, Option } from 'commander';
+import { z } from 'zod';
+import {
+  UsageError,
+  addCommonOptions,
+  enumOf,
+  formatTable,
+  intArg,
+  loadConfig,
+  printReport,
+  resolveCommon,
+  runCli,
+  type CommonFlags,
+} from '@k3m-kit/raw-ingest/stage';
+import { BACKENDS } from './backend.ts';
+import { TSV_FORMS } from './codecs/feature-tsv.ts';
+import { extract, merge, reportTable } from './extract.ts';
+import { SELECTION_RULES } from './model/boxes.ts';
+import { IMAGE_SIZES, PRESETS } from './model/presets.ts';
+import { convertWeights, DEFAULT_SEED } from './weights.ts';
+
+const ExtractConfig = z.object({
+  workDir: z.string(),
+  shard: z.string().optional(),
+  numShards: z.number().int().positive().optional(),
+  quiet: z.boolean(),
+  json: z.boolean(),
+  config: z.string().optional(),
+  preset: enumOf(PRESETS),
+  weights: z.string().optional(),
+  seed: z.number().int().nonnegative(),
+  imageSize: enumOf(IMAGE_SIZES).optional(),
+  rule: enumOf(SELECTION_RULES),
+  form: enumOf(TSV_FORMS),
+  backend: enumOf(BACKENDS).optional(),
+  prefetch: z.number().int().positive(),
+});
+
+const program = new Command().description('Faster R-CNN region features (bottom-up-attention, ResNet C4) to the K3M TSV');
+
+const ext = addCommonOptions(
+  program
+    .command('extract')
+    .description("run this shard's segments through the detector into image_features/parts/, then merge when every segment is done"),
+)
+  .addOption(new Option('--preset <name>', 'detector preset').choices(Object.keys(PRESETS)).default('small-c4'))
+  .option('--weights <file>', 'converted .safetensors (or a detectron2 .pkl); without it small-c4 runs on random weights')
+  .addOption(new Option('--seed <n>', 'seed of the random initialisation').argParser(intArg('--seed')).default(DEFAULT_SEED))
+  .addOption(new Option('--image-size <s>', 'shorter/longer side: 800 (800/1333, as K3M ran) or 600 (600/1000); default: the preset\'s').choices(Object.keys(IMAGE_SIZES)))
+  .addOption(new Option('--rule <r>', 'box selection: k3m (NMS 0.5..0.9 until 36) or adaptive (10-100 boxes, conf 0.2)').choices(Object.keys(SELECTION_RULES)).default('k3m'))
+  .addOption(new Option('--form <f>', "TSV cell form: k3m (b'...') or bare base64").choices(Object.keys(TSV_FORMS)).default('k3m'))
+  .addOption(new Option('--backend <b>', 'TensorFlow.js back end (default: the first that loads)').choices(Object.keys(BACKENDS)))
+  .addOption(new Option('--prefetch <n>', 'images decoded ahead of the model').argParser(intArg('--prefetch', 1)).default(4));
+ext.action(async () => {
+  const cfg = await loadConfig(ExtractConfig, ext, ext.opts().config);
+  const common = resolveCommon(cfg as CommonFlags);
+  const size = cfg.imageSize ? IMAGE_SIZES[cfg.imageSize] : undefined;
+  const report = await extract({
+    workDir: common.workDir,
+    shard: common.shard,
+    quiet: common.quiet,
+    preset: cfg.preset,
+    weights: cfg.weights,
+    seed: cfg.seed,
+    minSize: size?.minSize,
+    maxSize: size?.maxSize,
+    rule: cfg.rule,
+    form: cfg.form,
+    backend: cfg.backend,
+    prefetch: cfg.prefetch,
+  });
+  printReport(report, reportTable(report), common);
+  if (report.randomInit && common.quiet && !common.json) process.stderr.write(`note: ${report.note}\n`);
+});
+
+const mrg = addCommonOptions(program.command('merge').description('write image_features/{train,dev}.tsv.0 and the report from every segment\'s part'));
+mrg.action(async () => {
+  const common = resolveCommon(mrg.opts() as CommonFlags);
+  const report = await merge(common.workDir);
+  printReport(report, reportTable(report), common);
+});
+
+const conv = program
+  .command('convert-weights')
+  .description('detectron2 pickle (faster_rcnn_from_caffe.pkl) to safetensors, names and shapes checked against the preset')
+  .argument('<pkl>', 'detectron2 checkpoint: {"model": {name: ndarray}} or a flat dict')
+  .option('--out <file>', 'output safetensors (default: <pkl without .pkl>.safetensors)')
+  .addOption(new Option('--preset <name>', 'preset the weights must fit').choices(Object.keys(PRESETS)).default('bua-r101-c4'))
+  .option('--json', 'print the result as JSON', false);
+conv.action(async (pkl: string) => {
+  const o = conv.opts() as { out?: string; preset: keyof typeof PRESETS; json: boolean };
+  const out = o.out ?? pkl.replace(/\.(pkl|pickle)$/, '') + '.safetensors';
+  if (out === pkl) throw new UsageError(`--out ${out}: would overwrite the input`);
+  let r;
+  try {
+    r = await convertWeights(pkl, out, o.preset);
+  } catch (e) {
+    const name = (e as Error).name;
+    if (name === 'WeightsMismatchError' || name === 'PickleFormatError') throw new UsageError(`${pkl}: ${(e as Error).message}`);
+    throw e;
+  }
+  if (o.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+  else process.stdout.write(formatTable('convert-weights', [['out', r.out], ['tensors', r.tensors], ['parameters', r.parameters], ['ignored', r.ignored.length]]) + '\n');
+});
+
+await runCli('region-features', program);

@@ -1,0 +1,52 @@
+/**
+ * @file Image decoding for the detector, the only module that touches sharp. Decoding and
+ * resizing run on libuv's thread pool, so issuing the next images while the model computes
+ * overlaps the two. Resizing follows detectron2's ResizeShortestEdge sizes; the pixels come from
+ * sharp's linear kernel (detectron2 uses PIL bilinear: values differ slightly, see README).
+ */
+import { readFile } from 'node:fs/promises';
+import sharp from 'sharp';
+import { resizedSize } from './model/detector.ts';
+
+export interface DecodedImage {
+  /** RGB, HWC, uint8, `h * w * 3` bytes. */
+  rgb: Uint8Array;
+  h: number;
+  w: number;
+  /** Size of the image as stored (after EXIF orientation, as OpenCV reads it). */
+  rawH: number;
+  rawW: number;
+}
+
+export class ImageDecodeError extends Error {
+  override name = 'ImageDecodeError';
+}
+
+/** Reads, orients, converts to sRGB and resizes one image; undecodable files throw {@link ImageDecodeError}. */
+export async function decodeImage(path: string, minSize: number, maxSize: number): Promise<DecodedImage> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch (e) {
+    throw new ImageDecodeError(`cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    const meta = await sharp(buf, { failOn: 'error' }).metadata();
+    if (!meta.width || !meta.height) throw new Error('no dimensions');
+    const swap = (meta.orientation ?? 1) >= 5;
+    const rawW = swap ? meta.height : meta.width;
+    const rawH = swap ? meta.width : meta.height;
+    const size = resizedSize(rawH, rawW, minSize, maxSize);
+    const { data, info } = await sharp(buf, { failOn: 'error' })
+      .rotate()
+      .removeAlpha()
+      .toColourspace('srgb')
+      .resize(size.w, size.h, { fit: 'fill', kernel: 'linear' })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`${info.channels} channels after conversion`);
+    return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), h: info.height, w: info.width, rawH, rawW };
+  } catch (e) {
+    throw new ImageDecodeError((e as Error).message.split('\n')[0]!);
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * @file Detector weights: `convert-weights` (detectron2 pickle to safetensors, names and
+ * shapes verified against a preset) and loading for extraction (safetensors or pickle, or the
+ * seeded random initialisation when none is given and the preset allows it).
+ */
+import { extname } from 'node:path';
+import { UsageError } from '@k3m-kit/raw-ingest/stage';
+import { readDetectron2Pickle } from './codecs/detectron2-pickle.ts';
+import { f32, readSafetensors, toFloat32, writeSafetensors, type RawTensor } from './codecs/safetensors.ts';
+import { isIgnorable, paramShapes, randomParams, verifyParams, type Params } from './model/params.ts';
+import { PRESETS, type PresetName } from './model/presets.ts';
+
+/** Presets that may run without a checkpoint (on the seeded random initialisation). */
+export const RANDOM_INIT_PRESETS: readonly PresetName[] = ['small-c4'];
+export const DEFAULT_SEED = 0;
+
+export interface LoadedWeights {
+  params: Params;
+  /** For meta.json and reports: the weight file, or `random-init seed <n>`. */
+  weights: string;
+  /** True when no checkpoint was given. */
+  randomInit: boolean;
+}
+
+/** The plain-words warning every report carries when weights are random. */
+export function randomInitNote(seed: number): string {
+  return `no detector weights were given: features come from a seeded random initialisation (seed ${seed}) and carry no visual meaning`;
+}
+
+async function readNamed(path: string): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+  if (extname(path) === '.pkl' || extname(path) === '.pickle') return readDetectron2Pickle(path);
+  const st = await readSafetensors(path);
+  return new Map([...st.tensors].map(([n, t]) => [n, { shape: t.shape, data: toFloat32(t) }]));
+}
+
+/** Reads a checkpoint (`.pkl` or `.safetensors`) and verifies it against the preset. */
+export async function readWeights(path: string, preset: PresetName): Promise<Params> {
+  const named = await readNamed(path);
+  verifyParams(PRESETS[preset], named, preset);
+  const params: Params = new Map();
+  for (const name of paramShapes(PRESETS[preset]).keys()) params.set(name, named.get(name)!.data);
+  return params;
+}
+
+/** Weights for extraction: the checkpoint when given, else random init where allowed. */
+export async function loadWeights(preset: PresetName, path: string | undefined, seed = DEFAULT_SEED): Promise<LoadedWeights> {
+  if (path) return { params: await readWeights(path, preset), weights: path, randomInit: false };
+  if (!RANDOM_INIT_PRESETS.includes(preset)) {
+    throw new UsageError(`--weights: preset ${preset} needs converted weights (region-features convert-weights faster_rcnn_from_caffe.pkl)`);
+  }
+  return { params: randomParams(PRESETS[preset], seed), weights: `random-init seed ${seed}`, randomInit: true };
+}
+
+export interface ConvertResult {
+  out: string;
+  tensors: number;
+  ignored: string[];
+  parameters: number;
+}
+
+/**
+ * `convert-weights`: pickle in, safetensors out, detectron2 names and PyTorch shapes kept.
+ * Throws {@link WeightsMismatchError} listing missing, unexpected and mis-shaped names.
+ */
+export async function convertWeights(pkl: string, out: string, preset: PresetName): Promise<ConvertResult> {
+  const named = await readDetectron2Pickle(pkl);
+  verifyParams(PRESETS[preset], named, preset);
+  const tensors = new Map<string, RawTensor>();
+  let parameters = 0;
+  for (const name of paramShapes(PRESETS[preset]).keys()) {
+    const a = named.get(name)!;
+    tensors.set(name, f32(a.shape, a.data));
+    parameters += a.data.length;
+  }
+  await writeSafetensors(out, tensors, { preset, source: pkl, format: 'detectron2-names-pytorch-shapes' });
+  return { out, tensors: tensors.size, ignored: [...named.keys()].filter(isIgnorable), parameters };
+}

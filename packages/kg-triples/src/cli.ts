@@ -15,6 +15,7 @@ import {
 } from '@k3m-kit/raw-ingest/stage';
 import { build } from './build.ts';
 import { merge } from './merge.ts';
+import { DEFAULT_PLACEHOLDERS } from './normalise.ts';
 import { BuildCliSchema, MergeCliSchema } from './options.ts';
 import { reportTable, shardReportTable } from './report.ts';
 
@@ -35,7 +36,7 @@ addMergeOptions(
       .command('build')
       .description('clean this shard\'s segments into kg/parts/, then merge when every segment is done')
       .addOption(new Option('--max-pairs <n>', 'pairs kept in each knowledge string (default 10)').argParser(intArg('--max-pairs', 1)))
-      .option('--placeholders <list>', 'comma-separated placeholder values to drop (default: 请填写,请选择,...)')
+      .option('--placeholders <list>', `comma-separated placeholder values to drop (default ${DEFAULT_PLACEHOLDERS.join(',')})`)
       .option('--no-nfkc', 'skip Unicode NFKC')
       .option('--no-whitespace', 'skip trimming and collapsing white space')
       .option('--no-drop-empty', 'keep pairs with an empty property or value')

@@ -8,7 +8,7 @@
  * Memory holds the vocabularies (distinct properties and values), never the triples or items:
  * item entity ids are handed out as items stream past.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { access, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -190,7 +190,8 @@ export async function merge(workDir: string, run: MergeRunOptions = {}): Promise
   }
 
   // Pass 3: write.
-  const tmpDir = join(kgDir, `.merge-${process.pid}`);
+  // pid alone can repeat across pods sharing a volume (often pid 1 in each).
+  const tmpDir = join(kgDir, `.merge-${process.pid}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmpDir, { recursive: true });
   const open = async (path: string) => new BatchWriter(await AtomicWriter.create(path));
   const entity = await open(join(kgDir, ENTITY_FILE));

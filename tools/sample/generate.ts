@@ -106,7 +106,7 @@ export async function makeSample(options: SampleOptions): Promise<FaultsFile> {
 
       let title: string | Buffer = item.title;
       let detail: string | undefined;
-      let pairs: string[] = item.pairs.map(([p, v]) => `${p}#:#${v}`);
+      const pairs: string[] = item.pairs.map(([p, v]) => `${p}#:#${v}`);
       let fields: (string | Buffer)[] | undefined;
       switch (kind) {
         case 'placeholder-value': {

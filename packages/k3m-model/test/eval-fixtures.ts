@@ -19,7 +19,7 @@ export function makeRecords(n: number, categories = 4, featureDim = 8, boxes = 2
     }
     return {
       features,
-      clsProb: new Float32Array(0),
+      clsProb: new Float32Array(boxes * 3).fill(1 / 3),
       boxes: Float32Array.from({ length: boxes * 4 }, (_, k) => (k % 4 < 2 ? 0 : 10 + i)),
       numBoxes: boxes,
       imageH: 100,
@@ -29,7 +29,7 @@ export function makeRecords(n: number, categories = 4, featureDim = 8, boxes = 2
       pv: `颜色:${COLOURS[c % COLOURS.length]};编号:${i};`,
       category: `cat${c}`,
       featureDim,
-      numClasses: 0,
+      numClasses: 3,
     };
   });
 }

@@ -1,0 +1,313 @@
+/**
+ * @file `evaluate(config)`: the robustness table of issue 7. Loads the work directory's records
+ * and knowledge graph, makes the seeded splits, and for the model pretrained with knowledge and
+ * the one pretrained without it (`--modalities title,image`, same budget and seed) runs every
+ * task under every grid cell, then writes `runs/<run>/eval/` (results.json, results.md, plots)
+ * and `reports/k3m-model-evaluate.json`.
+ *
+ * Splits (all reported in results.json, id lists in eval/split.json):
+ * - classification and retrieval: probes are fitted on the training LMDB's items and scored on
+ *   the validation LMDB's items (the retrieval gallery); without a validation LMDB, a seeded
+ *   80/20 split of the training items. `--max-fit-items` / `--max-eval-items` take a seeded
+ *   sample of each side.
+ * - knowledge completion: see completion.ts (kg-triples' test triples).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { createProgress, finishReport, writeFileAtomic, writeReport, type StageReportBase } from '@k3m-kit/raw-ingest/stage';
+import { RecordReader, type K3mRecord } from '@k3m-kit/lmdb-writer';
+import { ENTITY_FILE, RELATION_FILE, TEST_FILE, TRAIN_FILE, VALID_FILE, readTriples2id, readVocab } from '@k3m-kit/kg-triples';
+import { describeBackend, startBackend } from '../backend.ts';
+import { recordProblem, resolvePreprocessOptions } from '../data/preprocess.ts';
+import { Rng } from '../data/rng.ts';
+import { LMDB_FILES } from '../train/records.ts';
+import { buildCompletionSplit, type KgTables } from './completion.ts';
+import { CachedEncoder, type RepresentationEncoder } from './encoder.ts';
+import { CORRUPTION_KINDS, DEFAULT_RATES, corruptionGrid, type CorruptionKindName } from './grid.ts';
+import { chanceRank } from './metrics.ts';
+import { MODEL_KEYS, toJsonNumber, writeResults, type EvalResults, type ModelKey, type ResultCell } from './results.ts';
+import { RunEncoder } from './run-encoder.ts';
+import { classificationTask, completionTask, retrievalTask, type TaskContext, type TaskResult } from './tasks.ts';
+
+export const STAGE = 'k3m-model-evaluate';
+
+export const EVAL_TASKS = Object.freeze({
+  classification: 'item classification on the category field',
+  retrieval: 'cross-modal retrieval title->image and image->title',
+  completion: "knowledge completion on kg-triples' test triples",
+});
+export type EvalTaskName = keyof typeof EVAL_TASKS;
+
+const kindNames = Object.keys(CORRUPTION_KINDS) as [CorruptionKindName, ...CorruptionKindName[]];
+const taskNames = Object.keys(EVAL_TASKS) as [EvalTaskName, ...EvalTaskName[]];
+
+export const EvaluateConfigSchema = z.object({
+  workDir: z.string().min(1),
+  /** The run pretrained with knowledge; results go to `runs/<run>/eval/`. */
+  run: z.string().min(1).default('k3m-small'),
+  /** The run pretrained with `--modalities title,image`. */
+  baseline: z.string().min(1).default('k3m-small-noknow'),
+  seed: z.number().int().default(42),
+  tasks: z.array(z.enum(taskNames)).min(1).default([...taskNames]),
+  kinds: z.array(z.enum(kindNames)).default([...kindNames]),
+  rates: z.array(z.number().min(0).max(1)).min(1).default([...DEFAULT_RATES]),
+  /** Seeded cap on fit-side items (0 = all). */
+  maxFitItems: z.number().int().nonnegative().default(0),
+  /** Seeded cap on evaluation items, i.e. the retrieval gallery (0 = all). */
+  maxEvalItems: z.number().int().nonnegative().default(0),
+  /** Cap on knowledge-completion test triples, whole items (0 = all). */
+  maxTriples: z.number().int().nonnegative().default(300),
+  /** Show the probes a corrupted copy of the fit side (see tasks.ts). */
+  fitCorruption: z.boolean().default(true),
+  probeSteps: z.number().int().positive().default(300),
+  probeBatch: z.number().int().nonnegative().default(128),
+  probeLr: z.number().positive().default(0.003),
+  /** Width of the retrieval projection space. */
+  projectionDim: z.number().int().positive().default(64),
+  /** Records per forward pass. */
+  batchSize: z.number().int().positive().default(32),
+  fusionMode: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).default(1),
+  backend: z.string().optional(),
+  quiet: z.boolean().default(false),
+});
+export type EvaluateConfig = z.input<typeof EvaluateConfigSchema>;
+type Resolved = z.output<typeof EvaluateConfigSchema>;
+
+export interface EvaluateReport extends StageReportBase {
+  evalDir: string;
+  backend: string;
+  results: EvalResults;
+  files: string[];
+}
+
+/** Opens a run as an encoder; injectable so tests can evaluate without a pretrained model. */
+export type EncoderFactory = (runDir: string, role: ModelKey, sample: K3mRecord) => Promise<RepresentationEncoder & { dispose?(): void }>;
+
+const defaultFactory = (c: Resolved): EncoderFactory => (runDir, _role, sample) => RunEncoder.open(runDir, { fusionMode: c.fusionMode }, sample);
+
+function readLmdb(path: string): K3mRecord[] {
+  const reader = RecordReader.open(path);
+  // Records are views into the reader's buffers: keep the reader open for the process.
+  return [...reader];
+}
+
+const digest = (ids: readonly string[]) => createHash('sha1').update(ids.join('\n')).digest('hex');
+
+function sample<T>(items: readonly T[], cap: number, rng: Rng): T[] {
+  if (cap <= 0 || items.length <= cap) return [...items];
+  const idx = rng.shuffle([...items.keys()]).slice(0, cap).sort((a, b) => a - b);
+  return idx.map((i) => items[i]!);
+}
+
+async function readKg(kgDir: string): Promise<KgTables | undefined> {
+  const files = [ENTITY_FILE, RELATION_FILE, TRAIN_FILE, VALID_FILE, TEST_FILE].map((f) => join(kgDir, f));
+  if (!files.every(existsSync)) return undefined;
+  const triples = async (p: string) => {
+    const out: [number, number, number][] = [];
+    for await (const t of readTriples2id(p)) out.push(t);
+    return out;
+  };
+  return {
+    entities: await readVocab(files[0]!),
+    relations: await readVocab(files[1]!),
+    train: await triples(files[2]!),
+    valid: await triples(files[3]!),
+    test: await triples(files[4]!),
+  };
+}
+
+/**
+ * Runs the evaluation. `openEncoder` defaults to loading `runs/<name>/` checkpoints.
+ * @example const report = await evaluate({ workDir: 'work' }); // runs/k3m-small/eval/results.md
+ */
+export async function evaluate(config: EvaluateConfig, openEncoder?: EncoderFactory): Promise<EvaluateReport> {
+  const c = EvaluateConfigSchema.parse(config);
+  const t0 = performance.now();
+  const backend = await startBackend(c.backend);
+  const runDirs: Record<ModelKey, string> = {
+    'with-knowledge': join(c.workDir, 'runs', c.run),
+    'without-knowledge': join(c.workDir, 'runs', c.baseline),
+  };
+  const evalDir = join(runDirs['with-knowledge'], 'eval');
+
+  // Records and the classification/retrieval split.
+  const trainPath = join(c.workDir, LMDB_FILES.train);
+  const validPath = join(c.workDir, LMDB_FILES.validation);
+  const rawTrain = readLmdb(trainPath);
+  const rawValid = existsSync(validPath) ? readLmdb(validPath) : undefined;
+  // Records the model cannot read (sizes that disagree with the first record's) are rejected, as pretraining does.
+  const dims = resolvePreprocessOptions({ featureDim: rawTrain[0]?.featureDim, numClasses: rawTrain[0]?.numClasses });
+  const rejectedByReason: Record<string, number> = {};
+  const usable = (rs: K3mRecord[]) =>
+    rs.filter((r) => {
+      const why = recordProblem(r, dims);
+      if (why) rejectedByReason[why] = (rejectedByReason[why] ?? 0) + 1;
+      return why === null;
+    });
+  const trainRecords = usable(rawTrain);
+  const validRecords = rawValid && usable(rawValid);
+  let fitAll = trainRecords;
+  let evalAll = validRecords ?? [];
+  let splitSource = 'fit = training LMDB, eval = validation LMDB';
+  if (!validRecords) {
+    const order = Rng.derive(c.seed, 'eval-split').shuffle([...trainRecords.keys()]);
+    const cut = Math.round(order.length * 0.8);
+    fitAll = order.slice(0, cut).sort((a, b) => a - b).map((i) => trainRecords[i]!);
+    evalAll = order.slice(cut).sort((a, b) => a - b).map((i) => trainRecords[i]!);
+    splitSource = 'no validation LMDB: seeded 80/20 split of the training LMDB';
+  }
+  const fit = sample(fitAll, c.maxFitItems, Rng.derive(c.seed, 'eval-fit-sample'));
+  const evalItems = sample(evalAll, c.maxEvalItems, Rng.derive(c.seed, 'eval-eval-sample'));
+  if (fit.length < 2 || evalItems.length < 2) {
+    throw new Error(`evaluation needs at least 2 fit and 2 evaluation items, got ${fit.length} and ${evalItems.length} (${splitSource})`);
+  }
+
+  // Knowledge completion questions.
+  const kg = c.tasks.includes('completion') ? await readKg(join(c.workDir, 'kg')) : undefined;
+  const byId = new Map<string, K3mRecord>();
+  for (const r of [...trainRecords, ...(validRecords ?? [])]) if (!byId.has(r.imageId)) byId.set(r.imageId, r);
+  const completion = kg
+    ? buildCompletionSplit(kg, byId, { seed: c.seed, maxEvalTriples: c.maxTriples, maxFitItems: c.maxFitItems, hidePerItem: 2 })
+    : undefined;
+  const tasks = c.tasks.filter((t) => t !== 'completion' || (completion && completion.evalExamples.length > 0 && completion.fitExamples.length > 0));
+
+  const splits = {
+    classificationAndRetrieval: {
+      source: splitSource,
+      seed: c.seed,
+      fit: { items: fit.length, of: fitAll.length, idsSha1: digest(fit.map((r) => r.imageId)) },
+      eval: { items: evalItems.length, of: evalAll.length, idsSha1: digest(evalItems.map((r) => r.imageId)) },
+    },
+    completion: completion
+      ? {
+          source: "kg/test2id.txt (evaluation), training triples of items without held-out triples (fit)",
+          valueVocabulary: completion.numValues,
+          relations: completion.numRelations,
+          fit: { items: completion.fitItems.length, questions: completion.fitExamples.length },
+          eval: { items: completion.evalItems.length, questions: completion.evalExamples.length, testTriplesWithoutRecord: completion.skippedTriples },
+        }
+      : { skipped: kg ? 'no test triple has a record, or no fit item' : 'kg/ OpenKE files not found' },
+  };
+  await writeFileAtomic(
+    join(evalDir, 'split.json'),
+    JSON.stringify(
+      {
+        seed: c.seed,
+        fit: fit.map((r) => r.imageId),
+        eval: evalItems.map((r) => r.imageId),
+        completionFit: completion?.fitItems ?? [],
+        completionEval: completion?.evalItems ?? [],
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+
+  const cells = corruptionGrid(c.kinds, c.rates);
+  const budget = { steps: c.probeSteps, learningRate: c.probeLr, weightDecay: 1e-4, batchSize: c.probeBatch, seed: c.seed };
+  const budgets = {
+    classifier: budget,
+    projection: { ...budget, dim: c.projectionDim, temperature: 0.1 },
+    completion: { ...budget, hidden: 128 },
+    fitCorruption: c.fitCorruption ? c.kinds : [],
+  };
+  const factory = openEncoder ?? defaultFactory(c);
+  const perTask: Record<EvalTaskName, number> = { classification: 1, retrieval: 2, completion: 1 };
+  const progress = createProgress('evaluate', MODEL_KEYS.length * cells.length * tasks.reduce((s, t) => s + perTask[t], 0), { quiet: c.quiet });
+  const values = Object.fromEntries(cells.map((cell) => [cell.id, { 'with-knowledge': {}, 'without-knowledge': {} }])) as Record<
+    string,
+    Record<ModelKey, Record<string, number | null>>
+  >;
+  const models = {} as EvalResults['models'];
+  const fits: Record<string, unknown> = {};
+  const timings: Record<string, number> = {};
+  for (const role of MODEL_KEYS) {
+    const inner = await factory(runDirs[role], role, fit[0]!);
+    const encoder = new CachedEncoder(inner, c.batchSize);
+    const ctx: TaskContext = {
+      encoder,
+      usesKnowledge: role === 'with-knowledge',
+      cells,
+      seed: c.seed,
+      fitCorruption: budgets.fitCorruption,
+      onCell: () => progress.increment(),
+    };
+    const merge = (task: string, r: TaskResult, prefix: string) => {
+      fits[`${role}.${task}`] = r.fit;
+      for (const [id, m] of Object.entries(r.cells)) {
+        for (const [k, v] of Object.entries(m)) values[id]![role][`${prefix}${k}`] = toJsonNumber(v);
+      }
+    };
+    try {
+      for (const task of tasks) {
+        const t = performance.now();
+        if (task === 'classification') merge(task, await classificationTask(ctx, { fit, eval: evalItems }, budgets.classifier), 'classification.');
+        if (task === 'retrieval') merge(task, await retrievalTask(ctx, { fit, eval: evalItems }, budgets.projection), '');
+        if (task === 'completion') merge(task, await completionTask(ctx, completion!, budgets.completion), 'completion.');
+        timings[`${role}.${task}`] = (performance.now() - t) / 1000;
+      }
+    } finally {
+      inner.dispose?.();
+    }
+    models[role] = { run: runDirs[role], usesKnowledge: ctx.usesKnowledge, encoded: encoder.encoded, cacheHits: encoder.hits };
+  }
+  progress.stop();
+
+  const ks = [1, 5, 10];
+  const rc = chanceRank(evalItems.length, ks);
+  const counts = new Map<string, number>();
+  for (const r of fit) counts.set(r.category, (counts.get(r.category) ?? 0) + 1);
+  const majority = [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]![0];
+  const chance: Record<string, number | null> = {
+    'classification.accuracy': toJsonNumber(evalItems.filter((r) => r.category === majority).length / evalItems.length),
+  };
+  for (const d of ['title-to-image', 'image-to-title']) {
+    for (const k of ks) chance[`${d}.rank@${k}`] = toJsonNumber(rc.hitsAt[k]);
+    chance[`${d}.meanRank`] = toJsonNumber(rc.meanRank);
+  }
+  if (completion) {
+    const vc = chanceRank(completion.numValues, [1, 10]);
+    chance['completion.hits@1'] = toJsonNumber(vc.hitsAt[1]);
+    chance['completion.hits@10'] = toJsonNumber(vc.hitsAt[10]);
+    chance['completion.meanRank'] = toJsonNumber(vc.meanRank);
+  }
+  const resultCells: ResultCell[] = cells.map((cell) => ({ id: cell.id, kind: cell.kind, rate: cell.rate, values: values[cell.id]! }));
+  const results: EvalResults = {
+    stage: STAGE,
+    seed: c.seed,
+    backend: describeBackend(backend),
+    models,
+    splits,
+    budgets: { ...budgets, fits, timingsSeconds: timings },
+    chance,
+    protocol: {
+      classification: 'softmax probe on the frozen feature row [pooled title; pooled image; pooled knowledge; item], fitted on the fit side, scored on the corrupted evaluation items; chance = majority class of the fit side',
+      retrieval:
+        'query = title (or image) PLUS the item knowledge, gallery = the other modality alone; two linear projections trained with symmetric InfoNCE on the fit side (pretraining has no contrastive objective); ranks use the expected rank under random tie-breaking',
+      completion:
+        'item shown without its held-out pairs; a one-hidden-layer probe given the item feature row and the property scores every value of the value vocabulary; filtered Hits@K',
+      corruption: 'applied to the evaluation side only, exact rates, seeded, nested across rates; the model without knowledge never sees knowledge',
+      fitCorruption: c.fitCorruption ? 'probes are fitted on the clean fit items plus one corrupted copy of each (kinds dealt round-robin)' : 'probes see clean fit items only',
+    },
+    cells: resultCells,
+    seconds: (performance.now() - t0) / 1000,
+  };
+  const files = await writeResults(evalDir, results);
+  const rejected = Object.values(rejectedByReason).reduce((a, b) => a + b, 0);
+  const report = finishReport({
+    stage: STAGE,
+    in: rawTrain.length + (rawValid?.length ?? 0),
+    written: trainRecords.length + (validRecords?.length ?? 0),
+    rejected,
+    rejectedByReason,
+    seconds: (performance.now() - t0) / 1000,
+    evalDir,
+    backend: describeBackend(backend),
+    results,
+    files,
+  });
+  await writeReport(c.workDir, STAGE, report);
+  return report;
+}

@@ -24,6 +24,7 @@ import {
   type StageReportBase,
   type TableRow,
 } from '@k3m-kit/raw-ingest/stage';
+import { KNOWLEDGE_FILE, readKnowledge } from '@k3m-kit/kg-triples';
 import { FEATURE_DIR, readFeatureMeta, type FeatureDims } from '@k3m-kit/region-features';
 import { encodeRecord, MsgpackWriter } from './codecs/msgpack-numpy.ts';
 import { TensorpackLmdbWriter, type Progress } from './codecs/tensorpack-lmdb.ts';
@@ -48,20 +49,19 @@ export function lmdbPath(workDir: string, split: Split, shard?: Shard): string {
 /** Where the cleaned knowledge comes from. */
 export interface KnowledgeSource {
   name: string;
+  /** Files the knowledge comes from (part of the resume fingerprint). */
+  inputs: string[];
   open?: (split: Split) => AsyncIterable<KnowledgeEntry>;
 }
 
 /**
- * kg-triples' streaming reader when it exists and `kg/` has been built; otherwise the
- * segment files' `pv` with a final `;` (the reference's form for the model).
+ * kg-triples' `readKnowledge` when `kg/knowledge.tsv` exists (kg-triples build has run);
+ * otherwise the segment files' `pv` with a final `;` (the form the model reads).
  */
-export async function defaultKnowledge(workDir: string): Promise<KnowledgeSource> {
-  const fallback = { name: 'raw-ingest pv + ";"' };
-  if (!existsSync(joinPath(workDir, 'kg'))) return fallback;
-  const mod = (await import('@k3m-kit/kg-triples')) as Record<string, unknown>;
-  const read = mod.readKnowledge;
-  if (typeof read !== 'function') return fallback;
-  return { name: 'kg-triples readKnowledge', open: (split) => read(workDir, split) as AsyncIterable<KnowledgeEntry> };
+export function defaultKnowledge(workDir: string): KnowledgeSource {
+  const file = joinPath(workDir, 'kg', KNOWLEDGE_FILE);
+  if (!existsSync(file)) return { name: 'raw-ingest pv + ";" (no kg/knowledge.tsv)', inputs: [] };
+  return { name: 'kg-triples kg/knowledge.tsv', inputs: [file], open: (split) => readKnowledge(workDir, split) };
 }
 
 export interface ConvertOptions {
@@ -133,7 +133,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
   const meta = await readFeatureMeta(o.workDir);
   const dims = { featureDim: meta.featureDim, numClasses: meta.numClasses };
   const manifest = await readManifest(o.workDir);
-  const knowledge = o.knowledge ?? (await defaultKnowledge(o.workDir));
+  const knowledge = o.knowledge ?? defaultKnowledge(o.workDir);
   const prev = previousReport(o.workDir, name);
   const rejects = await RejectLog.open(o.workDir, name);
   const splits: Partial<Record<Split, SplitReport>> = {};
@@ -141,7 +141,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
   try {
     for (const split of o.splits ?? SPLIT_NAMES) {
       const segs = manifest.segments.filter((e) => e.split === split && ownsUnit(o.shard, e.seg));
-      const inputs = [...segs.map((e) => joinPath(o.workDir, e.file)), ...featureFiles(o.workDir, split), joinPath(o.workDir, FEATURE_DIR, 'meta.json')];
+      const inputs = [...segs.map((e) => joinPath(o.workDir, e.file)), ...featureFiles(o.workDir, split), joinPath(o.workDir, FEATURE_DIR, 'meta.json'), ...knowledge.inputs];
       const fingerprint = fingerprintOf(o, split, knowledge.name, inputs, { ...dims, maxBoxes: meta.maxBoxes });
       const file = lmdbPath(o.workDir, split, o.shard);
       const done = prev?.splits?.[split];

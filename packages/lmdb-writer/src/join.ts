@@ -13,13 +13,16 @@
  *   `nan-value`, `inf-value`, `too-many-boxes`, which reject the item the row belongs to;
  * - `image-missing`: only with `--missing-image drop`.
  *
+ * Knowledge, when given (kg-triples' `readKnowledge`), is walked in lockstep with the items and
+ * must match them id for id; a mismatch is an error (the kg/ output is stale), not a reject.
+ *
  * Memory: one bit per item of the current split (to tell duplicates from strays).
  */
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { readItems, readManifest, type Split, type SegmentEntry } from '@k3m-kit/raw-ingest';
 import { featureTsvPath, readFeatureTsv, type DecodedFeatureLine, type FeatureDims } from '@k3m-kit/region-features';
-import { ownsUnit, type RejectRecord, type Shard } from '@k3m-kit/raw-ingest/stage';
+import { IoError, ownsUnit, type RejectRecord, type Shard } from '@k3m-kit/raw-ingest/stage';
 import type { K3mRecord } from './record.ts';
 
 /** What to do with items that have no region features (design.md section 5). */
@@ -133,31 +136,18 @@ export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
     return { ...base, reason: row.pos.k < (segs[row.pos.seg]!.items) ? 'out-of-order' : 'no-metadata', detail: `feature row for ${id} after its place in manifest order` };
   };
 
+  // kg-triples' contract: one knowledge entry per item, in the same order, same image id.
+  // Entries of segments another shard owns are passed over; anything else out of step fails.
   const know = o.knowledge?.[Symbol.asyncIterator]();
-  let kHead: { e: KnowledgeEntry; pos?: Pos } | undefined;
-  let kDone = !know;
-  const knowledgeFor = async (p: Pos): Promise<string> => {
+  const knowledgeFor = async (imageId: string, seg: number): Promise<string> => {
     for (;;) {
-      if (!kHead && !kDone) {
-        const r = await know!.next();
-        if (r.done) kDone = true;
-        else {
-          const parsed = parseId(r.value.imageId);
-          const s = parsed && order.get(parsed.seg);
-          kHead = { e: r.value, pos: s ? { seg: s.index, k: parsed!.k } : undefined };
-        }
-      }
-      if (!kHead) return '';
-      if (!kHead.pos || before(kHead.pos, p)) {
-        kHead = undefined;
-        continue;
-      }
-      if (same(kHead.pos, p)) {
-        const pv = kHead.e.pv;
-        kHead = undefined;
-        return pv;
-      }
-      return '';
+      const r = await know!.next();
+      if (r.done) throw new IoError(`kg/ (${o.split})`, `knowledge ended before item ${imageId}: rerun kg-triples build`);
+      const parsed = parseId(r.value.imageId);
+      const owner = parsed && order.get(parsed.seg);
+      if (owner && !owner.owned && parsed.seg !== seg) continue;
+      if (r.value.imageId !== imageId) throw new IoError(`kg/ (${o.split})`, `knowledge entry ${r.value.imageId} where item ${imageId} was expected: rerun kg-triples build`);
+      return r.value.pv;
     }
   };
 
@@ -176,7 +166,7 @@ export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
       yield { kind: 'reject', reject: strayReject(row) };
       row = await nextRow();
     }
-    const pv = o.knowledge ? await knowledgeFor(pos) : pvWithFinalSeparator(item.pv);
+    const pv = know ? await knowledgeFor(item.imageId, item.seg) : pvWithFinalSeparator(item.pv);
     const text = { imageId: item.imageId, caption: item.title, pv, category: item.category };
     if (row && same(row.pos!, pos)) {
       const { line } = row;

@@ -1,4 +1,6 @@
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { encodeKnowledgeLine } from '@k3m-kit/kg-triples';
+import { readItems } from '@k3m-kit/raw-ingest';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { convert, lmdbPath, merge, RecordReader, shuffledIndices, type K3mRecord } from '../src/index.ts';
@@ -132,6 +134,30 @@ describe('convert', () => {
       a.close();
       b.close();
     }
+  });
+
+  test('knowledge comes from kg-triples kg/knowledge.tsv when it exists, in lockstep with the items', async () => {
+    const workDir = tempDir('kg');
+    const segments = [
+      { seg: 0, split: 'train' as const, items: 6 },
+      { seg: 1, split: 'val' as const, items: 3 },
+      { seg: 2, split: 'train' as const, items: 4 },
+    ];
+    await writeFixtureWorkDir({ workDir, segments });
+    const lines: string[] = [];
+    for await (const it of readItems(workDir)) lines.push(encodeKnowledgeLine({ imageId: it.imageId, split: it.split, itemId: it.itemId, pv: Number(it.imageId.split('_')[0]) % 2 ? '' : `品牌:牌${it.imageId};` }));
+    mkdirSync(join(workDir, 'kg'), { recursive: true });
+    writeFileSync(join(workDir, 'kg/knowledge.tsv'), lines.join('\n') + '\n');
+    const report = await convert(baseOptions(workDir));
+    expect(report.knowledge).toMatch(/kg-triples/);
+    const recs = allRecords(lmdbPath(workDir, 'train'));
+    expect(recs.map((r) => r.pv)).toEqual(['品牌:牌0_s0;', '', '品牌:牌2_s0;', '', '品牌:牌4_s0;', '', '品牌:牌0_s2;', '', '品牌:牌2_s2;', '']);
+    // A shard walks past the knowledge of segments it does not own.
+    const shard1 = await convert(baseOptions(workDir, { shard: { index: 1, count: 2 } }));
+    expect(shard1.splits.val!.records).toBe(3);
+    // Out of step (a stale kg/): an error naming kg-triples, not silently wrong text.
+    writeFileSync(join(workDir, 'kg/knowledge.tsv'), lines.filter((_, i) => i !== 2).join('\n') + '\n');
+    await expect(convert(baseOptions(workDir))).rejects.toThrow(/kg-triples build/);
   });
 
   test('a finished split is skipped on rerun; the report still reconciles', async () => {

@@ -54,7 +54,7 @@ describe('evaluate', () => {
       },
       async (runDir, role) => {
         opened.push(`${role}:${runDir}`);
-        return new FakeEncoder();
+        return { encoder: new FakeEncoder(), modalities: role === 'with-knowledge' ? ['title', 'image', 'knowledge'] : ['title', 'image'] };
       },
     );
     expect(opened).toEqual([`with-knowledge:${join(work, 'runs', 'k3m-small')}`, `without-knowledge:${join(work, 'runs', 'k3m-small-noknow')}`]);
@@ -99,6 +99,13 @@ describe('evaluate', () => {
     const split = JSON.parse(readFileSync(join(evalDir, 'split.json'), 'utf8'));
     expect(split.eval).toHaveLength(20);
     expect(existsSync(join(work, 'reports', 'k3m-model-evaluate.json'))).toBe(true);
+  });
+
+  it('refuses a baseline that was pretrained with knowledge', async () => {
+    const all = ['title', 'image', 'knowledge'] as const;
+    await expect(
+      evaluate({ workDir: work, tasks: ['classification'], kinds: [], backend: 'cpu', quiet: true }, async () => ({ encoder: new FakeEncoder(), modalities: all })),
+    ).rejects.toThrow(/--baseline k3m-small-noknow: pretrained with knowledge/);
   });
 });
 

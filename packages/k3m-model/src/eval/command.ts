@@ -19,11 +19,6 @@ function ratesArg(v: string): number[] {
   });
 }
 
-function fusionArg(v: string): number {
-  if (!/^[0-3]$/.test(v)) throw new UsageError(`--fusion-mode ${v}: expected 0, 1, 2 or 3`);
-  return Number(v);
-}
-
 const CliSchema = EvaluateConfigSchema.extend({
   config: z.string().optional(),
   shard: z.string().optional(),
@@ -83,7 +78,6 @@ export function addEvaluateCommand(program: Command): Command {
     .addOption(new Option('--probe-lr <lr>', 'probe learning rate').argParser(floatArg('--probe-lr', 1e-6, 10)).default(0.003))
     .addOption(new Option('--projection-dim <n>', 'retrieval projection width').argParser(intArg('--projection-dim', 1)).default(64))
     .addOption(new Option('--batch-size <n>', 'records per forward pass').argParser(intArg('--batch-size', 1)).default(32))
-    .addOption(new Option('--fusion-mode <m>', 'fusion mode the runs were trained with (0-3)').argParser(fusionArg).default(1))
     .option('--backend <name>', 'tensorflow-gpu, tensorflow, wasm or cpu (default: first that loads)')
     .action(async (_opts, cmd: Command) => {
       const cfg = await loadConfig(CliSchema, cmd, cmd.opts().config as string | undefined);

@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { createProgress, finishReport, writeFileAtomic, writeReport, type StageReportBase } from '@k3m-kit/raw-ingest/stage';
+import { createProgress, finishReport, UsageError, writeFileAtomic, writeReport, type StageReportBase } from '@k3m-kit/raw-ingest/stage';
 import { RecordReader, type K3mRecord } from '@k3m-kit/lmdb-writer';
 import { ENTITY_FILE, RELATION_FILE, TEST_FILE, TRAIN_FILE, VALID_FILE, readTriples2id, readVocab } from '@k3m-kit/kg-triples';
 import { describeBackend, startBackend } from '../backend.ts';
@@ -24,11 +24,11 @@ import { recordProblem, resolvePreprocessOptions } from '../data/preprocess.ts';
 import { Rng } from '../data/rng.ts';
 import { LMDB_FILES } from '../train/records.ts';
 import { buildCompletionSplit, type KgTables } from './completion.ts';
-import { CachedEncoder, type RepresentationEncoder } from './encoder.ts';
+import { CachedEncoder } from './encoder.ts';
 import { CORRUPTION_KINDS, DEFAULT_RATES, corruptionGrid, type CorruptionKindName } from './grid.ts';
 import { chanceRank } from './metrics.ts';
 import { MODEL_KEYS, toJsonNumber, writeResults, type EvalResults, type ModelKey, type ResultCell } from './results.ts';
-import { RunEncoder } from './run-encoder.ts';
+import { openRun, type OpenedModel } from './run-encoder.ts';
 import { classificationTask, completionTask, retrievalTask, type TaskContext, type TaskResult } from './tasks.ts';
 
 export const STAGE = 'k3m-model-evaluate';
@@ -68,7 +68,6 @@ export const EvaluateConfigSchema = z.object({
   projectionDim: z.number().int().positive().default(64),
   /** Records per forward pass. */
   batchSize: z.number().int().positive().default(32),
-  fusionMode: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).default(1),
   backend: z.string().optional(),
   quiet: z.boolean().default(false),
 });
@@ -82,10 +81,19 @@ export interface EvaluateReport extends StageReportBase {
   files: string[];
 }
 
-/** Opens a run as an encoder; injectable so tests can evaluate without a pretrained model. */
-export type EncoderFactory = (runDir: string, role: ModelKey, sample: K3mRecord) => Promise<RepresentationEncoder & { dispose?(): void }>;
+/** Opens a run; injectable so tests can evaluate without a pretrained model. */
+export type ModelOpener = (runDir: string, role: ModelKey) => Promise<OpenedModel>;
 
-const defaultFactory = (c: Resolved): EncoderFactory => (runDir, _role, sample) => RunEncoder.open(runDir, { fusionMode: c.fusionMode }, sample);
+const defaultOpener = (c: Resolved): ModelOpener => (runDir) => openRun(runDir, c.batchSize);
+
+/** The with-knowledge run must have learnt from knowledge and the baseline must not have. */
+function checkRole(role: ModelKey, name: string, modalities: readonly string[]): void {
+  const knows = modalities.includes('knowledge');
+  if (role === 'with-knowledge' && !knows) throw new UsageError(`--run ${name}: pretrained without knowledge (modalities ${modalities.join(',')})`);
+  if (role === 'without-knowledge' && knows) {
+    throw new UsageError(`--baseline ${name}: pretrained with knowledge; pretrain it with --modalities title,image`);
+  }
+}
 
 function readLmdb(path: string): K3mRecord[] {
   const reader = RecordReader.open(path);
@@ -119,10 +127,10 @@ async function readKg(kgDir: string): Promise<KgTables | undefined> {
 }
 
 /**
- * Runs the evaluation. `openEncoder` defaults to loading `runs/<name>/` checkpoints.
+ * Runs the evaluation. `openModel` defaults to loading `runs/<name>/` checkpoints.
  * @example const report = await evaluate({ workDir: 'work' }); // runs/k3m-small/eval/results.md
  */
-export async function evaluate(config: EvaluateConfig, openEncoder?: EncoderFactory): Promise<EvaluateReport> {
+export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener): Promise<EvaluateReport> {
   const c = EvaluateConfigSchema.parse(config);
   const t0 = performance.now();
   const backend = await startBackend(c.backend);
@@ -213,7 +221,7 @@ export async function evaluate(config: EvaluateConfig, openEncoder?: EncoderFact
     completion: { ...budget, hidden: 128 },
     fitCorruption: c.fitCorruption ? c.kinds : [],
   };
-  const factory = openEncoder ?? defaultFactory(c);
+  const opener = openModel ?? defaultOpener(c);
   const perTask: Record<EvalTaskName, number> = { classification: 1, retrieval: 2, completion: 1 };
   const progress = createProgress('evaluate', MODEL_KEYS.length * cells.length * tasks.reduce((s, t) => s + perTask[t], 0), { quiet: c.quiet });
   const values = Object.fromEntries(cells.map((cell) => [cell.id, { 'with-knowledge': {}, 'without-knowledge': {} }])) as Record<
@@ -224,11 +232,12 @@ export async function evaluate(config: EvaluateConfig, openEncoder?: EncoderFact
   const fits: Record<string, unknown> = {};
   const timings: Record<string, number> = {};
   for (const role of MODEL_KEYS) {
-    const inner = await factory(runDirs[role], role, fit[0]!);
-    const encoder = new CachedEncoder(inner, c.batchSize);
+    const opened = await opener(runDirs[role], role);
+    checkRole(role, role === 'with-knowledge' ? c.run : c.baseline, opened.modalities);
+    const encoder = new CachedEncoder(opened.encoder, c.batchSize);
     const ctx: TaskContext = {
       encoder,
-      usesKnowledge: role === 'with-knowledge',
+      usesKnowledge: opened.modalities.includes('knowledge'),
       cells,
       seed: c.seed,
       fitCorruption: budgets.fitCorruption,
@@ -249,7 +258,7 @@ export async function evaluate(config: EvaluateConfig, openEncoder?: EncoderFact
         timings[`${role}.${task}`] = (performance.now() - t) / 1000;
       }
     } finally {
-      inner.dispose?.();
+      opened.dispose?.();
     }
     models[role] = { run: runDirs[role], usesKnowledge: ctx.usesKnowledge, encoded: encoder.encoded, cacheHits: encoder.hits };
   }

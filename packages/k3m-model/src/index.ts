@@ -1,1 +1,46 @@
-export {};
+/**
+ * @file k3m-model's library API: the K3M model in TensorFlow.js (k3m-reference.md 4-5),
+ * pretraining (7), and the representation API evaluation builds on. The data path (tokenizer,
+ * preprocessing, batches, corruption) is exported from `./data/index.ts`.
+ */
+
+// ---- Back end ----
+export { startBackend, backendLine, describeBackend, BACKENDS, type BackendChoice, type BackendName } from './backend.ts';
+
+// ---- Model ----
+export { ModelConfigSchema, PRESETS, modelConfig, parseModelConfig, type ModelConfig, type PresetName } from './model/config.ts';
+export { K3mParams, countParameters, parameterSpec, loadHfBert, TIED_DECODER, WORD_EMBEDDINGS, type InitFromReport, type ParamSpec } from './model/params.ts';
+export {
+  forward,
+  DEFAULT_FIXES,
+  ORIGINAL_BEHAVIOUR,
+  DEFAULT_LOSS_WEIGHTS,
+  LOSS_NAMES,
+  type AccuracyCounts,
+  type ForwardOptions,
+  type ForwardResult,
+  type FusionMode,
+  type LossName,
+  type LossWeights,
+  type ModelFixes,
+} from './model/k3m.ts';
+/** The model's seeded generator (dropout, Gumbel noise, init); the data path has its own `Rng`. */
+export { Rng as ModelRng } from './model/rng.ts';
+export { forwardFiles, type ForwardFilesOptions } from './model/forward-files.ts';
+export { batchFromTensors, batchToTensors } from './model/batch-tensors.ts';
+
+// ---- Representations (evaluation) ----
+export { loadModel, represent, encodeRecords, REPRESENTATION_NAMES, type K3mModel, type Representations, type RepresentationName } from './model/represent.ts';
+
+// ---- Ops (custom gradients, kernels) ----
+export { linear, bmm, useStockGradients } from './ops/matmul.ts';
+export { embedding, registerKernels } from './ops/segment-sum.ts';
+
+// ---- Training ----
+export { AdamW, REFERENCE_ADAMW, decays, warmupLinear, clipByGlobalNorm, type AdamWOptions } from './train/adamw.ts';
+export { CHECKPOINT_FILES, readCheckpoint, readModelFiles, writeCheckpoint, hasCheckpoint, type Checkpoint, type TrainerState } from './train/checkpoint.ts';
+export { pretrain, modalitySetup, RUN_CONFIG_FILE, type PretrainOptions, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';
+export { lmdbSource, workDirSources, arraySource, LMDB_FILES, type RecordSource } from './train/records.ts';
+
+// ---- Data path ----
+export * from './data/index.ts';

@@ -6,10 +6,13 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { readSafetensors, toFloat32, toInt32, type RawTensor } from '@k3m-kit/region-features';
-import { BATCH_FIELDS, type Batch } from './data/batch.ts';
+import { readSafetensors } from '@k3m-kit/region-features';
+import type { Batch } from './data/batch.ts';
+import { batchFromTensors } from './model/batch-tensors.ts';
 import { parseModelConfig, type ModelConfig } from './model/config.ts';
 import { Rng } from './model/rng.ts';
+
+export { batchFromTensors };
 
 /** `<repoRoot>/../shared/data/k3m-golden`, or undefined when absent (tests then skip). */
 export function goldenDir(repoRoot: string): string | undefined {
@@ -24,52 +27,6 @@ export async function loadGoldenConfig(dir: string): Promise<ModelConfig> {
 /** The golden `grad_none` lists: parameters without a gradient per fusion mode. */
 export async function loadGradNone(dir: string): Promise<Record<string, string[]>> {
   return (JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { grad_none: Record<string, string[]> }).grad_none;
-}
-
-/** A batch from tensors named as the golden `inputs.safetensors` (reference 3.4). */
-export function batchFromTensors(t: Map<string, RawTensor>): Batch {
-  const get = (n: string) => {
-    const v = t.get(n);
-    if (!v) throw new Error(`inputs lack ${n}`);
-    return v;
-  };
-  const ids = get('input_ids');
-  const pv = get('input_ids_pv');
-  const feat = get('image_feat');
-  const target = get('image_target');
-  const idx = get('index_p');
-  const ints = (n: string) => toInt32(get(n));
-  const b: Batch = {
-    shape: {
-      batchSize: ids.shape[0]!,
-      titleLen: ids.shape[1]!,
-      pvLen: pv.shape[1]!,
-      regions: feat.shape[1]! - 1,
-      featureDim: feat.shape[2]!,
-      numClasses: target.shape[2]!,
-      maxPairs: idx.shape[1]!,
-    },
-    inputIds: ints(BATCH_FIELDS.inputIds),
-    inputMask: ints(BATCH_FIELDS.inputMask),
-    segmentIds: ints(BATCH_FIELDS.segmentIds),
-    lmLabelIds: ints(BATCH_FIELDS.lmLabelIds),
-    isNext: ints(BATCH_FIELDS.isNext),
-    inputIdsPv: ints(BATCH_FIELDS.inputIdsPv),
-    inputMaskPv: ints(BATCH_FIELDS.inputMaskPv),
-    segmentIdsPv: ints(BATCH_FIELDS.segmentIdsPv),
-    lmLabelIdsPv: ints(BATCH_FIELDS.lmLabelIdsPv),
-    isNextPvV: ints(BATCH_FIELDS.isNextPvV),
-    isNextPvT: ints(BATCH_FIELDS.isNextPvT),
-    imageFeat: toFloat32(feat),
-    imageLoc: toFloat32(get(BATCH_FIELDS.imageLoc)),
-    imageTarget: toFloat32(target),
-    imageLabel: ints(BATCH_FIELDS.imageLabel),
-    imageMask: ints(BATCH_FIELDS.imageMask),
-    indexP: ints(BATCH_FIELDS.indexP),
-    indexV: ints(BATCH_FIELDS.indexV),
-    imageIds: Array.from({ length: ids.shape[0]! }, (_, i) => String(i)),
-  };
-  return b;
 }
 
 export async function loadGoldenBatch(dir: string): Promise<Batch> {

@@ -77,7 +77,8 @@ describe.skipIf(!dir)('golden parity with the original PyTorch K3M', () => {
       const noise = mode === 1 ? (await readSafetensors(join(dir!, 'gumbel_noise.safetensors'))).tensors : undefined;
       const names = [...params.vars.keys()];
       const byVar = new Map(names.map((n) => [params.get(n).name, n]));
-      const grads = tf.tidy(() => {
+      const grads = new Map<string, Float32Array>();
+      tf.tidy(() => {
         const gumbelNoise = noise && {
           v: tf.tensor(toFloat32(noise.get('gumbel_noise_v')!), noise.get('gumbel_noise_v')!.shape),
           t: tf.tensor(toFloat32(noise.get('gumbel_noise_t')!), noise.get('gumbel_noise_t')!.shape),
@@ -87,9 +88,7 @@ describe.skipIf(!dir)('golden parity with the original PyTorch K3M', () => {
           () => forward(params, batch, { fusionMode: mode, outputs: 'all', gumbelNoise, fixes: ORIGINAL_BEHAVIOUR }).loss!,
           names.map((n) => params.get(n)),
         );
-        const out = new Map<string, Float32Array>();
-        for (const [v, t] of Object.entries(g)) if (t) out.set(byVar.get(v)!, t.dataSync() as Float32Array);
-        return out;
+        for (const [v, t] of Object.entries(g)) if (t) grads.set(byVar.get(v)!, t.dataSync() as Float32Array);
       });
       expect(golden.size).toBe(names.length);
       const bad: string[] = [];

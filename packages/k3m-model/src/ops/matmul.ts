@@ -35,6 +35,17 @@ const linear2dNoBias = customOp<[tf.Tensor, tf.Tensor]>((x, w, save) => {
   };
 });
 
+let stock = false;
+
+/**
+ * Benchmarks only (tools/bench/model.ts): `true` routes {@link linear} and {@link bmm} through
+ * tfjs's own `matMul` with transpose flags and its stock gradient, to measure what the custom
+ * gradients save.
+ */
+export function useStockGradients(on: boolean): void {
+  stock = on;
+}
+
 /**
  * A PyTorch `nn.Linear` over the last axis of `x` (any rank): `x·Wᵀ + b`, W stored [out, in].
  * @example linear(tf.ones([2, 3, 4]), tf.ones([5, 4]), tf.zeros([5])).shape // [2, 3, 5]
@@ -43,12 +54,20 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
   const inF = x.shape[x.rank - 1]!;
   const outF = w.shape[0]!;
   const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inF]);
-  const y = b ? linear2d(x2, w, b) : linear2dNoBias(x2, w);
+  const y = stock
+    ? tf.add(tf.matMul(x2 as tf.Tensor2D, w as tf.Tensor2D, false, true), b ?? 0)
+    : b
+      ? linear2d(x2, w, b)
+      : linear2dNoBias(x2, w);
   return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), outF]);
 }
 
 /** Batched a·b for a [G, M, K], b [G, K, N]; the gradient transposes explicitly. */
-export const bmm = customOp<[tf.Tensor, tf.Tensor]>((a, b, save) => {
+export function bmm(a: tf.Tensor, b: tf.Tensor): tf.Tensor3D {
+  return stock ? tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D) : bmmCustom(a, b);
+}
+
+const bmmCustom = customOp<[tf.Tensor, tf.Tensor]>((a, b, save) => {
   save([a, b]);
   return {
     value: tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D),

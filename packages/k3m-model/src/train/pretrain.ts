@@ -103,13 +103,17 @@ export interface PretrainResult {
   initFrom?: InitFromReport;
   stepMetrics: StepMetrics[];
   validation: ValidationMetrics[];
-  records: { in: number; rejected: number; rejectedByReason: Record<string, number> };
+  /** `in`: records in the training set; `trained`: records batched in the first epoch; `rejected`: records the data path refused. */
+  records: { in: number; trained: number; rejected: number; rejectedByReason: Record<string, number> };
   vocabSize: number;
   vocabBuilt: boolean;
   seconds: number;
   trainSeconds: number;
   aborted: boolean;
 }
+
+/** The resolved options of a run (modalities, fusion mode and fixes are what evaluation needs). */
+export const RUN_CONFIG_FILE = 'run-config.json';
 
 const WEIGHT_OF: Record<Modality, (keyof LossWeights)[]> = { title: ['t'], image: ['v'], knowledge: ['pv', 'tri'] };
 const DROP_OF: Record<Modality, keyof CorruptionRates> = { title: 'dropTitle', image: 'dropImage', knowledge: 'dropKnowledge' };
@@ -270,6 +274,11 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     await writeCheckpoint(runDir, { state, config, vocab: tokens, model: params.toStateDict(), optimizer: opt.tensors });
   };
 
+  const { train: _t, validation: _v, signal: _s, onStep: _o, log: _l, ...resolved } = o;
+  await writeFileAtomic(
+    join(runDir, RUN_CONFIG_FILE),
+    JSON.stringify({ ...resolved, totalSteps, trainRecords: o.train.length, validationRecords: o.validation?.length ?? 0, lossWeights: weights, corruption, model: config }, null, 2) + '\n',
+  );
   const tTrain = performance.now();
   if (state.step === 0 && !resumedFrom) await validate(-1);
   let aborted = false;
@@ -386,7 +395,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     initFrom,
     stepMetrics,
     validation,
-    records: { in: recordsIn, rejected: rejectedIds.size, rejectedByReason: rejects.reasons.toJSON() },
+    records: { in: o.train.length, trained: recordsIn, rejected: rejectedIds.size, rejectedByReason: rejects.reasons.toJSON() },
     vocabSize: tokens.length,
     vocabBuilt,
     seconds: (performance.now() - t0) / 1000,

@@ -1,0 +1,83 @@
+/**
+ * The TF.js detector against the independent PyTorch/torchvision reference
+ * (tools/golden/make_region_golden.py): the reference's random weights go through
+ * convert-weights, and every intermediate must agree on the CPU back ends.
+ *
+ * Tolerances: res4, proposals, pooled features and probabilities within 1e-4 of the
+ * reference's largest magnitude (float32 convolutions summed in another order, batch norm
+ * folded here and applied after the convolution there); selected ids exactly, in order;
+ * final boxes within 1e-3 px.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../src/backend.ts';
+import { extractImage } from '../src/extract.ts';
+import { selectAdaptive } from '../src/model/boxes.ts';
+import { Detector } from '../src/model/detector.ts';
+import { PRESETS } from '../src/model/presets.ts';
+import { loadRegionGolden, relMaxDiff, type RegionGolden } from '../src/testing.ts';
+import { convertWeights, readWeights } from '../src/weights.ts';
+
+const TOL = 1e-4;
+let golden: RegionGolden;
+let dir: string;
+let weightsPath: string;
+
+beforeAll(async () => {
+  golden = await loadRegionGolden();
+  dir = await mkdtemp(join(tmpdir(), 'rf-golden-'));
+  weightsPath = join(dir, 'small.safetensors');
+  await convertWeights(golden.pkl, weightsPath, 'small-c4');
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('golden fixture', () => {
+  it('was made with the small-c4 topology', () => {
+    const p = PRESETS['small-c4'] as unknown as Record<string, unknown>;
+    for (const [k, v] of Object.entries(golden.config)) expect(p[k], k).toEqual(v);
+  });
+});
+
+for (const backend of ['cpu', 'wasm'] as const) {
+  describe(`detector vs PyTorch reference on ${backend}`, () => {
+    let det: Detector;
+    beforeAll(async () => {
+      await selectBackend(backend);
+      det = new Detector(PRESETS['small-c4'], await readWeights(weightsPath, 'small-c4'));
+    });
+    afterAll(() => det?.dispose());
+
+    for (const i of [0, 1, 2]) {
+      it(`image ${i}: res4, proposals, features, probabilities, selections, final boxes`, async () => {
+        const g = golden.images[i]!;
+        const input = det.preprocess(g.rgb, g.h, g.w);
+        const map = det.backbone(input);
+        expect(map.shape.slice(1)).toEqual(g.res4Shape);
+        expect(relMaxDiff((await map.data()) as Float32Array, g.res4)).toBeLessThan(TOL);
+        map.dispose();
+
+        const out = await det.run(input, 'k3m');
+        expect(out.proposals.length).toBe(g.proposals.length);
+        expect(relMaxDiff(out.proposals, g.proposals)).toBeLessThan(TOL);
+        expect(relMaxDiff(out.features, g.features)).toBeLessThan(TOL);
+        expect(relMaxDiff(out.probs, g.probs)).toBeLessThan(TOL);
+        expect(out.keep).toEqual(Array.from(g.k3mKeep));
+
+        expect(selectAdaptive(out.probs, det.config.numClasses, out.proposals).keep).toEqual(Array.from(g.adaptiveKeep));
+        input.dispose();
+        // The cpu back end is slow: the end-to-end row (same numbers again) is checked on wasm only.
+        if (backend === 'cpu') return;
+        const row = await extractImage(det, 'x', { rgb: g.rgb, h: g.h, w: g.w, rawH: g.rawH, rawW: g.rawW }, 'k3m');
+        if ('reason' in row) throw new Error(row.reason);
+        expect(row.numBoxes).toBe(g.k3mKeep.length);
+        const maxDiff = Math.max(...Array.from(row.boxes, (v, j) => Math.abs(v - g.k3mBoxes[j]!)));
+        expect(maxDiff).toBeLessThan(1e-3);
+        expect([row.imageW, row.imageH]).toEqual([g.rawW, g.rawH]);
+      }, 60_000);
+    }
+  });
+}

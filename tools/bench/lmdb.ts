@@ -4,7 +4,8 @@
  * 1. encode + write: N records of 36x2048 + 36x1601 float32 (+ boxes) through the msgpack-numpy
  *    codec into a tensorpack-layout LMDB (records/s, MB/s), next to a dd-style sequential write
  *    of the same bytes on the same disk (the physical limit);
- * 2. random reads through the trainer's reader (records/s, decoded, warm page cache);
+ * 2. random reads through the trainer's reader (records/s, decoded, warm page cache), with
+ *    `get` (a fresh buffer per record) and `getTransient` (one reused buffer);
  * 3. convert from a region-feature TSV (the whole stage: TSV parse, base64, join, encode,
  *    write) next to a Python reference doing what the original script does with Debian's
  *    lmdb/msgpack/msgpack_numpy (skipped when they are missing).
@@ -86,12 +87,15 @@ t = performance.now();
 let sink = 0;
 for (let i = 0; i < READS; i++) sink += rd.get(Math.floor(pick() * rd.length)).features[0]!;
 const readS = (performance.now() - t) / 1000;
+t = performance.now();
+for (let i = 0; i < READS; i++) sink += rd.getTransient(Math.floor(pick() * rd.length)).features[0]!;
+const transientS = (performance.now() - t) / 1000;
 rd.close();
 
 console.log(`encode+write  ${N} records, ${fmt(valueBytes / 1e6)} MB of values, file ${fmt(fileBytes / 1e6)} MB (+${fmt((fileBytes / valueBytes - 1) * 100, 2)}%)`);
 console.log(`              ${fmt(N / writeS, 0)} records/s, ${fmt(valueBytes / 1e6 / writeS)} MB/s`);
 console.log(`dd-style      ${fmt(fileBytes / 1e6 / ddS)} MB/s sequential write of the same bytes; ratio ${fmt(fileBytes / writeS / (fileBytes / ddS), 2)}`);
-console.log(`random read   ${READS} reads, ${fmt(READS / readS, 0)} records/s decoded (${sink > 0 ? 'ok' : '?'})`);
+console.log(`random read   ${READS} reads, ${fmt(READS / readS, 0)} records/s decoded with get (fresh buffers), ${fmt(READS / transientS, 0)} records/s with getTransient (${sink > 0 ? 'ok' : '?'})`);
 rmSync(path);
 
 // 3. convert from TSV vs the Python reference

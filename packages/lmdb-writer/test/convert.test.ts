@@ -182,6 +182,9 @@ describe('reader', () => {
     // A view into the value buffer, not a copy.
     expect(r.features.buffer.byteLength).toBeGreaterThan(r.features.byteLength);
     expect(r.features.byteOffset % 4).toBe(0);
+    const t = rd.getTransient(5);
+    expect(Buffer.from(t.features.buffer, t.features.byteOffset, t.features.byteLength).equals(Buffer.from(r.features.buffer, r.features.byteOffset, r.features.byteLength))).toBe(true);
+    expect(t.imageId).toBe('5_s0');
     const order = [...shuffledIndices(rd.length, { bufferSize: 4, seed: 3 })];
     expect([...order].sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i));
     expect(order).toEqual([...shuffledIndices(rd.length, { bufferSize: 4, seed: 3 })]);

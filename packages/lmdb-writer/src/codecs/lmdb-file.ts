@@ -196,10 +196,13 @@ export class LmdbFileReader {
     throw new LmdbFormatError(this.path, `page ${pgno}: flags 0x${flags.toString(16)} where a tree page was expected`);
   }
 
-  /** The value of a leaf node, in its own aligned buffer. */
-  value(n: LeafNode): Buffer {
+  /**
+   * The value of a leaf node, in its own buffer (starting at offset 0, so aligned), or in
+   * `scratch` when given and large enough (the caller then owns the reuse).
+   */
+  value(n: LeafNode, scratch?: Buffer): Buffer {
     if (n.inline) return n.inline;
-    const out = Buffer.allocUnsafeSlow(n.size);
+    const out = scratch && scratch.length >= n.size ? scratch.subarray(0, n.size) : Buffer.allocUnsafeSlow(n.size);
     const got = readSync(this.fd, out, 0, n.size, n.overflowPg! * PAGE_SIZE + PAGEHDRSZ);
     if (got !== n.size) throw new LmdbFormatError(this.path, `overflow page ${n.overflowPg}: short read`);
     return out;
@@ -240,9 +243,9 @@ export class LmdbFileReader {
     throw new LmdbFormatError(this.path, 'tree deeper than 64 levels');
   }
 
-  get(key: Buffer): Buffer | undefined {
+  get(key: Buffer, scratch?: Buffer): Buffer | undefined {
     const n = this.find(key);
-    return n && this.value(n);
+    return n && this.value(n, scratch);
   }
 
   /** Every leaf node in key order. */

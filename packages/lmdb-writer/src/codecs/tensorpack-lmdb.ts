@@ -164,11 +164,14 @@ export class TensorpackLmdbReader {
     return this.keys.length;
   }
 
-  /** The value of record `i` in its own buffer (4-byte aligned start). */
-  value(i: number): Buffer {
+  /**
+   * The value of record `i` in its own buffer (4-byte aligned start), or in `scratch` when it
+   * is large enough (valid until the caller reuses `scratch`).
+   */
+  value(i: number, scratch?: Buffer): Buffer {
     const key = this.keys[i];
     if (key === undefined) throw new RangeError(`record ${i} outside [0, ${this.keys.length})`);
-    const v = this.file.get(Buffer.from(key, 'latin1'));
+    const v = this.file.get(Buffer.from(key, 'latin1'), scratch);
     if (!v) throw new LmdbFormatError(this.file.path, `key ${key} listed in __keys__ is missing`);
     return v;
   }

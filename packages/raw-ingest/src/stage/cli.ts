@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
-import { EXIT, UsageError } from './errors.ts';
+import { EXIT, IoError, UsageError } from './errors.ts';
 import { resolveShard, type Shard } from './shard.ts';
 
 /** Default work directory: the embedded sample's, relative to where the command runs. */
@@ -131,7 +131,10 @@ export async function runCli(name: string, program: Command, argv = process.argv
       process.exitCode = EXIT.usage;
       return;
     }
-    process.stderr.write(`${name}: ${(e as Error)?.stack ?? String(e)}\n`);
+    // Unrecoverable I/O carries its path and cause: one line is enough. Anything else is a bug,
+    // and the stack is what a bug report needs.
+    const text = e instanceof IoError || (e as Error)?.name === 'IoError' ? (e as Error).message : ((e as Error)?.stack ?? String(e));
+    process.stderr.write(`${name}: ${text}\n`);
     process.exitCode = EXIT.failure;
   }
 }

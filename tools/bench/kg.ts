@@ -27,9 +27,9 @@ for (let seg = 0; seg * SEG < N; seg++) {
     if (rnd(50) === 0) pairs.push('品名:请填写');
     pairsTotal += pairs.length;
     const line = encodeSegmentRow({ imageId: imageIdFor(k, seg), title: 't', pic: '', pv: pairs.join(';'), category: 'c', itemId: String(seg * SEG + k) }) + '\n';
-    if (!ws.write(line)) await new Promise((r) => ws.once('drain', r));
+    if (!ws.write(line)) await new Promise<void>((r) => ws.once('drain', () => r()));
   }
-  await new Promise((r) => ws.end(r));
+  await new Promise<void>((r) => ws.end(() => r()));
   entries.push({ seg, split: 'train', file, items: n });
 }
 await writeFile(join(dir, MANIFEST_FILE), encodeManifest({ version: 1, segmentSize: SEG, segments: entries }));

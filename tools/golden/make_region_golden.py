@@ -12,6 +12,7 @@ Writes into tools/golden/region-features/:
   golden.safetensors           per image: the resized RGB input and every intermediate
                                (res4 map, RPN proposals, pooled features, class probabilities,
                                selected ids and final boxes for both selection rules)
+  k3m-python.tsv (+ .json)     rows written the way K3M's script writes them (str of bytes), and their values
   pickle-protocol-<p>.pkl      a three-array dict in protocols 2-5 (unpickler coverage: protocol 2
                                writes bytes through _codecs.encode, protocol 5 uses _frombuffer)
 
@@ -310,6 +311,32 @@ def write_safetensors(path, tensors, metadata):
             f.write(b)
 
 
+def k3m_tsv():
+    # The K3M writer (P2:33, 178): csv.DictWriter, TAB, default '\r\n' line ends, and each
+    # array cell as base64.b64encode(ndarray), i.e. bytes, which DictWriter writes as str(bytes).
+    import base64
+    import csv
+    fieldnames = ['image_id', 'image_w', 'image_h', 'num_boxes', 'boxes', 'features', 'cls_prob']
+    rng = np.random.RandomState(7)
+    rows, expect = [], []
+    for i, n in enumerate([3, 1, 0]):
+        boxes = (rng.rand(n, 4) * 100).astype(np.float32)
+        feats = rng.randn(n, 8).astype(np.float32)
+        probs = rng.rand(n, 5).astype(np.float32)
+        rows.append({'image_id': '%d_s0' % i, 'image_w': 120 + i, 'image_h': 90 + i, 'num_boxes': n,
+                     'boxes': base64.b64encode(boxes), 'features': base64.b64encode(feats),
+                     'cls_prob': base64.b64encode(probs)})
+        expect.append({'imageId': '%d_s0' % i, 'imageW': 120 + i, 'imageH': 90 + i, 'numBoxes': n,
+                       'boxes': boxes.reshape(-1).tolist(), 'features': feats.reshape(-1).tolist(),
+                       'clsProb': probs.reshape(-1).tolist()})
+    with open(os.path.join(OUT, 'k3m-python.tsv'), 'w', newline='') as f:
+        w = csv.DictWriter(f, delimiter='\t', fieldnames=fieldnames)
+        for r in rows:
+            w.writerow(r)
+    with open(os.path.join(OUT, 'k3m-python.json'), 'w') as f:
+        json.dump({'featureDim': 8, 'numClasses': 5, 'rows': expect}, f)
+
+
 def main():
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -326,6 +353,7 @@ def main():
     for p in (2, 3, 4, 5):
         with open(os.path.join(OUT, 'pickle-protocol-%d.pkl' % p), 'wb') as f:
             pickle.dump(small, f, protocol=p)
+    k3m_tsv()
     net = Net(CFG, w)
     tensors, images = {}, []
     for i, (rh, rw) in enumerate([(100, 150), (140, 96), (120, 120)]):

@@ -1,10 +1,11 @@
 /**
  * @file Test-only fixtures: a small work directory with segment files, feature TSVs and
- * meta.json, written through the owners' encoders (raw-ingest, region-features).
+ * meta.json, written through the owners' encoders (raw-ingest, region-features), and the real
+ * sample's item text.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeManifest, encodeSegmentRow, segmentFileName, type Split } from '@k3m-kit/raw-ingest';
+import { encodeManifest, encodeSegmentRow, segmentFileName, stripHashes, type Split } from '@k3m-kit/raw-ingest';
 import { encodeFeatureRow, featureTsvPath, writeFeatureMeta, type FeatureRow } from '@k3m-kit/region-features';
 import { seededRandom } from './reader.ts';
 
@@ -24,6 +25,8 @@ export interface FixtureOptions {
   boxes?: (seg: number, k: number) => number;
   /** Items without an image (empty pic, no feature row); default every 7th. */
   missing?: (seg: number, k: number) => boolean;
+  /** Item text by running number (all segments in order); default: a few generated items. */
+  text?: (n: number) => { title: string; pv: string; category: string; itemId: string };
   /** Rewrites a split's TSV lines before they are written (to inject bad rows). */
   editTsv?: (split: Split, lines: string[]) => string[];
 }
@@ -45,21 +48,14 @@ export async function writeFixtureWorkDir(o: FixtureOptions): Promise<Map<string
   mkdirSync(o.workDir, { recursive: true });
   const rows = new Map<string, FeatureRow>();
   const tsv: Record<Split, string[]> = { train: [], val: [] };
+  const text = o.text ?? ((n: number) => ({ title: TITLES[n % TITLES.length]!, pv: PVS[n % PVS.length]!, category: `cat${n % 3}`, itemId: String(1000 + n) }));
+  let item = 0;
   for (const s of segments) {
     const lines: string[] = [];
     for (let k = 0; k < s.items; k++) {
       const imageId = `${k}_s${s.seg}`;
       const gone = missing(s.seg, k);
-      lines.push(
-        encodeSegmentRow({
-          imageId,
-          title: TITLES[k % TITLES.length]!,
-          pic: gone ? '' : `${imageId}.jpg`,
-          pv: PVS[(k + s.seg) % PVS.length]!,
-          category: `cat${k % 3}`,
-          itemId: String(1000 + k),
-        }),
-      );
+      lines.push(encodeSegmentRow({ imageId, pic: gone ? '' : `${imageId}.jpg`, ...text(item++) }));
       if (gone) continue;
       const n = boxes(s.seg, k);
       const fill = (len: number, scale: number) => Float32Array.from({ length: len }, () => (rand() - 0.25) * scale);
@@ -89,4 +85,17 @@ export async function writeFixtureWorkDir(o: FixtureOptions): Promise<Map<string
   }
   await writeFeatureMeta(o.workDir, { featureDim, numClasses, maxBoxes: 36, preset: 'fixture', weights: 'random-init', form: 'k3m' });
   return rows;
+}
+
+/**
+ * Item text of the real sample (`shared/data/k3m-sample/train.tsv`, 5 fields: item id, title,
+ * url, knowledge `p#:#v#;#...`, category), cleaned as raw-ingest does; undefined when absent.
+ */
+export function realSampleText(path: string): { title: string; pv: string; category: string; itemId: string }[] | undefined {
+  if (!existsSync(path)) return undefined;
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .map((l) => l.replace(/\r$/, '').split('\t'))
+    .filter((f) => f.length === 5)
+    .map(([itemId, title, , kg, category]) => ({ itemId: itemId!, title: title!, pv: stripHashes(kg!), category: category! }));
 }

@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { convert, lmdbPath, RecordReader } from '../src/index.ts';
-import { writeFixtureWorkDir } from '../src/testing.ts';
-import { baseOptions, python, pythonMissing, tempDir } from './helpers.ts';
+import { realSampleText, writeFixtureWorkDir } from '../src/testing.ts';
+import { baseOptions, python, pythonMissing, repoRoot, tempDir } from './helpers.ts';
 
 const missing = pythonMissing();
 if (missing) console.warn(`SKIP Python interop: ${missing} (apt-get install python3-lmdb python3-msgpack python3-msgpack-numpy python3-numpy)`);
@@ -40,6 +40,35 @@ describe.skipIf(missing !== undefined)('Python interop', () => {
       }
     });
   }
+
+  const sample = realSampleText(join(repoRoot, '../shared/data/k3m-sample/train.tsv'));
+  if (!sample) console.warn('SKIP real-sample interop: ../shared/data/k3m-sample/train.tsv not found');
+  test.skipIf(!sample)('the 400 real sample items (Chinese titles and knowledge) read back in Python and in our reader', async () => {
+    const workDir = tempDir('py-real');
+    const items = sample!;
+    await writeFixtureWorkDir({
+      workDir,
+      featureDim: 2048,
+      numClasses: 1601,
+      segments: [
+        { seg: 0, split: 'train', items: items.length - 100 },
+        { seg: 1, split: 'val', items: 100 },
+      ],
+      boxes: () => 2,
+      missing: (_s, k) => k % 3 === 0,
+      text: (n) => items[n]!,
+    });
+    const report = await convert(baseOptions(workDir, { batchRecords: 100 }));
+    expect(report.written).toBe(items.length);
+    for (const split of ['train', 'val'] as const) {
+      const r = python('tensorpack_read_check.py', ['--lmdb', lmdbPath(workDir, split), '--work-dir', workDir, '--split', split]);
+      expect(r.out).toMatch(/^OK \d+ records/);
+    }
+    const rd = RecordReader.open(lmdbPath(workDir, 'train'));
+    expect(rd.get(1).caption).toBe(items[1]!.title);
+    expect(rd.get(1).pv).toBe(items[1]!.pv === '' || items[1]!.pv.endsWith(';') ? items[1]!.pv : `${items[1]!.pv};`);
+    rd.close();
+  });
 
   test('our reader reads an LMDB written by tensorpack LMDBSerializer.save, field for field', () => {
     const dir = tempDir('py-write');

@@ -24,7 +24,7 @@
  * txnid: like LMDB's own commit, a kill at any point leaves the previous commit readable.
  * Replaced right-edge pages are left unreferenced (a few pages per commit).
  */
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeFileSync, writevSync, existsSync, statSync } from 'node:fs';
+import { closeSync, fdatasyncSync, ftruncateSync, openSync, readSync, writeFileSync, writeSync, writevSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const PAGE_SIZE = 4096;
@@ -352,11 +352,6 @@ export class LmdbFileWriter {
     return this.entries;
   }
 
-  /** Bytes the file will have after the pending pages are written. */
-  get bytes(): number {
-    return this.nextPg * PAGE_SIZE;
-  }
-
   private alloc(pages: number): number {
     const pg = this.nextPg;
     this.nextPg += pages;
@@ -378,10 +373,10 @@ export class LmdbFileWriter {
       const part = this.pending.slice(i, i + 1024);
       const want = part.reduce((a, b) => a + b.length, 0);
       let done = writevSync(this.fd, part, pos);
-      if (done !== want) {
-        // A short write: finish byte-wise from where it stopped.
-        const rest = Buffer.concat(part).subarray(done);
-        while (done < want) done += writevSync(this.fd, [rest.subarray(done - (want - rest.length))], pos + done);
+      if (done < want) {
+        // A short write (rare, e.g. a signal): finish from where it stopped.
+        const all = Buffer.concat(part);
+        while (done < want) done += writeSync(this.fd, all, done, want - done, pos + done);
       }
       pos += want;
     }
@@ -501,11 +496,6 @@ export class LmdbFileWriter {
   close(): void {
     fdatasyncSync(this.fd);
     closeSync(this.fd);
-  }
-
-  /** File size on disk now. */
-  fileBytes(): number {
-    return fstatSync(this.fd).size;
   }
 }
 

@@ -81,12 +81,6 @@ export class MsgpackWriter {
     }
   }
 
-  nil(): this {
-    this.room(1);
-    this.buf[this.pos++] = 0xc0;
-    return this;
-  }
-
   bool(v: boolean): this {
     this.room(1);
     this.buf[this.pos++] = v ? 0xc3 : 0xc2;

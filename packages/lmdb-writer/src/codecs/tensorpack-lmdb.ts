@@ -96,10 +96,6 @@ export class TensorpackLmdbWriter {
     return this.file.count;
   }
 
-  get bytes(): number {
-    return this.file.bytes;
-  }
-
   /** Appends the next record's value. */
   append(value: Uint8Array): number {
     const i = this.file.count;

@@ -86,7 +86,7 @@ const pre = addCommonOptions(program.command('pretrain').description('pretrain K
   .option('--model-config <file>', "model config JSON (BERT-style keys, e.g. the original's config file) over the preset")
   .option('--name <name>', 'run name: outputs in <work-dir>/runs/<name>/', 'k3m-small')
   .addOption(new Option('--steps <n>', 'optimizer steps (overrides --epochs)').argParser(intArg('--steps', 1)))
-  .addOption(new Option('--epochs <n>', 'passes over the training records').argParser(intArg('--epochs', 1)).default(4))
+  .addOption(new Option('--epochs <n>', 'passes over the training records (reference 6; default sized for the embedded sample on 2 cores)').argParser(intArg('--epochs', 1)).default(2))
   .addOption(new Option('--batch-size <n>', 'records per micro-batch (>= 2)').argParser(intArg('--batch-size', 2)).default(8))
   .addOption(new Option('--lr <x>', 'peak learning rate (reference 1e-4)').argParser(floatArg('--lr', 0)).default(5e-4))
   .addOption(new Option('--warmup <x>', 'warm-up share of the steps').argParser(prob('--warmup')).default(0.1))

@@ -13,6 +13,7 @@ import { makeRecord } from '../src/data/testing.ts';
 import { DEFAULT_FIXES } from '../src/model/k3m.ts';
 import { pretrain, type PretrainOptions } from '../src/train/pretrain.ts';
 import { arraySource } from '../src/train/records.ts';
+import { encodeRecords, loadModel, REPRESENTATION_NAMES } from '../src/model/represent.ts';
 
 const WORDS = ['红色', '蓝色', '棉', '麻', '连衣裙', '衬衫', '夏季', '新款', '女装', '男装'];
 const PROPS = ['颜色', '材质', '风格', '尺码'];
@@ -114,11 +115,34 @@ describe('pretrain', () => {
     expect(sd.has('cls.predictions.decoder.weight')).toBe(true);
   });
 
-  it('--modalities title,image trains without knowledge losses', async () => {
+  it('--modalities title,image trains without knowledge losses; its representations ignore knowledge', async () => {
     const r = await pretrain(base({ name: 'noknow', steps: 3, modalities: ['title', 'image'] }));
     const last = r.stepMetrics.at(-1)!;
     expect(last.losses.masked_loss_pv).toBeUndefined();
     expect(last.losses.loss_tri).toBeUndefined();
     expect(last.losses.masked_loss_t).toBeGreaterThan(0);
+
+    const items = records(5, 3);
+    const otherKnowledge = items.map((it) => ({ ...it, pv: '颜色:黑色;材质:丝' }));
+    const noKnow = await loadModel(r.runDir);
+    expect(noKnow.modalities).toEqual(['title', 'image']);
+    const a = await encodeRecords(noKnow, items, { batchSize: 2 });
+    expect(a.batchSize).toBe(5);
+    expect(a.rows.c_final).toHaveLength(5 * 16);
+    expect(Array.from((await encodeRecords(noKnow, otherKnowledge)).rows.c_final)).toEqual(Array.from(a.rows.c_final));
+    noKnow.dispose();
+
+    const full = await loadModel(join(work, 'runs', 'full'));
+    const b1 = await encodeRecords(full, items, { batchSize: 2 });
+    const b2 = await encodeRecords(full, items, { batchSize: 3 });
+    for (const n of REPRESENTATION_NAMES) {
+      const x = b1.rows[n];
+      const y = b2.rows[n];
+      for (let i = 0; i < x.length; i++) expect(Math.abs(x[i]! - y[i]!)).toBeLessThan(1e-5);
+    }
+    const changed = await encodeRecords(full, otherKnowledge, { batchSize: 2 });
+    expect(Array.from(changed.rows.pooled_pv)).not.toEqual(Array.from(b1.rows.pooled_pv));
+    expect(Array.from(changed.rows.pooled_t)).not.toEqual(Array.from(b1.rows.pooled_t));
+    full.dispose();
   });
 });

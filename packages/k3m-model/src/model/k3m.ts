@@ -200,22 +200,25 @@ function fuse(ctx: Ctx, m: 'v' | 't' | 'pv', ind: tf.Tensor, c1: tf.Tensor, c2: 
   const f = tf.concat(xs, -1);
   const gates = (['self', 'cross1', 'cross2'] as const).map((k) => tf.sigmoid(lin(ctx, f, `score_${k}_${m}`)));
   if (o.fusionMode === 2) return lin(ctx, tf.concat(xs.map((x, k) => tf.mul(x, gates[k]!)), -1), `soft_${m}`);
-  // Mode 1: the hard choice is per (token, channel) element along a new last axis of 3.
-  let logits = tf.stack(gates, -1);
+  // Mode 1: a hard choice among the three for every (token, channel) element. The softmax over
+  // 3 is written out elementwise on [B, L, H] tensors: no stacking or transposes (slow on wasm).
   const injected = o.gumbelNoise?.[m];
-  if (injected) logits = tf.add(logits, tf.transpose(injected, [0, 1, 3, 2]));
-  else if ((o.gumbel ?? 'sample') === 'sample') {
-    if (!ctx.rng) throw new Error('fusion mode 1 with Gumbel sampling needs an rng (or gumbel: "argmax")');
-    const noise = new Float32Array(logits.size);
-    for (let i = 0; i < noise.length; i++) noise[i] = ctx.rng.gumbel();
-    logits = tf.add(logits, tf.tensor(noise, logits.shape));
-  }
-  const ySoft = tf.softmax(logits);
-  // Exact ties have probability zero with noise; `equal` to the max avoids argMax+oneHot on rank 4.
-  const hard = tf.cast(tf.equal(logits, tf.max(logits, -1, true)), 'float32');
-  const g = straightThrough(hard, ySoft);
-  if (o.outputs === 'all') out[`gumbel_onehot_${m}`] = tf.transpose(g, [0, 1, 3, 2]);
-  return tf.sum(tf.mul(g, tf.stack(xs, -1)), -1);
+  const sample = !injected && (o.gumbel ?? 'sample') === 'sample';
+  if (sample && !ctx.rng) throw new Error('fusion mode 1 with Gumbel sampling needs an rng (or gumbel: "argmax")');
+  const z = gates.map((g, k) => {
+    if (injected) return tf.add(g, tf.squeeze(tf.slice(injected, [0, 0, k, 0], [-1, -1, 1, -1]), [2]));
+    if (!sample) return g;
+    const noise = new Float32Array(g.size);
+    for (let i = 0; i < noise.length; i++) noise[i] = ctx.rng!.gumbel();
+    return tf.add(g, tf.tensor(noise, g.shape));
+  });
+  const zMax = tf.maximum(tf.maximum(z[0]!, z[1]!), z[2]!);
+  const e = z.map((zk) => tf.exp(tf.sub(zk, zMax)));
+  const sum = tf.add(tf.add(e[0]!, e[1]!), e[2]!);
+  // Exact ties have probability zero with noise.
+  const g = e.map((ek, k) => straightThrough(tf.cast(tf.equal(z[k]!, zMax), 'float32'), tf.div(ek, sum)));
+  if (o.outputs === 'all') out[`gumbel_onehot_${m}`] = tf.stack(g, 2);
+  return tf.add(tf.add(tf.mul(g[0]!, xs[0]!), tf.mul(g[1]!, xs[1]!)), tf.mul(g[2]!, xs[2]!));
 }
 
 const extMask = (mask: tf.Tensor) => tf.expandDims(tf.expandDims(tf.mul(tf.sub(1, mask), ATTN_MASK_ADD), 1), 1);

@@ -115,7 +115,7 @@ describe('k3m-model evaluate CLI', () => {
     addEvaluateCommand(program);
     const sub = program.commands.find((c) => c.name() === 'evaluate')!;
     const help = sub.helpInformation();
-    for (const flag of ['--run', '--baseline', '--kinds', '--rates', '--tasks', '--max-eval-items', '--no-fit-corruption', '--work-dir']) expect(help).toContain(flag);
+    for (const flag of ['--run', '--baseline', '--kinds', '--rates', '--tasks', '--max-eval-items', '--fit-corruption', '--work-dir']) expect(help).toContain(flag);
     sub.exitOverride();
     await expect(program.parseAsync(['node', 'k3m-model', 'evaluate', '--rates', '0,150'])).rejects.toThrow(/--rates 0,150: expected percentages/);
   });

@@ -13,7 +13,7 @@ beforeAll(async () => {
 });
 
 function ctx(usesKnowledge: boolean, fitCorruption: TaskContext['fitCorruption'] = []): TaskContext {
-  return { encoder: new CachedEncoder(new FakeEncoder()), usesKnowledge, cells, seed: 5, fitCorruption };
+  return { encoder: new CachedEncoder(new FakeEncoder()), usesKnowledge, cells, seed: 5, fitCorruption, fitCorruptionShare: 0.5 };
 }
 
 describe('classificationTask', () => {
@@ -31,7 +31,7 @@ describe('classificationTask', () => {
     expect(without.cells['missing-title-image@100']!.macroF1).toBeLessThan(0.5);
   });
 
-  it('with a corrupted copy of the fit side, the probe learns to use the knowledge alone', async () => {
+  it('with half the fit side corrupted, the probe learns to use the knowledge alone', async () => {
     const withK = await classificationTask(ctx(true, ['missing-title-image']), split, BUDGET);
     expect(withK.cells['missing-title-image@100']!.accuracy).toBe(1);
     expect(withK.cells.clean!.accuracy).toBe(1);

@@ -49,6 +49,8 @@ export const EvaluateConfigSchema = z.object({
   run: z.string().min(1).default('k3m-small'),
   /** The run pretrained with `--modalities title,image`. */
   baseline: z.string().min(1).default('k3m-small-noknow'),
+  /** Where results go; default `runs/<run>/eval/`. */
+  outDir: z.string().min(1).optional(),
   seed: z.number().int().default(42),
   tasks: z.array(z.enum(taskNames)).min(1).default([...taskNames]),
   kinds: z.array(z.enum(kindNames)).default([...kindNames]),
@@ -59,8 +61,8 @@ export const EvaluateConfigSchema = z.object({
   maxEvalItems: z.number().int().nonnegative().default(0),
   /** Cap on knowledge-completion test triples, whole items (0 = all). */
   maxTriples: z.number().int().nonnegative().default(300),
-  /** Show the probes a corrupted copy of the fit side (see tasks.ts). */
-  fitCorruption: z.boolean().default(true),
+  /** Share of the fit items the probes see corrupted (kinds dealt round-robin), 0 = clean only. */
+  fitCorruption: z.number().min(0).max(1).default(0.5),
   probeSteps: z.number().int().positive().default(300),
   probeBatch: z.number().int().nonnegative().default(128),
   probeLr: z.number().positive().default(0.003),
@@ -138,7 +140,7 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
     'with-knowledge': join(c.workDir, 'runs', c.run),
     'without-knowledge': join(c.workDir, 'runs', c.baseline),
   };
-  const evalDir = join(runDirs['with-knowledge'], 'eval');
+  const evalDir = c.outDir ?? join(runDirs['with-knowledge'], 'eval');
 
   // Records and the classification/retrieval split.
   const trainPath = join(c.workDir, LMDB_FILES.train);
@@ -219,7 +221,7 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
     classifier: budget,
     projection: { ...budget, dim: c.projectionDim, temperature: 0.1 },
     completion: { ...budget, hidden: 128 },
-    fitCorruption: c.fitCorruption ? c.kinds : [],
+    fitCorruption: { kinds: c.fitCorruption > 0 ? c.kinds : [], share: c.fitCorruption },
   };
   const opener = openModel ?? defaultOpener(c);
   const perTask: Record<EvalTaskName, number> = { classification: 1, retrieval: 2, completion: 1 };
@@ -240,7 +242,8 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
       usesKnowledge: opened.modalities.includes('knowledge'),
       cells,
       seed: c.seed,
-      fitCorruption: budgets.fitCorruption,
+      fitCorruption: budgets.fitCorruption.kinds,
+      fitCorruptionShare: c.fitCorruption,
       onCell: () => progress.increment(),
     };
     const merge = (task: string, r: TaskResult, prefix: string) => {
@@ -298,7 +301,10 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
       completion:
         'item shown without its held-out pairs; a one-hidden-layer probe given the item feature row and the property scores every value of the value vocabulary; filtered Hits@K',
       corruption: 'applied to the evaluation side only, exact rates, seeded, nested across rates; the model without knowledge never sees knowledge',
-      fitCorruption: c.fitCorruption ? 'probes are fitted on the clean fit items plus one corrupted copy of each (kinds dealt round-robin)' : 'probes see clean fit items only',
+      fitCorruption:
+        c.fitCorruption > 0
+          ? `probes are fitted on the fit items with a seeded ${Math.round(c.fitCorruption * 100)}% of them corrupted at 100% (one kind each, dealt round-robin)`
+          : 'probes see clean fit items only',
     },
     cells: resultCells,
     seconds: (performance.now() - t0) / 1000,

@@ -107,14 +107,15 @@ export function applyCell(records: readonly K3mRecord[], cell: GridCell, seed: n
 }
 
 /**
- * A corrupted copy of every record, the kinds dealt out round-robin over a seeded permutation
- * (each kind hits about n / kinds items, every item is hit by exactly one). Used to show the
- * probes corrupted inputs while they are fitted, so a probe does not learn to lean on features
- * that only clean inputs have.
+ * The records with a seeded `share` of them corrupted, the kinds dealt out round-robin over those
+ * (each kind hits about share * n / kinds items; noise donors come from all records). Used for
+ * the side the probes are fitted on, so a probe does not learn to lean on features that only
+ * clean inputs have, at no extra encoding cost.
  */
-export function mixedCorruption(records: readonly K3mRecord[], kinds: readonly CorruptionKindName[], seed: number): K3mRecord[] {
-  if (kinds.length === 0 || records.length < 2) return [...records];
-  const order = Rng.derive(seed, 'fit-corruption', 'deal').shuffle([...records.keys()]);
+export function mixedCorruption(records: readonly K3mRecord[], kinds: readonly CorruptionKindName[], share: number, seed: number): K3mRecord[] {
+  if (kinds.length === 0 || records.length < 2 || share <= 0) return [...records];
+  const chosen = selectExact(records.length, share, Rng.derive(seed, 'fit-corruption', 'select'));
+  const order = Rng.derive(seed, 'fit-corruption', 'deal').shuffle(chosen);
   const donors = {
     title: derangement(records.length, Rng.derive(seed, 'fit-corruption', 'donor', 'title')),
     image: derangement(records.length, Rng.derive(seed, 'fit-corruption', 'donor', 'image')),

@@ -42,10 +42,12 @@ export interface TaskContext {
   cells: readonly GridCell[];
   seed: number;
   /**
-   * Kinds dealt over a corrupted copy of the fit side that joins the clean one while probes are
-   * fitted (see {@link mixedCorruption}); empty = probes see clean inputs only.
+   * Kinds dealt over a share of the fit side while probes are fitted (see
+   * {@link mixedCorruption}); empty = probes see clean inputs only.
    */
   fitCorruption: readonly CorruptionKindName[];
+  /** Share of the fit items corrupted when `fitCorruption` is not empty. */
+  fitCorruptionShare: number;
   /** Called after each cell, for progress. */
   onCell?: () => void;
 }
@@ -57,10 +59,9 @@ export function modelView(view: View, usesKnowledge: boolean): View {
   return usesKnowledge ? view : { ...view, knowledge: false };
 }
 
-/** The fit side: the clean records, then (with fit corruption) a corrupted copy of each. */
+/** The fit side: the records with a share of them corrupted (same order and count). */
 function fitSide(ctx: TaskContext, records: readonly K3mRecord[]): K3mRecord[] {
-  if (ctx.fitCorruption.length === 0) return [...records];
-  return [...records, ...mixedCorruption(records, ctx.fitCorruption, ctx.seed)];
+  return mixedCorruption(records, ctx.fitCorruption, ctx.fitCorruptionShare, ctx.seed);
 }
 
 async function encodeView(ctx: TaskContext, records: readonly K3mRecord[], view: View): Promise<Matrix> {
@@ -179,11 +180,7 @@ export async function completionTask(ctx: TaskContext, split: CompletionSplit, o
   const fitRecords = fitSide(ctx, split.fitRecords);
   const fitX = await encodeView(ctx, fitRecords, FULL_VIEW);
   const std = fitStandardizer(fitX);
-  // With fit corruption each example is asked twice: of the clean record and of its corrupted copy.
-  const fitExamples =
-    fitRecords.length === split.fitRecords.length
-      ? split.fitExamples
-      : [...split.fitExamples, ...split.fitExamples.map((e) => ({ ...e, record: e.record + split.fitRecords.length }))];
+  const fitExamples = split.fitExamples;
   const rows = (x: Matrix, ex: readonly CompletionExample[]): Matrix => {
     const data = new Float32Array(ex.length * x.cols);
     ex.forEach((e, i) => data.set(x.data.subarray(e.record * x.cols, (e.record + 1) * x.cols), i * x.cols));

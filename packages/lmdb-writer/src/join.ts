@@ -157,6 +157,8 @@ export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
     const source = basename(order.get(item.seg)!.entry.file);
     const parsed = parseId(item.imageId);
     const pos: Pos = { seg: order.get(item.seg)!.index, k: parsed?.k ?? -1 };
+    // Knowledge has one entry per segment row, rejected rows included: consume it first.
+    const pv = know ? await knowledgeFor(item.imageId, item.seg) : pvWithFinalSeparator(item.pv);
     if (!parsed || parsed.seg !== item.seg || (last && !before(last, pos))) {
       yield { kind: 'reject', reject: { source, line: item.line, id: item.imageId, reason: 'duplicate-id', detail: `item ${item.imageId} repeats or runs backwards in segment ${item.seg}` } };
       continue;
@@ -166,7 +168,6 @@ export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
       yield { kind: 'reject', reject: strayReject(row) };
       row = await nextRow();
     }
-    const pv = know ? await knowledgeFor(item.imageId, item.seg) : pvWithFinalSeparator(item.pv);
     const text = { imageId: item.imageId, caption: item.title, pv, category: item.category };
     if (row && same(row.pos!, pos)) {
       const { line } = row;

@@ -88,6 +88,19 @@ describe('convert', () => {
     expect(report.splits.train!.records).toBe(18);
   });
 
+  test('a repeated item in the metadata is a duplicate-id reject from its segment file', async () => {
+    const workDir = tempDir('dup-item');
+    await writeFixtureWorkDir({ workDir });
+    const seg = join(workDir, 'id_title_pvs_cls.txt0');
+    const text = readFileSync(seg, 'utf8');
+    writeFileSync(seg, text + text.split('\n')[2] + '\n');
+    const report = await convert(baseOptions(workDir));
+    expect(report.rejectedByReason).toEqual({ 'duplicate-id': 1 });
+    expect(report.splits.train!.records).toBe(20);
+    const lines = readFileSync(join(workDir, 'rejects/lmdb-writer.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toEqual([expect.objectContaining({ source: 'id_title_pvs_cls.txt0', line: 21, id: '2_s0', reason: 'duplicate-id' })]);
+  });
+
   test('--fp16 and --no-cls-prob round trip through our reader', async () => {
     const workDir = tempDir('fp16');
     const rows = await writeFixtureWorkDir({ workDir });

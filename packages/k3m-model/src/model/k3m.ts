@@ -161,31 +161,74 @@ function coLayer(ctx: Ctx, A: tf.Tensor, maskA: tf.Tensor, B: tf.Tensor, maskB: 
   return [A2, B2] as const;
 }
 
-interface Stream {
-  x: tf.Tensor;
-  mask: tf.Tensor;
-  /** Runs single-stream layer i. */
-  layer: (i: number, x: tf.Tensor) => tf.Tensor;
-  ids: number[];
-  numLayers: number;
-}
-
-/** One ViLBERT encoder call with the original schedule (reference 4.4): zip of the two id lists. */
-function coEncoder(ctx: Ctx, a: Stream, b: Stream, stack: string, heads: number, hidPA: number, hidPB: number): [tf.Tensor, tf.Tensor] {
-  let A = a.x;
-  let B = b.x;
-  let aStart = 0;
-  let bStart = 0;
-  for (let k = 0; k < a.ids.length; k++) {
-    for (let i = aStart; i < a.ids[k]!; i++) A = a.layer(i, A);
-    for (let i = bStart; i < b.ids[k]!; i++) B = b.layer(i, B);
-    [A, B] = coLayer(ctx, A, a.mask, B, b.mask, `${stack}.${k}`, heads, hidPA, hidPB);
-    aStart = a.ids[k]!;
-    bStart = b.ids[k]!;
+/**
+ * The three encoder calls of `BertEncoder_tri` (reference 4.4) in lockstep. Every text stream
+ * (title and PV of the title↔image and PV↔image calls, both streams of the title↔PV call) runs
+ * the same shared text layers over the same index ranges between co-attention layers, and both
+ * image streams the same image layers; so each shared layer runs ONCE on the streams stacked
+ * along the batch (titles padded to the PV length with masked positions, which add exact zeros
+ * to every softmax), instead of four (two) times. Each stream keeps its own dropout draws, as
+ * in the original. Co-attention layers have their own weights and run per call.
+ * Returns [seq_v, seq_t, seq_v_pv, seq_pv_v, seq_pv_t, seq_t_pv].
+ */
+function encoders(ctx: Ctx, embT: tf.Tensor, embPv: tf.Tensor, embV: tf.Tensor, maskT: Float32Array, maskPv: Float32Array, maskV: Float32Array) {
+  const c = ctx.c;
+  const [B, Lt] = embT.shape as [number, number];
+  const Lp = embPv.shape[1]!;
+  const L = Math.max(Lt, Lp);
+  const padMask = (m: Float32Array, len: number) => {
+    const out = new Float32Array(B * L);
+    for (let i = 0; i < B; i++) out.set(m.subarray(i * len, (i + 1) * len), i * L);
+    return out;
+  };
+  const mT = padMask(maskT, Lt);
+  const mP = padMask(maskPv, Lp);
+  const textMask4 = new Float32Array(4 * B * L);
+  [mT, mP, mP, mT].forEach((m, k) => textMask4.set(m, k * B * L));
+  const extText4 = extMask(tf.tensor2d(textMask4, [4 * B, L]));
+  const extV = extMask(tf.tensor2d(maskV, [B, maskV.length / B]));
+  const extV2 = tf.concat([extV, extV], 0);
+  const extT = extMask(tf.tensor2d(maskT, [B, Lt]));
+  const extP = extMask(tf.tensor2d(maskPv, [B, Lp]));
+  const pad = (x: tf.Tensor) => (x.shape[1] === L ? x : tf.pad(x, [[0, 0], [0, L - x.shape[1]!], [0, 0]]));
+  const cut = (x: tf.Tensor, len: number) => (len === L ? x : tf.slice(x, [0, 0, 0], [-1, len, -1]));
+  // Text group order: title (t↔v), PV (pv↔v), PV (t↔pv, stream A), title (t↔pv, stream B).
+  let text = tf.concat([pad(embT), pad(embPv), pad(embPv), pad(embT)], 0);
+  let image = tf.concat([embV, embV], 0);
+  const textLayers = (from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      text = selfLayer(ctx, text, extText4, `bert_tri.encoder_tri.layer.${i}`, c.num_attention_heads, c.hidden_dropout_prob, c.attention_probs_dropout_prob);
+    }
+  };
+  const imageLayers = (from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      image = selfLayer(ctx, image, extV2, `bert_tri.encoder_tri.v_layer.${i}`, c.v_num_attention_heads, c.v_hidden_dropout_prob, c.v_attention_probs_dropout_prob);
+    }
+  };
+  const enc = 'bert_tri.encoder_tri';
+  const heads = c.bi_num_attention_heads;
+  const hv = c.v_hidden_dropout_prob;
+  const ht = c.hidden_dropout_prob;
+  let tStart = 0;
+  let vStart = 0;
+  for (let k = 0; k < c.t_biattention_id.length; k++) {
+    imageLayers(vStart, c.v_biattention_id[k]!);
+    textLayers(tStart, c.t_biattention_id[k]!);
+    const [t1, p2, p3, t3] = tf.split(text, 4, 0).map((x, j) => cut(x, j === 0 || j === 3 ? Lt : Lp));
+    const [v1, v2] = tf.split(image, 2, 0);
+    const [v1n, t1n] = coLayer(ctx, v1!, extV, t1!, extT, `${enc}.c_layer.${k}`, heads, hv, ht);
+    const [v2n, p2n] = coLayer(ctx, v2!, extV, p2!, extP, `${enc}.c_layer_pv_v.${k}`, heads, hv, ht);
+    const [p3n, t3n] = coLayer(ctx, p3!, extP, t3!, extT, `${enc}.c_layer_pv_t.${k}`, heads, ht, ht);
+    text = tf.concat([pad(t1n), pad(p2n), pad(p3n), pad(t3n)], 0);
+    image = tf.concat([v1n, v2n], 0);
+    vStart = c.v_biattention_id[k]!;
+    tStart = c.t_biattention_id[k]!;
   }
-  for (let i = aStart; i < a.numLayers; i++) A = a.layer(i, A);
-  for (let i = bStart; i < b.numLayers; i++) B = b.layer(i, B);
-  return [A, B];
+  imageLayers(vStart, c.v_num_hidden_layers);
+  textLayers(tStart, c.num_hidden_layers);
+  const [t1, p2, p3, t3] = tf.split(text, 4, 0);
+  const [v1, v2] = tf.split(image, 2, 0);
+  return [v1!, cut(t1!, Lt), v2!, cut(p2!, Lp), cut(p3!, Lp), cut(t3!, Lt)] as const;
 }
 
 /** IFFM (reference 4.5) for one modality m ∈ {v, t, pv}. */
@@ -279,22 +322,15 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
     c.v_hidden_dropout_prob,
   );
 
-  const maskT = extMask(tf.tensor2d(Float32Array.from(batch.inputMask), [Bn, Lt]));
-  const maskPv = extMask(tf.tensor2d(Float32Array.from(batch.inputMaskPv), [Bn, Lp]));
-  const maskV = extMask(tf.tensor2d(Float32Array.from(batch.imageMask), [Bn, R + 1]));
-
-  const textLayer = (mask: tf.Tensor) => (i: number, x: tf.Tensor) =>
-    selfLayer(ctx, x, mask, `bert_tri.encoder_tri.layer.${i}`, c.num_attention_heads, c.hidden_dropout_prob, c.attention_probs_dropout_prob);
-  const imageLayer = (i: number, x: tf.Tensor) =>
-    selfLayer(ctx, x, maskV, `bert_tri.encoder_tri.v_layer.${i}`, c.v_num_attention_heads, c.v_hidden_dropout_prob, c.v_attention_probs_dropout_prob);
-  const image = (): Stream => ({ x: embV, mask: maskV, layer: imageLayer, ids: c.v_biattention_id, numLayers: c.v_num_hidden_layers });
-  const text = (x: tf.Tensor, mask: tf.Tensor): Stream => ({ x, mask, layer: textLayer(mask), ids: c.t_biattention_id, numLayers: c.num_hidden_layers });
-  const enc = 'bert_tri.encoder_tri';
-  const hv = c.v_hidden_dropout_prob;
-  const ht = c.hidden_dropout_prob;
-  const [seqV, seqT] = coEncoder(ctx, image(), text(embT, maskT), `${enc}.c_layer`, c.bi_num_attention_heads, hv, ht);
-  const [seqVPv, seqPvV] = coEncoder(ctx, image(), text(embPv, maskPv), `${enc}.c_layer_pv_v`, c.bi_num_attention_heads, hv, ht);
-  const [seqPvT, seqTPv] = coEncoder(ctx, text(embPv, maskPv), text(embT, maskT), `${enc}.c_layer_pv_t`, c.bi_num_attention_heads, ht, ht);
+  const [seqV, seqT, seqVPv, seqPvV, seqPvT, seqTPv] = encoders(
+    ctx,
+    embT,
+    embPv,
+    embV,
+    Float32Array.from(batch.inputMask),
+    Float32Array.from(batch.inputMaskPv),
+    Float32Array.from(batch.imageMask),
+  );
 
   if (mode === 'all') {
     Object.assign(out, { emb_t: embT, emb_pv: embPv, emb_v: embV, seq_t: seqT, seq_v: seqV, seq_pv_v: seqPvV, seq_v_pv: seqVPv, seq_t_pv: seqTPv, seq_pv_t: seqPvT });

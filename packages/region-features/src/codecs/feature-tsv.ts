@@ -18,7 +18,6 @@
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { IoError, writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
 
@@ -85,9 +84,12 @@ function unwrap(cell: string): { body: string; form: TsvForm } {
 }
 
 function floats(cell: string): Float32Array | undefined {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(cell)) return undefined;
+  // Node's decoder skips characters outside the alphabet, so a clean cell is one whose decoded
+  // length is exactly what its length promises (a regex over ~400 KB cells costs 20x the decode).
+  if (cell.length % 4 !== 0) return undefined;
+  const pad = cell.endsWith('==') ? 2 : cell.endsWith('=') ? 1 : 0;
   const buf = Buffer.from(cell, 'base64');
-  if (buf.byteLength % 4 !== 0) return undefined;
+  if (buf.byteLength !== (cell.length / 4) * 3 - pad || buf.byteLength % 4 !== 0) return undefined;
   // Copy into an aligned buffer: Buffer views may start at any byte offset.
   const out = new Float32Array(buf.byteLength / 4);
   new Uint8Array(out.buffer).set(buf);
@@ -126,24 +128,43 @@ export function decodeFeatureLine(line: string, dims?: FeatureDims): DecodedFeat
   return { ok: true, row: { imageId, imageW, imageH, numBoxes, boxes, features, clsProb }, form: unwrapped[0]!.form };
 }
 
-/** Streams a TSV file: every line comes back decoded or with its reason, with its line number. */
+/**
+ * Streams a TSV file: every line comes back decoded or with its reason, with its line number.
+ * Lines are split on bytes and decoded as latin1: the TSV is ASCII (ids and base64), and
+ * readline's UTF-8 decoding of ~700 KB lines was the bottleneck of every consumer.
+ */
 export async function* readFeatureTsv(
   path: string,
   dims?: FeatureDims,
 ): AsyncGenerator<DecodedFeatureLine & { line: number }> {
-  const stream = createReadStream(path, { encoding: 'utf8', highWaterMark: 1 << 20 });
-  const rl = createInterface({ input: stream, crlfDelay: Infinity });
+  const stream = createReadStream(path, { highWaterMark: 1 << 22 });
   let line = 0;
+  let pending: Buffer[] = [];
+  const emit = (buf: Buffer) => {
+    line++;
+    let text = buf.toString('latin1');
+    if (text.endsWith('\r')) text = text.slice(0, -1);
+    return text === '' ? undefined : { ...decodeFeatureLine(text, dims), line };
+  };
   try {
-    for await (const text of rl) {
-      line++;
-      if (text === '') continue;
-      yield { ...decodeFeatureLine(text, dims), line };
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let from = 0;
+      for (let nl = chunk.indexOf(10, from); nl !== -1; nl = chunk.indexOf(10, from)) {
+        const piece = chunk.subarray(from, nl);
+        const out = emit(pending.length ? Buffer.concat([...pending, piece]) : piece);
+        pending = [];
+        from = nl + 1;
+        if (out) yield out;
+      }
+      if (from < chunk.length) pending.push(chunk.subarray(from));
+    }
+    if (pending.length) {
+      const out = emit(Buffer.concat(pending));
+      if (out) yield out;
     }
   } catch (e) {
     throw new IoError(path, e);
   } finally {
-    rl.close();
     stream.destroy();
   }
 }

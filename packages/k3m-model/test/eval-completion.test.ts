@@ -12,7 +12,9 @@ describe('withoutPairs', () => {
 
 describe('buildCompletionSplit', () => {
   // Values 0..3 (colours), then items img0..img5. Relation 0 颜色, 1 编号 is unused.
-  const records = new Map(makeRecords(6).map((r) => [r.imageId, r]));
+  const records = makeRecords(6);
+  const fit = records.slice(0, 4);
+  const evalSide = records.slice(4);
   const kg: KgTables = {
     entities: ['红色', '蓝色', '绿色', '黑色', ...[0, 1, 2, 3, 4, 5].map((i) => `item:img${i}`)],
     relations: ['颜色', '编号'],
@@ -22,38 +24,42 @@ describe('buildCompletionSplit', () => {
       [6, 2, 0], // img2 绿色
       [8, 0, 0], // img4 红色
     ],
-    valid: [[7, 3, 0]], // img3 黑色
+    valid: [[7, 3, 0]], // img3 黑色 (a fit item: hidden, not asked)
     test: [
       [9, 1, 0], // img5 蓝色
-      [4, 2, 0], // img0 also 绿色 (a second value for the same property)
+      [8, 2, 0], // img4 also 绿色 (a second value for the same property)
       [99, 0, 0], // unknown entity: ignored
     ],
   };
-  const split = buildCompletionSplit(kg, records, { seed: 1, maxEvalTriples: 0, maxFitItems: 0, hidePerItem: 1 });
+  const split = buildCompletionSplit(kg, fit, evalSide, { seed: 1, hidePerItem: 1 });
 
-  it('asks the test triples of items shown without their held-out pairs, filtered', () => {
+  it('asks the held-out triples of the evaluation items, shown without them, filtered', () => {
     expect(split.values).toEqual(['红色', '蓝色', '绿色', '黑色']);
-    expect(split.evalItems.sort()).toEqual(['img0', 'img5']);
-    expect(split.evalExamples).toHaveLength(2);
-    const img5 = split.evalExamples.find((e) => split.evalItems[e.record] === 'img5')!;
-    expect(img5).toMatchObject({ relation: 0, value: 1 });
-    expect(split.evalRecords[img5.record]!.pv).toBe('编号:5;'); // '颜色:蓝色;' removed
-    const img0 = split.evalExamples.find((e) => split.evalItems[e.record] === 'img0')!;
-    expect([...img0.alsoTrue!]).toEqual([0]); // 红色 is also true for img0's colour (train)
+    expect(split.evalRecords.map((r) => r.imageId)).toEqual(['img4', 'img5']);
+    expect(split.evalExamples).toEqual([
+      { record: 0, relation: 0, value: 2, alsoTrue: new Set([0]) }, // 红色 also true for img4 (train)
+      { record: 1, relation: 0, value: 1, alsoTrue: new Set() },
+    ]);
+    expect(split.evalRecords[1]!.pv).toBe('编号:5;'); // '颜色:蓝色;' removed
+    expect(split.evalRecords[0]!.pv).toBe(evalSide[0]!.pv); // 颜色:红色 is a train pair: img4 keeps it ('绿色' was never in its text)
   });
 
-  it('fits on items without held-out triples, hiding their training pairs', () => {
-    expect(split.fitItems.sort()).toEqual(['img1', 'img2', 'img4']);
-    for (const e of split.fitExamples) {
-      expect(split.fitRecords[e.record]!.pv).not.toContain('颜色');
-    }
+  it('hides and asks training pairs of the fit items, and hides their held-out pairs too', () => {
+    expect(split.fitExamples).toEqual([
+      { record: 0, relation: 0, value: 0 },
+      { record: 1, relation: 0, value: 1 },
+      { record: 2, relation: 0, value: 2 },
+    ]);
+    for (const r of split.fitRecords.slice(0, 3)) expect(r.pv).not.toContain('颜色');
+    expect(split.fitRecords[3]!.pv).toBe('编号:3;'); // img3's held-out (valid) pair 颜色:黑色 is hidden, not asked
     expect(split.numRelations).toBe(2);
+    expect(split.unusedHeldOut).toBe(0);
   });
 
-  it('caps evaluation at whole items and is deterministic', () => {
-    const capped = buildCompletionSplit(kg, records, { seed: 1, maxEvalTriples: 1, maxFitItems: 2, hidePerItem: 1 });
-    expect(capped.evalExamples).toHaveLength(1);
-    expect(capped.fitItems).toHaveLength(2);
-    expect(buildCompletionSplit(kg, records, { seed: 1, maxEvalTriples: 1, maxFitItems: 2, hidePerItem: 1 })).toEqual(capped);
+  it('is deterministic and keeps records without triples unchanged', () => {
+    expect(buildCompletionSplit(kg, fit, evalSide, { seed: 1, hidePerItem: 1 })).toEqual(split);
+    const none = buildCompletionSplit({ ...kg, train: [], valid: [], test: [] }, fit, evalSide, { seed: 1, hidePerItem: 2 });
+    expect(none.fitRecords).toEqual(fit);
+    expect(none.evalExamples).toEqual([]);
   });
 });

@@ -44,7 +44,7 @@ describe.skipIf(missing.length > 0)('evaluation on the embedded sample after the
     const chance = report.results.chance['title-to-image.rank@10']!;
     const clean = cell('clean');
     console.log(
-      `eval-sample: gallery ${report.results.splits.classificationAndRetrieval ? JSON.stringify((report.results.splits.classificationAndRetrieval as { eval: unknown }).eval) : ''}; ` +
+      `eval-sample: gallery ${JSON.stringify((report.results.splits.items as { eval: unknown }).eval)}; ` +
         `Rank@10 chance ${(chance * 100).toFixed(1)}%, clean title->image w/ K ${pct(clean['with-knowledge']['title-to-image.rank@10'])} w/o K ${pct(clean['without-knowledge']['title-to-image.rank@10'])}, ` +
         `image->title w/ K ${pct(clean['with-knowledge']['image-to-title.rank@10'])} w/o K ${pct(clean['without-knowledge']['image-to-title.rank@10'])}`,
     );

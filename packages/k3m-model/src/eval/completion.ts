@@ -2,15 +2,15 @@
  * @file The knowledge-completion questions, built from kg-triples' OpenKE files (`kg/`):
  * entities are values (named by their text) then items (`item:<image_id>`), relations are
  * properties, and `valid2id.txt`/`test2id.txt` hold the held-out `<item, property, value>`
- * triples.
+ * triples. Every task shares the records made here, so one encoding serves classification and
+ * completion:
  *
- * - Evaluation: the TEST triples (a seeded sample of their items when capped). Each item is shown
- *   with every one of its held-out pairs (valid and test) removed from its knowledge text, and
- *   the question is the value given the property, ranked against the whole value vocabulary.
- *   Other values known true for the same (item, property) in any split are filtered out.
- * - Fit: items with no held-out triple, each with up to `hidePerItem` of its training pairs
- *   (seeded) removed from its knowledge and asked back. Valid triples are not used otherwise
- *   (nothing is tuned).
+ * - every item is shown WITHOUT its held-out pairs (valid and test), on both sides;
+ * - evaluation questions: the held-out triples (valid and test: nothing is tuned on valid) of
+ *   the evaluation items; the value given the property, ranked against the whole value
+ *   vocabulary, other values known true for the same (item, property) filtered out;
+ * - fit questions: up to `hidePerItem` training pairs per fit item (seeded), also removed from
+ *   the knowledge the item is shown with.
  */
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import { formatPv, parsePv, type Pair } from '@k3m-kit/kg-triples';
@@ -28,10 +28,6 @@ export interface KgTables {
 
 export interface CompletionSplitOptions {
   seed: number;
-  /** At most this many test triples (whole items, seeded), 0 = all. */
-  maxEvalTriples: number;
-  /** At most this many fit items (seeded), 0 = all. */
-  maxFitItems: number;
   /** Training pairs hidden and asked per fit item. */
   hidePerItem: number;
 }
@@ -39,10 +35,8 @@ export interface CompletionSplitOptions {
 export interface BuiltCompletionSplit extends CompletionSplit {
   /** Value entity names by value index (the candidate vocabulary). */
   values: string[];
-  evalItems: string[];
-  fitItems: string[];
-  /** Test triples whose item has no record (not evaluated). */
-  skippedTriples: number;
+  /** Held-out triples whose item is not among the fit or evaluation items. */
+  unusedHeldOut: number;
 }
 
 const ITEM_PREFIX = 'item:';
@@ -55,10 +49,15 @@ export function withoutPairs(pv: string, drop: readonly Pair[]): string {
 }
 
 /**
- * Builds the fit and evaluation questions from the KG tables and the records by image id.
- * Deterministic for a given seed.
+ * The fit and evaluation records as every task sees them, with the questions about them.
+ * Deterministic for a given seed; records keep their order.
  */
-export function buildCompletionSplit(kg: KgTables, records: ReadonlyMap<string, K3mRecord>, opts: CompletionSplitOptions): BuiltCompletionSplit {
+export function buildCompletionSplit(
+  kg: KgTables,
+  fit: readonly K3mRecord[],
+  evalSide: readonly K3mRecord[],
+  opts: CompletionSplitOptions,
+): BuiltCompletionSplit {
   const valueIndex = new Map<number, number>();
   const values: string[] = [];
   const itemOf = new Map<number, string>();
@@ -69,81 +68,49 @@ export function buildCompletionSplit(kg: KgTables, records: ReadonlyMap<string, 
       values.push(name);
     }
   });
-  type Q = { item: string; relation: number; value: number };
-  const toQ = ([h, t, r]: readonly [number, number, number]): Q | undefined => {
-    const item = itemOf.get(h);
-    const value = valueIndex.get(t);
-    return item === undefined || value === undefined ? undefined : { item, relation: r, value };
-  };
+  type Q = { relation: number; value: number };
   const byItem = (triples: KgTables['train']) => {
     const m = new Map<string, Q[]>();
-    for (const t of triples) {
-      const q = toQ(t);
-      if (q) m.set(q.item, [...(m.get(q.item) ?? []), q]);
+    for (const [h, t, r] of triples) {
+      const item = itemOf.get(h);
+      const value = valueIndex.get(t);
+      if (item === undefined || value === undefined) continue;
+      let list = m.get(item);
+      if (!list) m.set(item, (list = []));
+      list.push({ relation: r, value });
     }
     return m;
   };
   const train = byItem(kg.train);
-  const valid = byItem(kg.valid);
-  const test = byItem(kg.test);
-  const trueValues = new Map<string, Set<number>>();
-  for (const m of [train, valid, test]) {
-    for (const qs of m.values()) {
-      for (const q of qs) {
-        const k = `${q.item}\u0000${q.relation}`;
-        trueValues.set(k, (trueValues.get(k) ?? new Set()).add(q.value));
-      }
-    }
-  }
+  const heldOut = byItem([...kg.valid, ...kg.test]);
+  const trueValues = (item: string, relation: number) =>
+    new Set([...(train.get(item) ?? []), ...(heldOut.get(item) ?? [])].filter((q) => q.relation === relation).map((q) => q.value));
   const pairOf = (q: Q): Pair => ({ p: kg.relations[q.relation]!, v: values[q.value]! });
-  const heldOut = (item: string) => [...(valid.get(item) ?? []), ...(test.get(item) ?? [])].map(pairOf);
+  let unusedHeldOut = 0;
+  const seen = new Set([...fit, ...evalSide].map((r) => r.imageId));
+  for (const [item, qs] of heldOut) if (!seen.has(item)) unusedHeldOut += qs.length;
 
-  // Evaluation items: those with test triples and a record, in a seeded order, whole items until the cap.
-  const rng = Rng.derive(opts.seed, 'completion-split');
-  const testItems = rng.shuffle([...test.keys()].filter((i) => records.has(i)).sort());
-  let skippedTriples = 0;
-  for (const [item, qs] of test) if (!records.has(item)) skippedTriples += qs.length;
-  const evalItems: string[] = [];
   const evalRecords: K3mRecord[] = [];
   const evalExamples: CompletionExample[] = [];
-  for (const item of testItems) {
-    const qs = test.get(item)!;
-    if (opts.maxEvalTriples > 0 && evalExamples.length + qs.length > opts.maxEvalTriples) {
-      if (evalExamples.length > 0) break;
-    }
-    const rec = records.get(item)!;
-    const record = evalRecords.length;
-    evalItems.push(item);
-    evalRecords.push({ ...rec, pv: withoutPairs(rec.pv, heldOut(item)) });
+  evalSide.forEach((rec, record) => {
+    const qs = heldOut.get(rec.imageId) ?? [];
+    evalRecords.push(qs.length ? { ...rec, pv: withoutPairs(rec.pv, qs.map(pairOf)) } : rec);
     for (const q of qs) {
-      const also = new Set(trueValues.get(`${item}\u0000${q.relation}`));
+      const also = trueValues(rec.imageId, q.relation);
       also.delete(q.value);
       evalExamples.push({ record, relation: q.relation, value: q.value, alsoTrue: also });
     }
-  }
+  });
 
-  // Fit items: no held-out triple at all, with a record.
-  const candidates = rng.shuffle([...train.keys()].filter((i) => records.has(i) && !valid.has(i) && !test.has(i)).sort());
-  const fitItems = opts.maxFitItems > 0 ? candidates.slice(0, opts.maxFitItems) : candidates;
   const fitRecords: K3mRecord[] = [];
   const fitExamples: CompletionExample[] = [];
-  for (const item of fitItems) {
-    const hidden = Rng.derive(opts.seed, 'completion-hide', item).shuffle([...train.get(item)!]).slice(0, opts.hidePerItem);
-    const rec = records.get(item)!;
-    const record = fitRecords.length;
-    fitRecords.push({ ...rec, pv: withoutPairs(rec.pv, hidden.map(pairOf)) });
+  fit.forEach((rec, record) => {
+    const hidden = Rng.derive(opts.seed, 'completion-hide', rec.imageId)
+      .shuffle([...(train.get(rec.imageId) ?? [])])
+      .slice(0, opts.hidePerItem);
+    const drop = [...(heldOut.get(rec.imageId) ?? []), ...hidden];
+    fitRecords.push(drop.length ? { ...rec, pv: withoutPairs(rec.pv, drop.map(pairOf)) } : rec);
     for (const q of hidden) fitExamples.push({ record, relation: q.relation, value: q.value });
-  }
-  return {
-    numRelations: kg.relations.length,
-    numValues: values.length,
-    values,
-    fitRecords,
-    fitExamples,
-    fitItems,
-    evalRecords,
-    evalExamples,
-    evalItems,
-    skippedTriples,
-  };
+  });
+  return { numRelations: kg.relations.length, numValues: values.length, values, fitRecords, fitExamples, evalRecords, evalExamples, unusedHeldOut };
 }

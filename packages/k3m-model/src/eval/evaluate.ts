@@ -5,12 +5,13 @@
  * task under every grid cell, then writes `runs/<run>/eval/` (results.json, results.md, plots)
  * and `reports/k3m-model-evaluate.json`.
  *
- * Splits (all reported in results.json, id lists in eval/split.json):
- * - classification and retrieval: probes are fitted on the training LMDB's items and scored on
- *   the validation LMDB's items (the retrieval gallery); without a validation LMDB, a seeded
- *   80/20 split of the training items. `--max-fit-items` / `--max-eval-items` take a seeded
- *   sample of each side.
- * - knowledge completion: see completion.ts (kg-triples' test triples).
+ * One split serves every task (reported in results.json, id lists in eval/split.json): probes
+ * are fitted on the training LMDB's items and scored on the validation LMDB's items (the
+ * retrieval gallery); without a validation LMDB, a seeded 80/20 split of the training items.
+ * `--max-fit-items` / `--max-eval-items` take a seeded sample of each side. With kg-triples'
+ * files present, every item is shown without its held-out knowledge pairs and the completion
+ * questions are made on the same records (completion.ts), so one encoding of an item serves
+ * classification and completion alike.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -56,11 +57,9 @@ export const EvaluateConfigSchema = z.object({
   kinds: z.array(z.enum(kindNames)).default([...kindNames]),
   rates: z.array(z.number().min(0).max(1)).min(1).default([...DEFAULT_RATES]),
   /** Seeded cap on fit-side items (0 = all). */
-  maxFitItems: z.number().int().nonnegative().default(0),
+  maxFitItems: z.number().int().nonnegative().default(300),
   /** Seeded cap on evaluation items, i.e. the retrieval gallery (0 = all). */
   maxEvalItems: z.number().int().nonnegative().default(0),
-  /** Cap on knowledge-completion test triples, whole items (0 = all). */
-  maxTriples: z.number().int().nonnegative().default(300),
   /** Share of the fit items the probes see corrupted (kinds dealt round-robin), 0 = clean only. */
   fitCorruption: z.number().min(0).max(1).default(0.5),
   probeSteps: z.number().int().positive().default(300),
@@ -168,23 +167,21 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
     evalAll = order.slice(cut).sort((a, b) => a - b).map((i) => trainRecords[i]!);
     splitSource = 'no validation LMDB: seeded 80/20 split of the training LMDB';
   }
-  const fit = sample(fitAll, c.maxFitItems, Rng.derive(c.seed, 'eval-fit-sample'));
-  const evalItems = sample(evalAll, c.maxEvalItems, Rng.derive(c.seed, 'eval-eval-sample'));
-  if (fit.length < 2 || evalItems.length < 2) {
-    throw new Error(`evaluation needs at least 2 fit and 2 evaluation items, got ${fit.length} and ${evalItems.length} (${splitSource})`);
+  const fitBase = sample(fitAll, c.maxFitItems, Rng.derive(c.seed, 'eval-fit-sample'));
+  const evalBase = sample(evalAll, c.maxEvalItems, Rng.derive(c.seed, 'eval-eval-sample'));
+  if (fitBase.length < 2 || evalBase.length < 2) {
+    throw new Error(`evaluation needs at least 2 fit and 2 evaluation items, got ${fitBase.length} and ${evalBase.length} (${splitSource})`);
   }
 
-  // Knowledge completion questions.
-  const kg = c.tasks.includes('completion') ? await readKg(join(c.workDir, 'kg')) : undefined;
-  const byId = new Map<string, K3mRecord>();
-  for (const r of [...trainRecords, ...(validRecords ?? [])]) if (!byId.has(r.imageId)) byId.set(r.imageId, r);
-  const completion = kg
-    ? buildCompletionSplit(kg, byId, { seed: c.seed, maxEvalTriples: c.maxTriples, maxFitItems: c.maxFitItems, hidePerItem: 2 })
-    : undefined;
+  // Knowledge completion questions, and the records every task sees.
+  const kg = await readKg(join(c.workDir, 'kg'));
+  const completion = kg ? buildCompletionSplit(kg, fitBase, evalBase, { seed: c.seed, hidePerItem: 2 }) : undefined;
+  const fit = completion?.fitRecords ?? fitBase;
+  const evalItems = completion?.evalRecords ?? evalBase;
   const tasks = c.tasks.filter((t) => t !== 'completion' || (completion && completion.evalExamples.length > 0 && completion.fitExamples.length > 0));
 
   const splits = {
-    classificationAndRetrieval: {
+    items: {
       source: splitSource,
       seed: c.seed,
       fit: { items: fit.length, of: fitAll.length, idsSha1: digest(fit.map((r) => r.imageId)) },
@@ -192,13 +189,14 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
     },
     completion: completion
       ? {
-          source: "kg/test2id.txt (evaluation), training triples of items without held-out triples (fit)",
+          source: 'questions: kg/valid2id.txt + test2id.txt triples of the evaluation items (fit: up to 2 hidden training pairs per fit item); every item shown without its held-out pairs',
           valueVocabulary: completion.numValues,
           relations: completion.numRelations,
-          fit: { items: completion.fitItems.length, questions: completion.fitExamples.length },
-          eval: { items: completion.evalItems.length, questions: completion.evalExamples.length, testTriplesWithoutRecord: completion.skippedTriples },
+          fitQuestions: completion.fitExamples.length,
+          evalQuestions: completion.evalExamples.length,
+          heldOutTriplesOfOtherItems: completion.unusedHeldOut,
         }
-      : { skipped: kg ? 'no test triple has a record, or no fit item' : 'kg/ OpenKE files not found' },
+      : { skipped: 'kg/ OpenKE files not found' },
   };
   await writeFileAtomic(
     join(evalDir, 'split.json'),
@@ -207,8 +205,6 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
         seed: c.seed,
         fit: fit.map((r) => r.imageId),
         eval: evalItems.map((r) => r.imageId),
-        completionFit: completion?.fitItems ?? [],
-        completionEval: completion?.evalItems ?? [],
       },
       null,
       2,
@@ -224,7 +220,7 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
     fitCorruption: { kinds: c.fitCorruption > 0 ? c.kinds : [], share: c.fitCorruption },
   };
   const opener = openModel ?? defaultOpener(c);
-  const perTask: Record<EvalTaskName, number> = { classification: 1, retrieval: 2, completion: 1 };
+  const perTask: Record<EvalTaskName, number> = { classification: 1, retrieval: 1, completion: 1 };
   const progress = createProgress('evaluate', MODEL_KEYS.length * cells.length * tasks.reduce((s, t) => s + perTask[t], 0), { quiet: c.quiet });
   const values = Object.fromEntries(cells.map((cell) => [cell.id, { 'with-knowledge': {}, 'without-knowledge': {} }])) as Record<
     string,
@@ -297,7 +293,7 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
     protocol: {
       classification: 'softmax probe on the frozen feature row [pooled title; pooled image; pooled knowledge; item], fitted on the fit side, scored on the corrupted evaluation items; chance = majority class of the fit side',
       retrieval:
-        'query = title (or image) PLUS the item knowledge, gallery = the other modality alone; two linear projections trained with symmetric InfoNCE on the fit side (pretraining has no contrastive objective); ranks use the expected rank under random tie-breaking',
+        'text side = title PLUS the item knowledge (knowledge model only), image side = the image alone, each encoded with the other side hidden; title->image: text queries over an image gallery, image->title the reverse; one pair of linear projections trained with symmetric InfoNCE on the fit side (pretraining has no contrastive objective); ranks use the expected rank under random tie-breaking',
       completion:
         'item shown without its held-out pairs; a one-hidden-layer probe given the item feature row and the property scores every value of the value vocabulary; filtered Hits@K',
       corruption: 'applied to the evaluation side only, exact rates, seeded, nested across rates; the model without knowledge never sees knowledge',

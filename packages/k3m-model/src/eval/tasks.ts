@@ -105,17 +105,11 @@ export async function classificationTask(ctx: TaskContext, split: Classification
   return { cells, fit: { classes: classes.length, finalLoss: clf.finalLoss } };
 }
 
-/** One retrieval direction: the query and gallery views. */
-export interface RetrievalDirection {
-  name: string;
-  query: View;
-  gallery: View;
-}
-
-export const RETRIEVAL_DIRECTIONS: readonly RetrievalDirection[] = Object.freeze([
-  { name: 'title-to-image', query: { title: true, image: false, knowledge: true }, gallery: { title: false, image: true, knowledge: false } },
-  { name: 'image-to-title', query: { title: false, image: true, knowledge: true }, gallery: { title: true, image: false, knowledge: false } },
-]);
+/** The two sides of retrieval: what the model is shown of an item for each. */
+export const RETRIEVAL_SIDES = Object.freeze({
+  text: Object.freeze({ title: true, image: false, knowledge: true }),
+  image: Object.freeze({ title: false, image: true, knowledge: false }),
+} satisfies Record<string, View>);
 
 function rankCells(m: RankMetrics, prefix: string): CellMetrics {
   const out: CellMetrics = {};
@@ -126,33 +120,33 @@ function rankCells(m: RankMetrics, prefix: string): CellMetrics {
 
 /**
  * Cross-modal retrieval over the evaluation items (item i's query matches gallery item i),
- * Rank@1/5/10 and mean rank per direction, after a projection trained on the fit side.
+ * Rank@1/5/10 and mean rank for title->image and image->title, after a projection of the text
+ * and image sides into one space trained on the fit side.
  */
 export async function retrievalTask(ctx: TaskContext, split: ClassificationSplit, opts: ProjectionOptions): Promise<TaskResult> {
-  const cells: Record<string, CellMetrics> = Object.fromEntries(ctx.cells.map((c) => [c.id, {}]));
-  const fit: Record<string, number> = {};
   const fitRecords = fitSide(ctx, split.fit);
-  for (const dir of RETRIEVAL_DIRECTIONS) {
-    const q = await encodeView(ctx, fitRecords, dir.query);
-    const g = await encodeView(ctx, fitRecords, dir.gallery);
-    const qs = fitStandardizer(q);
-    const gs = fitStandardizer(g);
-    const proj = trainPairProjection(standardize(q, qs), standardize(g, gs), opts);
-    fit[`${dir.name}.finalLoss`] = proj.finalLoss;
-    try {
-      for (const cell of ctx.cells) {
-        const { records } = applyCell(split.eval, cell, ctx.seed);
-        const pq = proj.projectQuery(standardize(await encodeView(ctx, records, dir.query), qs));
-        const pg = proj.projectGallery(standardize(await encodeView(ctx, records, dir.gallery), gs));
-        const m = retrievalMetrics(similarity(pq, pg), pq.rows, pg.rows, [...Array(pq.rows).keys()], RANK_KS);
-        Object.assign(cells[cell.id]!, rankCells(m, `${dir.name}.`));
-        ctx.onCell?.();
-      }
-    } finally {
-      proj.dispose();
+  const t = await encodeView(ctx, fitRecords, RETRIEVAL_SIDES.text);
+  const i = await encodeView(ctx, fitRecords, RETRIEVAL_SIDES.image);
+  const ts = fitStandardizer(t);
+  const is = fitStandardizer(i);
+  const proj = trainPairProjection(standardize(t, ts), standardize(i, is), opts);
+  const cells: Record<string, CellMetrics> = {};
+  try {
+    for (const cell of ctx.cells) {
+      const { records } = applyCell(split.eval, cell, ctx.seed);
+      const pt = proj.projectQuery(standardize(await encodeView(ctx, records, RETRIEVAL_SIDES.text), ts));
+      const pi = proj.projectGallery(standardize(await encodeView(ctx, records, RETRIEVAL_SIDES.image), is));
+      const identity = [...Array(pt.rows).keys()];
+      cells[cell.id] = {
+        ...rankCells(retrievalMetrics(similarity(pt, pi), pt.rows, pi.rows, identity, RANK_KS), 'title-to-image.'),
+        ...rankCells(retrievalMetrics(similarity(pi, pt), pi.rows, pt.rows, identity, RANK_KS), 'image-to-title.'),
+      };
+      ctx.onCell?.();
     }
+  } finally {
+    proj.dispose();
   }
-  return { cells, fit };
+  return { cells, fit: { finalLoss: proj.finalLoss } };
 }
 
 /** One (item, property) -> value question. */
@@ -168,7 +162,7 @@ export interface CompletionExample {
 export interface CompletionSplit {
   numRelations: number;
   numValues: number;
-  /** Records with the pairs asked about already removed from their knowledge. */
+  /** Records with the pairs asked about already removed from their knowledge (see completion.ts). */
   fitRecords: readonly K3mRecord[];
   fitExamples: readonly CompletionExample[];
   evalRecords: readonly K3mRecord[];

@@ -62,19 +62,18 @@ export function hasCheckpoint(dir: string): boolean {
 }
 
 /** Model config, vocabulary and weights of a run directory (what evaluation needs). */
-export async function readModelFiles(dir: string): Promise<Pick<Checkpoint, 'config' | 'vocab' | 'model'>> {
+export async function readModelFiles(dir: string): Promise<Pick<Checkpoint, 'config' | 'vocab' | 'model'> & { step?: string }> {
   const config = parseModelConfig(JSON.parse(await readFile(join(dir, CHECKPOINT_FILES.config), 'utf8')));
   const vocab = (await readFile(join(dir, CHECKPOINT_FILES.vocab), 'utf8')).split('\n');
   if (vocab.at(-1) === '') vocab.pop();
-  const model = (await readSafetensors(join(dir, CHECKPOINT_FILES.model))).tensors;
-  return { config, vocab, model };
+  const model = await readSafetensors(join(dir, CHECKPOINT_FILES.model));
+  return { config, vocab, model: model.tensors, step: model.metadata.step };
 }
 
 export async function readCheckpoint(dir: string): Promise<Checkpoint> {
   const state = TrainerStateSchema.parse(JSON.parse(await readFile(join(dir, CHECKPOINT_FILES.state), 'utf8')));
-  const files = await readModelFiles(dir);
+  const { step: modelStep, ...files } = await readModelFiles(dir);
   const opt = await readSafetensors(join(dir, CHECKPOINT_FILES.optimizer));
-  const modelStep = (await readSafetensors(join(dir, CHECKPOINT_FILES.model))).metadata.step;
   if (modelStep !== String(state.step) || opt.metadata.step !== String(state.step)) {
     throw new Error(`${dir}: checkpoint files disagree on the step (state ${state.step}, model ${modelStep}, optimizer ${opt.metadata.step})`);
   }

@@ -23,7 +23,7 @@ import type { CorruptionRates, Modality } from '../data/corrupt.ts';
 import type { KnowledgeMasking } from '../data/preprocess.ts';
 import type { Batch } from '../data/batch.ts';
 import { modelConfig, type ModelConfig, type PresetName } from '../model/config.ts';
-import { DEFAULT_FIXES, forward, LOSS_NAMES, type FusionMode, type LossName, type LossWeights, type ModelFixes } from '../model/k3m.ts';
+import { forward, LOSS_NAMES, type FusionMode, type LossName, type LossWeights, type ModelFixes } from '../model/k3m.ts';
 import { countParameters, K3mParams, loadHfBert, type InitFromReport } from '../model/params.ts';
 import { Rng } from '../model/rng.ts';
 import { AdamW, clipByGlobalNorm, REFERENCE_ADAMW, warmupLinear } from './adamw.ts';
@@ -404,4 +404,3 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   };
 }
 
-export { DEFAULT_FIXES };

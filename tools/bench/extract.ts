@@ -1,0 +1,129 @@
+/**
+ * @file Benchmark of region-features' detector (not a test): images/s for `small-c4` (random
+ * weights) on wasm and cpu, and for `bua-r101-c4` (random weights of the real size) on wasm,
+ * next to the PyTorch reference (tools/golden/bench_torch.py: same topology, same resized
+ * images, Debian torch on this CPU), with the ratio. Model time only (images pre-decoded), plus
+ * the whole extract path (sharp decode + resize overlapped with the model) for small-c4.
+ *
+ *   npx tsx tools/bench/extract.ts
+ *   BENCH_IMAGES=16 BENCH_BUA_IMAGES=1 BENCH_BUA_SIZE=800 BENCH_TORCH_THREADS=1 npx tsx tools/bench/extract.ts
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import * as tf from '@tensorflow/tfjs';
+import {
+  decodeImage,
+  describeBackend,
+  Detector,
+  extractImage,
+  IMAGE_SIZES,
+  PRESETS,
+  randomParams,
+  selectBackend,
+  type DecodedImage,
+  type PresetName,
+} from '@k3m-kit/region-features';
+import { REPO_ROOT } from '@k3m-kit/region-features/testing';
+
+const N_SMALL = Number(process.env.BENCH_IMAGES ?? 16);
+const N_BUA = Number(process.env.BENCH_BUA_IMAGES ?? 1);
+const BUA_SIZE = (process.env.BENCH_BUA_SIZE ?? '600') as keyof typeof IMAGE_SIZES;
+const TORCH_THREADS = Number(process.env.BENCH_TORCH_THREADS ?? 1);
+const BACKENDS = (process.env.BENCH_BACKENDS ?? 'wasm,cpu').split(',');
+
+const dir = await mkdtemp(join(tmpdir(), 'bench-extract-'));
+
+/** Sample-like JPEGs (160-320 px sides), as the embedded sample has. */
+async function makeJpegs(n: number): Promise<string[]> {
+  const paths: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const w = 160 + ((i * 37) % 161);
+    const h = 160 + ((i * 71) % 161);
+    const raw = Buffer.alloc(w * h * 3);
+    for (let p = 0; p < raw.length; p++) raw[p] = (p * (i + 3) + ((p / (w * 3)) | 0) * 7) % 251;
+    const path = join(dir, `${i}.jpg`);
+    await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg().toFile(path);
+    paths.push(path);
+  }
+  return paths;
+}
+
+async function decodeAll(paths: string[], minSize: number, maxSize: number): Promise<DecodedImage[]> {
+  return Promise.all(paths.map((p) => decodeImage(p, minSize, maxSize)));
+}
+
+async function tfjsRate(preset: PresetName, imgs: DecodedImage[]): Promise<number> {
+  const det = new Detector(PRESETS[preset], randomParams(PRESETS[preset], 0));
+  await extractImage(det, 'warm', imgs[0]!, 'k3m');
+  const t0 = performance.now();
+  for (const img of imgs) await extractImage(det, 'x', img, 'k3m');
+  const s = (performance.now() - t0) / 1000;
+  det.dispose();
+  return imgs.length / s;
+}
+
+/** The whole path per image: sharp decode + resize (4 ahead) overlapped with the model. */
+async function pipelineRate(paths: string[]): Promise<number> {
+  const c = PRESETS['small-c4'];
+  const det = new Detector(c, randomParams(c, 0));
+  await extractImage(det, 'warm', await decodeImage(paths[0]!, c.minSize, c.maxSize), 'k3m');
+  const t0 = performance.now();
+  const queue: Promise<DecodedImage>[] = [];
+  for (const p of paths) {
+    queue.push(decodeImage(p, c.minSize, c.maxSize));
+    if (queue.length > 4) await extractImage(det, 'x', await queue.shift()!, 'k3m');
+  }
+  while (queue.length) await extractImage(det, 'x', await queue.shift()!, 'k3m');
+  det.dispose();
+  return paths.length / ((performance.now() - t0) / 1000);
+}
+
+async function torchRate(preset: PresetName, imgs: DecodedImage[], tag: string): Promise<number | string> {
+  const list = imgs.map((img, i) => ({ path: join(dir, `${tag}-${i}.rgb`), h: img.h, w: img.w }));
+  {
+    await Promise.all(imgs.map((img, i) => writeFile(list[i]!.path, img.rgb)));
+    await writeFile(join(dir, `${tag}.json`), JSON.stringify(list));
+    const r = spawnSync('/usr/bin/python3', [join(REPO_ROOT, 'tools/golden/bench_torch.py'), JSON.stringify(PRESETS[preset]), join(dir, `${tag}.json`), String(TORCH_THREADS)], {
+      encoding: 'utf8',
+    });
+    if (r.status !== 0) return `torch reference unavailable (${(r.stderr || r.error?.message || '').trim().split('\n').pop()})`;
+    return (JSON.parse(r.stdout) as { imagesPerSecond: number }).imagesPerSecond;
+  }
+}
+
+const fmt = (x: number) => (x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(3));
+const rows: string[][] = [];
+const jpegs = await makeJpegs(N_SMALL);
+const small = PRESETS['small-c4'];
+const smallImgs = await decodeAll(jpegs, small.minSize, small.maxSize);
+const bua = IMAGE_SIZES[BUA_SIZE];
+const buaImgs = await decodeAll(jpegs.slice(0, N_BUA), bua.minSize, bua.maxSize);
+
+const torchSmall = await torchRate('small-c4', smallImgs, 'small');
+const torchBua = N_BUA > 0 ? await torchRate('bua-r101-c4', buaImgs, 'bua') : NaN;
+for (const b of BACKENDS) {
+  const choice = await selectBackend(b);
+  console.error(describeBackend(choice));
+  const s = await tfjsRate('small-c4', b === 'cpu' ? smallImgs.slice(0, Math.min(4, N_SMALL)) : smallImgs);
+  const ratio = (t: number | string, x: number) => (typeof t === 'number' ? `${fmt(x / t)}x` : '-');
+  rows.push([`small-c4 ${small.minSize}/${small.maxSize} model`, b, fmt(s), typeof torchSmall === 'number' ? fmt(torchSmall) : String(torchSmall), ratio(torchSmall, s)]);
+  if (b === 'wasm') {
+    rows.push([`small-c4 ${small.minSize}/${small.maxSize} decode+model`, b, fmt(await pipelineRate(jpegs)), '', '']);
+    if (N_BUA > 0) {
+      const r = await tfjsRate('bua-r101-c4', buaImgs);
+      rows.push([`bua-r101-c4 ${bua.minSize}/${bua.maxSize} model`, b, fmt(r), typeof torchBua === 'number' ? fmt(torchBua) : String(torchBua), ratio(torchBua, r)]);
+    }
+  }
+  tf.disposeVariables();
+}
+await rm(dir, { recursive: true, force: true });
+
+const head = ['case', 'backend', 'tfjs img/s', `torch img/s (${TORCH_THREADS} thr)`, 'tfjs/torch'];
+const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+console.log(`images: small-c4 ${N_SMALL}, bua-r101-c4 ${N_BUA} (sample-like JPEGs 160-320 px); torch threads ${TORCH_THREADS}`);
+console.log(line(head));
+for (const r of rows) console.log(line(r));

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend } from '../src/backend.ts';
 import { makeRecord } from '../src/data/testing.ts';
 import { DEFAULT_FIXES } from '../src/model/k3m.ts';
-import { pretrain, type PretrainOptions } from '../src/train/pretrain.ts';
+import { modalitySetup, pretrain, type PretrainOptions } from '../src/train/pretrain.ts';
 import { arraySource } from '../src/train/records.ts';
 import { encodeRecords, loadModel, REPRESENTATION_NAMES } from '../src/model/represent.ts';
 
@@ -30,6 +30,16 @@ function records(n: number, seed: number) {
       numClasses: 12,
       seed: i,
     });
+  });
+}
+
+/** Records whose region classes follow the title's first word, so the image loss is learnable. */
+function learnableRecords(n: number, seed: number) {
+  return records(n, seed).map((r, i) => {
+    const cls = ((i * 7 + seed) % WORDS.length) % r.numClasses;
+    const clsProb = new Float32Array(r.numBoxes * r.numClasses);
+    for (let b = 0; b < r.numBoxes; b++) clsProb[b * r.numClasses + cls] = 1;
+    return { ...r, clsProb };
   });
 }
 
@@ -113,6 +123,22 @@ describe('pretrain', () => {
     const sd = (await readSafetensors(join(full.runDir, 'model.safetensors'))).tensors;
     expect(sd.has('bert_tri.encoder_tri.c_layer_pv_t.0.biOutput.LayerNorm1.weight')).toBe(true);
     expect(sd.has('cls.predictions.decoder.weight')).toBe(true);
+  });
+
+  it('training lowers every validation loss (before training vs the last epoch)', async () => {
+    const r = await pretrain(base({ name: 'learn', epochs: 4, lr: 3e-3, train: arraySource(learnableRecords(48, 0)), validation: arraySource(learnableRecords(24, 0)) }));
+    const first = r.validation[0]!;
+    const last = r.validation.at(-1)!;
+    expect(first.epoch).toBe(-1);
+    expect(last.epoch).toBe(3);
+    for (const k of ['masked_loss_t', 'masked_loss_v', 'masked_loss_pv', 'loss_tri'] as const) {
+      expect(last.losses[k]!, k).toBeLessThan(first.losses[k]!);
+    }
+  });
+
+  it('modalities and corruption: an absent modality is always dropped and its losses weighted 0', () => {
+    expect(modalitySetup(['title', 'image'], { noiseImage: 0.2 })).toEqual({ weights: { t: 1, v: 1, pv: 0, tri: 0 }, corruption: { noiseImage: 0.2, dropKnowledge: 1 } });
+    expect(modalitySetup(['title', 'image', 'knowledge'], { dropImage: 0.3 })).toEqual({ weights: { t: 1, v: 1, pv: 1, tri: 1 }, corruption: { dropImage: 0.3 } });
   });
 
   it('--modalities title,image trains without knowledge losses; its representations ignore knowledge', async () => {

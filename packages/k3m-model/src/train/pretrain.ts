@@ -233,13 +233,26 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
 
   const validate = async (epoch: number): Promise<void> => {
     if (!o.validation) return;
+    // Each loss is averaged over the labelled positions of the whole validation set (a batch
+    // without masked regions has no image loss, rather than a 0 that drags the mean down).
     const sums: Partial<Record<LossName, number>> = {};
+    const weightsOf: Partial<Record<LossName, number>> = {};
     const acc = { t: [0, 0], pv: [0, 0], tri: [0, 0] };
     let n = 0;
     for await (const batch of pipeline(o.validation, 'validation', Math.max(epoch, 0))) {
+      const count: Record<LossName, number> = {
+        masked_loss_t: batch.lmLabelIds.filter((l) => l >= 0).length,
+        masked_loss_v: batch.imageLabel.filter((l) => l === 1).length,
+        masked_loss_pv: batch.lmLabelIdsPv.filter((l) => l >= 0).length,
+        loss_tri: 2 * batch.shape.batchSize,
+      };
       tf.tidy(() => {
         const r = forward(params, batch, { fusionMode: o.fusionMode, gumbel: 'argmax', fixes: o.fixes, weights, accuracy: true });
-        for (const [k, v] of Object.entries(scalars(r.losses))) sums[k as LossName] = (sums[k as LossName] ?? 0) + v!;
+        for (const [k, v] of Object.entries(scalars(r.losses)) as [LossName, number][]) {
+          if (!count[k]) continue;
+          sums[k] = (sums[k] ?? 0) + v * count[k];
+          weightsOf[k] = (weightsOf[k] ?? 0) + count[k];
+        }
         for (const k of ['t', 'pv', 'tri'] as const) {
           acc[k][0]! += r.accuracy![k][0];
           acc[k][1]! += r.accuracy![k][1];
@@ -254,7 +267,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
       epoch,
       step: state.step,
       batches: n,
-      losses: Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v! / n])),
+      losses: Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v! / weightsOf[k as LossName]!])),
       accuracy: { title_mlm: ratio(acc.t), knowledge_mlm: weights.pv ? ratio(acc.pv) : null, structure: weights.tri ? ratio(acc.tri) : null },
     });
   };

@@ -12,7 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WHOLE } from '@k3m-kit/raw-ingest/stage';
 import { featureTsvPath, readFeatureMeta, readFeatureTsv } from '../src/codecs/feature-tsv.ts';
 import { partPaths } from '../src/codecs/feature-parts.ts';
-import { extract, merge, type ExtractOptions } from '../src/extract.ts';
+import { selectBackend } from '../src/backend.ts';
+import { extract, extractImage, merge, type ExtractOptions } from '../src/extract.ts';
+import { Detector } from '../src/model/detector.ts';
+import { randomParams } from '../src/model/params.ts';
+import { PRESETS } from '../src/model/presets.ts';
 import { makeTinyWorkDir, REPO_ROOT } from '../src/testing.ts';
 
 const BIN = join(REPO_ROOT, 'packages/region-features/bin/region-features.js');
@@ -128,6 +132,19 @@ describe('extract', () => {
     expect(line.split('\t')[4]!.startsWith("b'")).toBe(false);
     expect(Number(line.split('\t')[3])).toBeGreaterThanOrEqual(10);
     expect((await readFeatureMeta(d)).form).toBe('bare');
+  }, 60_000);
+});
+
+describe('extractImage', () => {
+  it('turns non-finite outputs into a nan-features reason, never a row', async () => {
+    await selectBackend('wasm');
+    const params = randomParams(PRESETS['small-c4'], 0);
+    params.get('roi_heads.box_predictor.cls_score.bias')!.fill(NaN);
+    const det = new Detector(PRESETS['small-c4'], params);
+    const rgb = new Uint8Array(64 * 80 * 3).fill(128);
+    const r = await extractImage(det, 'x', { rgb, h: 64, w: 80, rawH: 32, rawW: 40 }, 'k3m');
+    det.dispose();
+    expect(r).toMatchObject({ reason: 'nan-features' });
   }, 60_000);
 });
 

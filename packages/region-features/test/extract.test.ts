@@ -150,7 +150,7 @@ describe('extractImage', () => {
 
 describe('resume after SIGKILL', () => {
   it('finishes a half-written segment to the same bytes as an uninterrupted run', async () => {
-    const items = Array.from({ length: 14 }, (_, k) => img(40 + k * 3, 60 - k));
+    const items = Array.from({ length: 24 }, (_, k) => img(40 + k * 2, 60 - k));
     const a = join(root, 'killed');
     const b = join(root, 'clean');
     await makeTinyWorkDir(a, [{ split: 'train', items }]);
@@ -164,14 +164,14 @@ describe('resume after SIGKILL', () => {
     await new Promise((r) => child.once('exit', r));
     const partial = await lines();
     expect(partial).toBeGreaterThanOrEqual(3);
-    expect(partial).toBeLessThan(14);
+    expect(partial).toBeLessThan(24);
     expect(existsSync(partPaths(a, 0).marker)).toBe(false);
 
     const resumed = spawnSync(process.execPath, [BIN, ...args, '--json'], { encoding: 'utf8' });
     expect(resumed.status, resumed.stderr).toBe(0);
     const report = JSON.parse(resumed.stdout);
-    expect(report.imagesProcessed).toBe(14 - partial);
-    expect(report).toMatchObject({ in: 14, written: 14, reconciles: true });
+    expect(report.imagesProcessed).toBe(24 - partial);
+    expect(report).toMatchObject({ in: 24, written: 24, reconciles: true });
     await extract(opts(b));
     expect(await readFile(featureTsvPath(a, 'train'))).toEqual(await readFile(featureTsvPath(b, 'train')));
     expect((await stat(featureTsvPath(a, 'train'))).size).toBeGreaterThan(0);

@@ -39,6 +39,8 @@ const FUSION_MODES = { '0': 0, '1': 1, '2': 2, '3': 3 } as const;
 
 const PretrainConfig = z.object({
   workDir: z.string(),
+  shard: z.string().optional(),
+  numShards: z.number().int().positive().optional(),
   config: z.string().optional(),
   quiet: z.boolean(),
   json: z.boolean(),
@@ -114,6 +116,8 @@ const pre = addCommonOptions(program.command('pretrain').description('pretrain K
 pre.action(async () => {
   const cfg = await loadConfig(PretrainConfig, pre, pre.opts().config);
   const common = resolveCommon(cfg as CommonFlags);
+  // One model trains in one process; a shard of the records would be a different model.
+  if (common.shard.count > 1) throw new UsageError(`--shard ${common.shard.index}/${common.shard.count}: pretrain is not sharded (run it once)`);
   let model = cfg.model;
   if (cfg.modelConfig) {
     try {

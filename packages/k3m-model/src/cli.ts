@@ -227,7 +227,8 @@ export function pretrainReport(r: PretrainResult, backend: string, backendText: 
     validationFirst: r.validation[0] ?? null,
     validationLast: r.validation.at(-1) ?? null,
     samplesPerSecond: sps.length ? sps[Math.floor(sps.length / 2)]! : (s[0]?.samples_per_s ?? 0),
-    msPerStep: r.steps ? (1000 * r.trainSeconds) / r.steps : 0,
+    // Steps only (data, forward, backward, update); validation passes excluded.
+    msPerStep: meanOf(s.map((m) => (1000 * cfg.batchSize * cfg.accumulate) / m.samples_per_s)) ?? 0,
     trainSeconds: r.trainSeconds,
   });
 }

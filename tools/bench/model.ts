@@ -1,6 +1,6 @@
 /**
  * @file Benchmark of k3m-model's training step (not a test): forward and forward+backward ms per
- * step on wasm for (a) k3m-small at batch 8 with the reference's shapes (title 36, PV 48,
+ * step on wasm for (a) the golden tiny config (k3m-golden/config.json sizes) and k3m-small at batch 8 with the reference's shapes (title 36, PV 48,
  * 36+1 regions of 2048 features, 1601 classes, vocabulary 21128) and (b) one BERT-size layer
  * (768 wide, 12 heads, FFN 3072, batch 8, sequence 64), each with our custom gradients
  * (src/ops) and with tfjs's stock matmul gradients, and prints figures and ratios.
@@ -47,12 +47,31 @@ function measure(label: string, fwd: () => tf.Scalar, vars: tf.Variable[]) {
 
 console.log(`back end: ${backend.name}, median of ${REPS}`);
 
-{
-  const cfg = modelConfig('k3m-small', { vocab_size: 21128 });
+/** The golden tiny config (k3m-golden README Part B), without the file. */
+const GOLDEN_TINY = {
+  vocab_size: 512,
+  hidden_size: 64,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  intermediate_size: 128,
+  v_hidden_size: 64,
+  v_num_hidden_layers: 2,
+  v_num_attention_heads: 4,
+  v_intermediate_size: 128,
+  v_biattention_id: [0, 1],
+  t_biattention_id: [2, 3],
+  bi_hidden_size: 64,
+  bi_num_attention_heads: 4,
+};
+
+for (const [label, cfg] of [
+  ['golden tiny train step, batch 8', modelConfig('k3m-small', GOLDEN_TINY)],
+  ['k3m-small train step, batch 8', modelConfig('k3m-small', { vocab_size: 21128 })],
+] as const) {
   const P = K3mParams.init(cfg, 1);
-  const batch = syntheticBatch(1, { batchSize: 8, vocabSize: 21128, featureDim: 2048, numClasses: 1601, regions: 36, titleLen: 36, pvLen: 48 });
+  const batch = syntheticBatch(1, { batchSize: 8, vocabSize: cfg.vocab_size, featureDim: 2048, numClasses: 1601, regions: 36, titleLen: 36, pvLen: 48 });
   const rng = new ModelRng(1);
-  measure('k3m-small train step, batch 8', () => forward(P, batch, { fusionMode: 1, training: true, rng }).loss!, [...P.vars.values()]);
+  measure(label, () => forward(P, batch, { fusionMode: 1, training: true, rng }).loss!, [...P.vars.values()]);
   P.dispose();
 }
 

@@ -7,7 +7,6 @@
 import { closeSync, existsSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import {
   AtomicWriter,
   CappedCounter,
@@ -391,7 +390,6 @@ export async function extract(opts: ExtractOptions): Promise<ExtractReport> {
     backend: describeBackend(backend),
   });
   await writeReport(opts.workDir, allDone ? STAGE : STAGE + shardSuffix(opts.shard), report);
-  tf.disposeVariables();
   return report;
 }
 

@@ -12,6 +12,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { NameRegistry, Parser } from 'pickleparser';
+import { halfToFloat } from './safetensors.ts';
 
 export interface PickledArray {
   shape: number[];
@@ -84,15 +85,6 @@ function toFloat32(a: NdArray): PickledArray {
   const r = read[code]!;
   for (let i = 0; i < n; i++) out[i] = r(i);
   return { shape: a.shape, data: out };
-}
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
 class StrictRegistry extends NameRegistry {

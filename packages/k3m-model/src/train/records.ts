@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeRecord, TensorpackLmdbReader, type K3mRecord } from '@k3m-kit/lmdb-writer';
+import { RecordReader, type K3mRecord } from '@k3m-kit/lmdb-writer';
 
 /** A finite, replayable record collection. */
 export interface RecordSource {
@@ -20,11 +20,11 @@ export const LMDB_FILES = Object.freeze({
 });
 
 export function lmdbSource(path: string): RecordSource {
-  const reader = TensorpackLmdbReader.open(path);
+  const reader = RecordReader.open(path);
   return {
     length: reader.length,
     async *records() {
-      for (let i = 0; i < reader.length; i++) yield decodeRecord(reader.value(i)).record;
+      yield* reader;
     },
   };
 }

@@ -57,7 +57,7 @@ export const EvaluateConfigSchema = z.object({
   kinds: z.array(z.enum(kindNames)).default([...kindNames]),
   rates: z.array(z.number().min(0).max(1)).min(1).default([...DEFAULT_RATES]),
   /** Seeded cap on fit-side items (0 = all). */
-  maxFitItems: z.number().int().nonnegative().default(300),
+  maxFitItems: z.number().int().nonnegative().default(0),
   /** Seeded cap on evaluation items, i.e. the retrieval gallery (0 = all). */
   maxEvalItems: z.number().int().nonnegative().default(0),
   /** Share of the fit items the probes see corrupted (kinds dealt round-robin), 0 = clean only. */
@@ -65,6 +65,8 @@ export const EvaluateConfigSchema = z.object({
   probeSteps: z.number().int().positive().default(300),
   probeBatch: z.number().int().nonnegative().default(128),
   probeLr: z.number().positive().default(0.003),
+  /** L2 penalty on probe weights; strong, because the fit side has hundreds of items for 512-wide rows. */
+  probeWeightDecay: z.number().nonnegative().default(0.05),
   /** Width of the retrieval projection space. */
   projectionDim: z.number().int().positive().default(64),
   /** Records per forward pass. */
@@ -212,7 +214,7 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
   );
 
   const cells = corruptionGrid(c.kinds, c.rates);
-  const budget = { steps: c.probeSteps, learningRate: c.probeLr, weightDecay: 1e-4, batchSize: c.probeBatch, seed: c.seed };
+  const budget = { steps: c.probeSteps, learningRate: c.probeLr, weightDecay: c.probeWeightDecay, batchSize: c.probeBatch, seed: c.seed };
   const budgets = {
     classifier: budget,
     projection: { ...budget, dim: c.projectionDim, temperature: 0.1 },

@@ -1,14 +1,19 @@
 /**
- * @file The three downstream tasks. Each fits its probe once on clean representations of its
- * fit side, then scores the evaluation side under every grid cell: the corruption is applied to
- * the evaluation records, which are then shown to the model through the task's view.
+ * @file The three downstream tasks. Each fits its probe once on its fit side (with a share of
+ * it corrupted, see {@link mixedCorruption}), then scores the evaluation side under every grid
+ * cell: the corruption is applied to the evaluation records, which are then shown to the model
+ * through the task's view.
  *
  * - Item classification: softmax probe on the full item representation, labels = category.
- * - Cross-modal retrieval, title->image and image->title: the knowledge travels with the QUERY,
- *   never with the gallery. Query = the item's title (or image) plus its knowledge, gallery =
- *   the other modality alone. Both models see exactly the same gallery inputs, a knowledge
- *   match between query and gallery is impossible, and the knowledge model's extra input is what
- *   K3M claims helps: knowledge standing in for a missing or noisy query modality.
+ * - Cross-modal retrieval between an item's TEXT side (its title, plus its knowledge for the
+ *   model pretrained with knowledge: the product listing's text) and its IMAGE side (the image
+ *   alone), in both directions (title->image: text queries, image gallery; image->title: image
+ *   queries, text gallery). Each side is encoded with the other side's modalities hidden: the
+ *   pooled title of an item encoded with its image has seen that image through co-attention, so
+ *   it would match trivially. Knowledge is only ever on one side, so knowledge cannot match
+ *   knowledge; both models see the same image side; the knowledge model's extra input is K3M's
+ *   claim: knowledge standing in for a missing or noisy title. One pair of projections, trained
+ *   on the fit side, serves both directions.
  * - Knowledge completion: the item is shown without its held-out pairs; a probe given the item's
  *   representation and the property scores every value of the value vocabulary.
  *

@@ -13,9 +13,11 @@
  * questions are made on the same records (completion.ts), so one encoding of an item serves
  * classification and completion alike.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { createProgress, finishReport, UsageError, writeFileAtomic, writeReport, type StageReportBase } from '@k3m-kit/raw-ingest/stage';
 import { RecordReader, type K3mRecord } from '@k3m-kit/lmdb-writer';
@@ -24,9 +26,10 @@ import { describeBackend, startBackend } from '../backend.ts';
 import { recordProblem, resolvePreprocessOptions } from '../data/preprocess.ts';
 import { Rng } from '../data/rng.ts';
 import { LMDB_FILES } from '../train/records.ts';
-import { buildCompletionSplit, type KgTables } from './completion.ts';
+import { buildCompletionSplit, type BuiltCompletionSplit, type KgTables } from './completion.ts';
 import { CachedEncoder } from './encoder.ts';
-import { CORRUPTION_KINDS, DEFAULT_RATES, corruptionGrid, type CorruptionKindName } from './grid.ts';
+import { CORRUPTION_KINDS, DEFAULT_RATES, corruptionGrid, type CorruptionKindName, type GridCell } from './grid.ts';
+import type { ConditionalProbeOptions, ProbeBudget, ProjectionOptions } from './probe.ts';
 import { chanceRank } from './metrics.ts';
 import { MODEL_KEYS, toJsonNumber, writeResults, type EvalResults, type ModelKey, type ResultCell } from './results.ts';
 import { openRun, type OpenedModel } from './run-encoder.ts';
@@ -69,6 +72,8 @@ export const EvaluateConfigSchema = z.object({
   probeWeightDecay: z.number().nonnegative().default(0.05),
   /** Width of the retrieval projection space. */
   projectionDim: z.number().int().positive().default(64),
+  /** Processes: 2 evaluates the two models side by side (the default opener only). */
+  workers: z.number().int().min(1).max(2).default(2),
   /** Records per forward pass. */
   batchSize: z.number().int().positive().default(32),
   backend: z.string().optional(),
@@ -129,21 +134,33 @@ async function readKg(kgDir: string): Promise<KgTables | undefined> {
   };
 }
 
-/**
- * Runs the evaluation. `openModel` defaults to loading `runs/<name>/` checkpoints.
- * @example const report = await evaluate({ workDir: 'work' }); // runs/k3m-small/eval/results.md
- */
-export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener): Promise<EvaluateReport> {
-  const c = EvaluateConfigSchema.parse(config);
-  const t0 = performance.now();
-  const backend = await startBackend(c.backend);
+/** Everything both models are evaluated on, computed the same way in every process. */
+interface Prepared {
+  c: Resolved;
+  runDirs: Record<ModelKey, string>;
+  evalDir: string;
+  fit: readonly K3mRecord[];
+  evalItems: readonly K3mRecord[];
+  completion?: BuiltCompletionSplit;
+  tasks: EvalTaskName[];
+  cells: GridCell[];
+  budgets: {
+    classifier: ProbeBudget;
+    projection: ProjectionOptions;
+    completion: ConditionalProbeOptions;
+    fitCorruption: { kinds: CorruptionKindName[]; share: number };
+  };
+  splits: Record<string, unknown>;
+  counts: { in: number; usable: number; rejectedByReason: Record<string, number> };
+}
+
+async function prepare(c: Resolved): Promise<Prepared> {
   const runDirs: Record<ModelKey, string> = {
     'with-knowledge': join(c.workDir, 'runs', c.run),
     'without-knowledge': join(c.workDir, 'runs', c.baseline),
   };
   const evalDir = c.outDir ?? join(runDirs['with-knowledge'], 'eval');
 
-  // Records and the classification/retrieval split.
   const trainPath = join(c.workDir, LMDB_FILES.train);
   const validPath = join(c.workDir, LMDB_FILES.validation);
   const rawTrain = readLmdb(trainPath);
@@ -200,71 +217,142 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
         }
       : { skipped: 'kg/ OpenKE files not found' },
   };
-  await writeFileAtomic(
-    join(evalDir, 'split.json'),
-    JSON.stringify(
-      {
-        seed: c.seed,
-        fit: fit.map((r) => r.imageId),
-        eval: evalItems.map((r) => r.imageId),
-      },
-      null,
-      2,
-    ) + '\n',
-  );
-
-  const cells = corruptionGrid(c.kinds, c.rates);
   const budget = { steps: c.probeSteps, learningRate: c.probeLr, weightDecay: c.probeWeightDecay, batchSize: c.probeBatch, seed: c.seed };
-  const budgets = {
-    classifier: budget,
-    projection: { ...budget, dim: c.projectionDim, temperature: 0.1 },
-    completion: { ...budget, hidden: 128 },
-    fitCorruption: { kinds: c.fitCorruption > 0 ? c.kinds : [], share: c.fitCorruption },
+  return {
+    c,
+    runDirs,
+    evalDir,
+    fit,
+    evalItems,
+    completion,
+    tasks,
+    cells: corruptionGrid(c.kinds, c.rates),
+    budgets: {
+      classifier: budget,
+      projection: { ...budget, dim: c.projectionDim, temperature: 0.1 },
+      completion: { ...budget, hidden: 128 },
+      fitCorruption: { kinds: c.fitCorruption > 0 ? c.kinds : [], share: c.fitCorruption },
+    },
+    splits,
+    counts: { in: rawTrain.length + (rawValid?.length ?? 0), usable: trainRecords.length + (validRecords?.length ?? 0), rejectedByReason },
   };
-  const opener = openModel ?? defaultOpener(c);
-  const perTask: Record<EvalTaskName, number> = { classification: 1, retrieval: 1, completion: 1 };
-  const progress = createProgress('evaluate', MODEL_KEYS.length * cells.length * tasks.reduce((s, t) => s + perTask[t], 0), { quiet: c.quiet });
-  const values = Object.fromEntries(cells.map((cell) => [cell.id, { 'with-knowledge': {}, 'without-knowledge': {} }])) as Record<
-    string,
-    Record<ModelKey, Record<string, number | null>>
-  >;
-  const models = {} as EvalResults['models'];
+}
+
+/** One model's share of the results (what a worker process sends back). */
+export interface ModelOutcome {
+  role: ModelKey;
+  /** Cell id to metric to value. */
+  values: Record<string, Record<string, number | null>>;
+  model: EvalResults['models'][ModelKey];
+  fits: Record<string, unknown>;
+  timings: Record<string, number>;
+}
+
+async function runModel(p: Prepared, role: ModelKey, opener: ModelOpener, onCell?: () => void): Promise<ModelOutcome> {
+  const { c } = p;
+  const opened = await opener(p.runDirs[role], role);
+  checkRole(role, role === 'with-knowledge' ? c.run : c.baseline, opened.modalities);
+  const encoder = new CachedEncoder(opened.encoder, c.batchSize);
+  const ctx: TaskContext = {
+    encoder,
+    usesKnowledge: opened.modalities.includes('knowledge'),
+    cells: p.cells,
+    seed: c.seed,
+    fitCorruption: p.budgets.fitCorruption.kinds,
+    fitCorruptionShare: c.fitCorruption,
+    onCell,
+  };
+  const values: ModelOutcome['values'] = Object.fromEntries(p.cells.map((cell) => [cell.id, {}]));
   const fits: Record<string, unknown> = {};
   const timings: Record<string, number> = {};
-  for (const role of MODEL_KEYS) {
-    const opened = await opener(runDirs[role], role);
-    checkRole(role, role === 'with-knowledge' ? c.run : c.baseline, opened.modalities);
-    const encoder = new CachedEncoder(opened.encoder, c.batchSize);
-    const ctx: TaskContext = {
-      encoder,
-      usesKnowledge: opened.modalities.includes('knowledge'),
-      cells,
-      seed: c.seed,
-      fitCorruption: budgets.fitCorruption.kinds,
-      fitCorruptionShare: c.fitCorruption,
-      onCell: () => progress.increment(),
-    };
-    const merge = (task: string, r: TaskResult, prefix: string) => {
-      fits[`${role}.${task}`] = r.fit;
-      for (const [id, m] of Object.entries(r.cells)) {
-        for (const [k, v] of Object.entries(m)) values[id]![role][`${prefix}${k}`] = toJsonNumber(v);
-      }
-    };
-    try {
-      for (const task of tasks) {
-        const t = performance.now();
-        if (task === 'classification') merge(task, await classificationTask(ctx, { fit, eval: evalItems }, budgets.classifier), 'classification.');
-        if (task === 'retrieval') merge(task, await retrievalTask(ctx, { fit, eval: evalItems }, budgets.projection), '');
-        if (task === 'completion') merge(task, await completionTask(ctx, completion!, budgets.completion), 'completion.');
-        timings[`${role}.${task}`] = (performance.now() - t) / 1000;
-      }
-    } finally {
-      opened.dispose?.();
+  const merge = (task: string, r: TaskResult, prefix: string) => {
+    fits[`${role}.${task}`] = r.fit;
+    for (const [id, m] of Object.entries(r.cells)) for (const [k, v] of Object.entries(m)) values[id]![`${prefix}${k}`] = toJsonNumber(v);
+  };
+  try {
+    for (const task of p.tasks) {
+      const t = performance.now();
+      const split = { fit: p.fit, eval: p.evalItems };
+      if (task === 'classification') merge(task, await classificationTask(ctx, split, p.budgets.classifier), 'classification.');
+      if (task === 'retrieval') merge(task, await retrievalTask(ctx, split, p.budgets.projection), '');
+      if (task === 'completion') merge(task, await completionTask(ctx, p.completion!, p.budgets.completion), 'completion.');
+      timings[`${role}.${task}`] = (performance.now() - t) / 1000;
     }
-    models[role] = { run: runDirs[role], usesKnowledge: ctx.usesKnowledge, encoded: encoder.encoded, cacheHits: encoder.hits };
+  } finally {
+    opened.dispose?.();
+  }
+  return { role, values, fits, timings, model: { run: p.runDirs[role], usesKnowledge: ctx.usesKnowledge, encoded: encoder.encoded, cacheHits: encoder.hits } };
+}
+
+/**
+ * One model's evaluation, for a worker process: the same preparation as {@link evaluate}, then
+ * that model's tasks.
+ */
+export async function evaluateModel(config: EvaluateConfig, role: ModelKey): Promise<ModelOutcome> {
+  const c = EvaluateConfigSchema.parse(config);
+  await startBackend(c.backend);
+  return runModel(await prepare(c), role, defaultOpener(c));
+}
+
+/** Runs {@link evaluateModel} in a child process (its own wasm instance, so its own core). */
+function runModelInChild(c: Resolved, role: ModelKey): Promise<ModelOutcome> {
+  const worker = fileURLToPath(new URL('./model-worker.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), worker], { stdio: ['pipe', 'pipe', 'inherit'] });
+  child.stdin.end(JSON.stringify({ config: c, role }));
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`evaluation worker for ${role} exited with code ${code}`));
+      try {
+        resolve(JSON.parse(out.slice(out.lastIndexOf('\n{') + 1)) as ModelOutcome);
+      } catch (e) {
+        reject(new Error(`evaluation worker for ${role} sent no result (${(e as Error).message})`));
+      }
+    });
+  });
+}
+
+/**
+ * Runs the evaluation. `openModel` defaults to loading `runs/<name>/` checkpoints; with the
+ * default and `workers` >= 2, the model without knowledge is evaluated in a child process while
+ * this one evaluates the model with knowledge (wasm runs one thread per process).
+ * @example const report = await evaluate({ workDir: 'work' }); // runs/k3m-small/eval/results.md
+ */
+export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener): Promise<EvaluateReport> {
+  const c = EvaluateConfigSchema.parse(config);
+  const t0 = performance.now();
+  const backend = await startBackend(c.backend);
+  const p = await prepare(c);
+  const { fit, evalItems, completion, cells, budgets, splits } = p;
+  await writeFileAtomic(
+    join(p.evalDir, 'split.json'),
+    JSON.stringify({ seed: c.seed, fit: fit.map((r) => r.imageId), eval: evalItems.map((r) => r.imageId) }, null, 2) + '\n',
+  );
+
+  const parallel = !openModel && c.workers >= 2;
+  const perModel = cells.length * p.tasks.length;
+  const progress = createProgress('evaluate', parallel ? perModel : MODEL_KEYS.length * perModel, { quiet: c.quiet });
+  const opener = openModel ?? defaultOpener(c);
+  let outcomes: ModelOutcome[];
+  if (parallel) {
+    const child = runModelInChild(c, 'without-knowledge');
+    // Keep the child's rejection observed while this process works.
+    child.catch(() => undefined);
+    const own = await runModel(p, 'with-knowledge', opener, () => progress.increment());
+    outcomes = [own, await child];
+  } else {
+    outcomes = [];
+    for (const role of MODEL_KEYS) outcomes.push(await runModel(p, role, opener, () => progress.increment()));
   }
   progress.stop();
-
+  const values = Object.fromEntries(
+    cells.map((cell) => [cell.id, Object.fromEntries(outcomes.map((o) => [o.role, o.values[cell.id] ?? {}]))]),
+  ) as Record<string, Record<ModelKey, Record<string, number | null>>>;
+  const models = Object.fromEntries(outcomes.map((o) => [o.role, o.model])) as EvalResults['models'];
+  const fits = Object.assign({}, ...outcomes.map((o) => o.fits)) as Record<string, unknown>;
+  const timings = Object.assign({}, ...outcomes.map((o) => o.timings)) as Record<string, number>;
   const ks = [1, 5, 10];
   const rc = chanceRank(evalItems.length, ks);
   const counts = new Map<string, number>();
@@ -290,7 +378,7 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
     backend: describeBackend(backend),
     models,
     splits,
-    budgets: { ...budgets, fits, timingsSeconds: timings },
+    budgets: { ...budgets, workers: parallel ? 2 : 1, fits, timingsSeconds: timings },
     chance,
     protocol: {
       classification: 'softmax probe on the frozen feature row [pooled title; pooled image; pooled knowledge; item], fitted on the fit side, scored on the corrupted evaluation items; chance = majority class of the fit side',
@@ -307,16 +395,15 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
     cells: resultCells,
     seconds: (performance.now() - t0) / 1000,
   };
-  const files = await writeResults(evalDir, results);
-  const rejected = Object.values(rejectedByReason).reduce((a, b) => a + b, 0);
+  const files = await writeResults(p.evalDir, results);
   const report = finishReport({
     stage: STAGE,
-    in: rawTrain.length + (rawValid?.length ?? 0),
-    written: trainRecords.length + (validRecords?.length ?? 0),
-    rejected,
-    rejectedByReason,
+    in: p.counts.in,
+    written: p.counts.usable,
+    rejected: Object.values(p.counts.rejectedByReason).reduce((a, b) => a + b, 0),
+    rejectedByReason: p.counts.rejectedByReason,
     seconds: (performance.now() - t0) / 1000,
-    evalDir,
+    evalDir: p.evalDir,
     backend: describeBackend(backend),
     results,
     files,

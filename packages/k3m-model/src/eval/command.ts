@@ -78,6 +78,7 @@ export function addEvaluateCommand(program: Command): Command {
     .addOption(new Option('--probe-lr <lr>', 'probe learning rate').argParser(floatArg('--probe-lr', 1e-6, 10)).default(0.003))
     .addOption(new Option('--probe-weight-decay <x>', 'L2 penalty on probe weights').argParser(floatArg('--probe-weight-decay', 0)).default(0.05))
     .addOption(new Option('--projection-dim <n>', 'retrieval projection width').argParser(intArg('--projection-dim', 1)).default(64))
+    .addOption(new Option('--workers <n>', 'processes: 2 evaluates both models side by side, 1 one after the other').argParser(intArg('--workers', 1)).default(2))
     .addOption(new Option('--batch-size <n>', 'records per forward pass').argParser(intArg('--batch-size', 1)).default(32))
     .option('--backend <name>', 'tensorflow-gpu, tensorflow, wasm or cpu (default: first that loads)')
     .action(async (_opts, cmd: Command) => {

@@ -48,7 +48,8 @@ export function renderPlot(panels: readonly Panel[], opts: PlotOptions): string 
   const ph = 170;
   const m = { l: 46, r: 10, t: 24, b: 34 };
   const head = 46;
-  const width = cols * pw;
+  // Room for the title and the legend even with a single panel.
+  const width = Math.max(cols * pw, 460);
   const height = head + rows * ph;
   const all = panels.flatMap((p) => p.series.flatMap((s) => s.points.map(([, y]) => y))).filter((y) => Number.isFinite(y));
   const [y0, y1] = opts.yRange ?? [0, niceMax(Math.max(...all, 0))];

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   applyCell,
   applyView,
+  mixedCorruption,
   CLEAN_CELL,
   CORRUPTION_KINDS,
   corruptionGrid,
@@ -83,6 +84,16 @@ describe('applyCell', () => {
     expect(both.map((a) => a!.noise.title)).not.toEqual(both.map((a) => a!.noise.image));
   });
 
+  it('corrupts the same items in both modalities for title+image together', () => {
+    const out = applyCell(records, cell('missing-title-image', 0.5), 9);
+    expect(out.corrupted).toHaveLength(5);
+    out.records.forEach((r, i) => {
+      const hit = out.corrupted.includes(i);
+      expect(r.caption === '').toBe(hit);
+      expect(r.numBoxes === 0).toBe(hit);
+    });
+  });
+
   it('is deterministic per seed and nests the corrupted items across rates', () => {
     const a = applyCell(records, cell('missing-image', 0.5), 11);
     const b = applyCell(records, cell('missing-image', 0.5), 11);
@@ -98,6 +109,21 @@ describe('applyCell', () => {
     applyCell(records, cell('missing-title-image', 1), 1);
     expect(records.map(recordKey)).toEqual(before);
     expect(() => applyCell(records.slice(0, 1), cell('noisy-title', 1), 1)).toThrow(/at least 2 items/);
+  });
+});
+
+describe('mixedCorruption (the fit side)', () => {
+  it('corrupts exactly the share, one kind per item, dealt round-robin', () => {
+    const records = makeRecords(20);
+    const kinds = ['missing-title', 'missing-image'] as const;
+    const out = mixedCorruption(records, kinds, 0.5, 3);
+    const noTitle = out.filter((r) => r.caption === '').length;
+    const noImage = out.filter((r) => r.numBoxes === 0).length;
+    expect([noTitle, noImage]).toEqual([5, 5]);
+    expect(out.filter((r) => r.caption === '' && r.numBoxes === 0)).toHaveLength(0);
+    expect(mixedCorruption(records, kinds, 0, 3)).toEqual(records);
+    expect(mixedCorruption(records, [], 0.5, 3)).toEqual(records);
+    expect(mixedCorruption(records, kinds, 0.5, 3).map(recordKey)).toEqual(out.map(recordKey));
   });
 });
 

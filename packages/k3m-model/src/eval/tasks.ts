@@ -21,7 +21,7 @@
  * missing-knowledge rows equal its clean row by construction.
  */
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
-import { applyCell, applyView, FULL_VIEW, mixedCorruption, type CorruptionKindName, type GridCell, type View } from './grid.ts';
+import { applyCell, applyView, CORRUPTION_KINDS, FULL_VIEW, mixedCorruption, type CorruptionKindName, type GridCell, type View } from './grid.ts';
 import type { RepresentationEncoder } from './encoder.ts';
 import { accuracy, macroF1, rankMetrics, retrievalMetrics, type RankMetrics } from './metrics.ts';
 import {
@@ -64,9 +64,14 @@ export function modelView(view: View, usesKnowledge: boolean): View {
   return usesKnowledge ? view : { ...view, knowledge: false };
 }
 
-/** The fit side: the records with a share of them corrupted (same order and count). */
-function fitSide(ctx: TaskContext, records: readonly K3mRecord[]): K3mRecord[] {
-  return mixedCorruption(records, ctx.fitCorruption, ctx.fitCorruptionShare, ctx.seed);
+/**
+ * The fit side: the records with a share of them corrupted (same order and count). `missingOnly`
+ * keeps only the missing kinds: a noisy item is a mismatched text/image pair, which a contrastive
+ * fit would learn as a positive.
+ */
+function fitSide(ctx: TaskContext, records: readonly K3mRecord[], missingOnly = false): K3mRecord[] {
+  const kinds = missingOnly ? ctx.fitCorruption.filter((k) => CORRUPTION_KINDS[k].effect === 'missing') : ctx.fitCorruption;
+  return mixedCorruption(records, kinds, ctx.fitCorruptionShare, ctx.seed);
 }
 
 async function encodeView(ctx: TaskContext, records: readonly K3mRecord[], view: View): Promise<Matrix> {
@@ -129,7 +134,7 @@ function rankCells(m: RankMetrics, prefix: string): CellMetrics {
  * and image sides into one space trained on the fit side.
  */
 export async function retrievalTask(ctx: TaskContext, split: ClassificationSplit, opts: ProjectionOptions): Promise<TaskResult> {
-  const fitRecords = fitSide(ctx, split.fit);
+  const fitRecords = fitSide(ctx, split.fit, true);
   const t = await encodeView(ctx, fitRecords, RETRIEVAL_SIDES.text);
   const i = await encodeView(ctx, fitRecords, RETRIEVAL_SIDES.image);
   const ts = fitStandardizer(t);

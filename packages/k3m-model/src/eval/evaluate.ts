@@ -324,6 +324,15 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
   const c = EvaluateConfigSchema.parse(config);
   const t0 = performance.now();
   const backend = await startBackend(c.backend);
+  if (!openModel) {
+    for (const [flag, name, hint] of [
+      ['--run', c.run, ''],
+      ['--baseline', c.baseline, ' --modalities title,image'],
+    ] as const) {
+      const dir = join(c.workDir, 'runs', name);
+      if (!existsSync(join(dir, 'config.json'))) throw new UsageError(`${flag} ${name}: no pretrained run in ${dir} (k3m-model pretrain --name ${name}${hint})`);
+    }
+  }
   const p = await prepare(c);
   const { fit, evalItems, completion, cells, budgets, splits } = p;
   await writeFileAtomic(
@@ -337,6 +346,10 @@ export async function evaluate(config: EvaluateConfig, openModel?: ModelOpener):
   const opener = openModel ?? defaultOpener(c);
   let outcomes: ModelOutcome[];
   if (parallel) {
+    // Refuse a wrong baseline here, with the usage message, not from inside the child.
+    const baseline = await opener(p.runDirs['without-knowledge'], 'without-knowledge');
+    baseline.dispose?.();
+    checkRole('without-knowledge', c.baseline, baseline.modalities);
     const child = runModelInChild(c, 'without-knowledge');
     // Keep the child's rejection observed while this process works.
     child.catch(() => undefined);

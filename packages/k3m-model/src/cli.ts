@@ -33,6 +33,7 @@ import { forwardFiles } from './model/forward-files.ts';
 import { DEFAULT_FIXES, LOSS_NAMES, ORIGINAL_BEHAVIOUR, type FusionMode } from './model/k3m.ts';
 import { pretrain, type PretrainResult } from './train/pretrain.ts';
 import { lmdbSource, workDirSources, LMDB_FILES } from './train/records.ts';
+import { addEvaluateCommand } from './eval/command.ts';
 
 const prob = (flag: string) => floatArg(flag, 0, 1);
 const FUSION_MODES = { '0': 0, '1': 1, '2': 2, '3': 3 } as const;
@@ -81,7 +82,7 @@ const parseModalities = (v: string): Modality[] => {
   return [...new Set(parts)] as Modality[];
 };
 
-const program = new Command().description('The K3M model in TensorFlow.js: pretraining and parity tools');
+const program = new Command().description('The K3M model in TensorFlow.js: pretraining, evaluation and parity tools');
 
 const pre = addCommonOptions(program.command('pretrain').description('pretrain K3M on <work-dir>/image_lmdb_json/*_feat_all.lmdb into <work-dir>/runs/<name>/'))
   .addOption(new Option('--preset <name>', 'model size').choices(Object.keys(PRESETS)).default('k3m-small'))
@@ -180,7 +181,8 @@ pre.action(async () => {
     return;
   }
   const report = pretrainReport(result, backend.name, backendLine(backend), cfg);
-  await writeReport(common.workDir, 'k3m-model-pretrain', report);
+  // One report per run name, so a baseline run does not overwrite the default run's report.
+  await writeReport(common.workDir, cfg.name === 'k3m-small' ? 'k3m-model-pretrain' : `k3m-model-pretrain-${cfg.name}`, report);
   await writeFileAtomic(join(result.runDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   printReport(report, pretrainTable(report), common);
 });
@@ -301,5 +303,7 @@ fw.action(async () => {
   const report = { backend: backend.name, out: o.out, tensors: r.written.length, losses: r.losses };
   printReport(report, formatTable('k3m-model forward', [['backend', backend.name], ...Object.entries(r.losses).map(([k, v]) => [k, v] as TableRow), ['tensors written', r.written.length]]), { json: o.json });
 });
+
+addEvaluateCommand(program);
 
 await runCli('k3m-model', program);

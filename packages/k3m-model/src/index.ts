@@ -42,5 +42,9 @@ export { CHECKPOINT_FILES, readCheckpoint, readModelFiles, writeCheckpoint, hasC
 export { pretrain, modalitySetup, RUN_CONFIG_FILE, type PretrainOptions, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';
 export { lmdbSource, workDirSources, arraySource, LMDB_FILES, type RecordSource } from './train/records.ts';
 
+// ---- Evaluation ----
+export { evaluate, evaluateModel, EvaluateConfigSchema, EVAL_TASKS, type EvaluateConfig, type EvaluateReport, type EvalTaskName } from './eval/evaluate.ts';
+export { addEvaluateCommand } from './eval/command.ts';
+
 // ---- Data path ----
 export * from './data/index.ts';

@@ -19,7 +19,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WHOLE } from '@k3m-kit/raw-ingest/stage';
-import { convert, encodeRecord, lmdbPath, MsgpackWriter, RecordReader, seededRandom, TensorpackLmdbWriter, type K3mRecord } from '@k3m-kit/lmdb-writer';
+import { seededRandom } from '@k3m-kit/raw-ingest/stage';
+import { convert, encodeRecord, lmdbPath, MsgpackWriter, RecordReader, TensorpackLmdbWriter, type K3mRecord } from '@k3m-kit/lmdb-writer';
 import { writeFixtureWorkDir } from '@k3m-kit/lmdb-writer/testing';
 import { featureTsvPath } from '@k3m-kit/region-features';
 

@@ -1,22 +1,12 @@
 /**
  * @file What the trainer reads: records by index, a shuffled stream, and `verify`.
  */
+import { seededRandom } from '@k3m-kit/raw-ingest/stage';
 import { createHash } from 'node:crypto';
 import { decodeRecord, MsgpackNumpyError } from './codecs/msgpack-numpy.ts';
 import { recordKey, TensorpackLmdbReader } from './codecs/tensorpack-lmdb.ts';
 import type { K3mRecord } from './record.ts';
 
-/** A small seeded PRNG (mulberry32): same seed, same order, on every platform. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface ShuffleOptions {
   /** Slots in the shuffle buffer (the reference uses 5000). */

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeManifest, encodeSegmentRow, segmentFileName, stripHashes, type Split } from '@k3m-kit/raw-ingest';
 import { encodeFeatureRow, featureTsvPath, writeFeatureMeta, type FeatureRow } from '@k3m-kit/region-features';
-import { seededRandom } from './reader.ts';
+import { seededRandom } from '@k3m-kit/raw-ingest/stage';
 
 export interface FixtureSegment {
   seg: number;

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import { decodeNdarray, decodeRecord, encodeNdarray, encodeRecord, fromFloat16, MsgpackWriter, toFloat16, type K3mRecord } from '../src/index.ts';
-import { seededRandom } from '../src/reader.ts';
+import { seededRandom } from '@k3m-kit/raw-ingest/stage';
 import { PYTHON, pythonMissing } from './helpers.ts';
 import { Unpackr } from 'msgpackr';
 

@@ -10,3 +10,4 @@ export * from './rejects.ts';
 export * from './report.ts';
 export * from './progress.ts';
 export * from './cli.ts';
+export * from './random.ts';

@@ -3,6 +3,7 @@
  * `[out, in, kh, kw]`, linear layers `[out, in]`), the seeded random initialisation, and the
  * check that a weight set is complete. Converted checkpoints keep these names and shapes.
  */
+import { seededRandom } from '@k3m-kit/raw-ingest/stage';
 import type { DetectorConfig } from './presets.ts';
 
 export type ParamShapes = Map<string, number[]>;
@@ -92,17 +93,6 @@ export function verifyParams(c: DetectorConfig, got: Map<string, { shape: readon
   );
 }
 
-/** mulberry32: a small seeded generator, so random weights are the same on every machine. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gaussian(rand: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());

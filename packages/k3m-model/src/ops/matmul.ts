@@ -38,7 +38,7 @@ const linear2dNoBias = customOp<[tf.Tensor, tf.Tensor]>((x, w, save) => {
 let stock = false;
 
 /**
- * Benchmarks only (tools/bench/model.ts): `true` routes {@link linear} and {@link bmm} through
+ * Benchmarks only (tools/bench/train.ts): `true` routes {@link linear} and {@link bmm} through
  * tfjs's own `matMul` with transpose flags and its stock gradient, to measure what the custom
  * gradients save.
  */

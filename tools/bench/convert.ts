@@ -10,8 +10,8 @@
  *    write) next to a Python reference doing what the original script does with Debian's
  *    lmdb/msgpack/msgpack_numpy (skipped when they are missing).
  *
- *   npx tsx tools/bench/lmdb.ts                 # N=1000 encode+write, 300 TSV rows
- *   BENCH_N=4000 BENCH_TSV=1000 BENCH_DIR=/data npx tsx tools/bench/lmdb.ts
+ *   npx tsx tools/bench/convert.ts                 # N=1000 encode+write, 300 TSV rows
+ *   BENCH_N=4000 BENCH_TSV=1000 BENCH_DIR=/data npx tsx tools/bench/convert.ts
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';

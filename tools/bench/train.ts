@@ -5,8 +5,8 @@
  * (768 wide, 12 heads, FFN 3072, batch 8, sequence 64), each with our custom gradients
  * (src/ops) and with tfjs's stock matmul gradients, and prints figures and ratios.
  *
- *   npx tsx tools/bench/model.ts            # wasm
- *   BENCH_BACKEND=cpu BENCH_REPS=2 npx tsx tools/bench/model.ts
+ *   npx tsx tools/bench/train.ts            # wasm
+ *   BENCH_BACKEND=cpu BENCH_REPS=2 npx tsx tools/bench/train.ts
  */
 import * as tf from '@tensorflow/tfjs';
 import { forward, K3mParams, linear, modelConfig, ModelRng, startBackend, useStockGradients, bmm } from '@k3m-kit/k3m-model';

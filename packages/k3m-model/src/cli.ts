@@ -31,7 +31,7 @@ import { buildVocab, recordTexts, writeVocabFile } from './data/vocab.ts';
 import { PRESETS } from './model/config.ts';
 import { forwardFiles } from './model/forward-files.ts';
 import { DEFAULT_FIXES, LOSS_NAMES, ORIGINAL_BEHAVIOUR, type FusionMode } from './model/k3m.ts';
-import { pretrain, type PretrainResult } from './train/pretrain.ts';
+import { pretrain, pretrainStageName, type PretrainResult } from './train/pretrain.ts';
 import { lmdbSource, workDirSources, LMDB_FILES } from './train/records.ts';
 import { addEvaluateCommand } from './eval/command.ts';
 
@@ -181,8 +181,7 @@ pre.action(async () => {
     return;
   }
   const report = pretrainReport(result, backend.name, backendLine(backend), cfg);
-  // One report per run name, so a baseline run does not overwrite the default run's report.
-  await writeReport(common.workDir, cfg.name === 'k3m-small' ? 'k3m-model-pretrain' : `k3m-model-pretrain-${cfg.name}`, report);
+  await writeReport(common.workDir, pretrainStageName(cfg.name), report);
   await writeFileAtomic(join(result.runDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   printReport(report, pretrainTable(report), common);
 });

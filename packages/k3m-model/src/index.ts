@@ -39,7 +39,7 @@ export { embedding, registerKernels } from './ops/segment-sum.ts';
 // ---- Training ----
 export { AdamW, REFERENCE_ADAMW, decays, warmupLinear, clipByGlobalNorm, type AdamWOptions } from './train/adamw.ts';
 export { CHECKPOINT_FILES, readCheckpoint, readModelFiles, writeCheckpoint, hasCheckpoint, type Checkpoint, type TrainerState } from './train/checkpoint.ts';
-export { pretrain, modalitySetup, RUN_CONFIG_FILE, type PretrainOptions, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';
+export { pretrain, pretrainStageName, modalitySetup, RUN_CONFIG_FILE, type PretrainOptions, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';
 export { lmdbSource, workDirSources, arraySource, LMDB_FILES, type RecordSource } from './train/records.ts';
 
 // ---- Evaluation ----

@@ -31,6 +31,14 @@ import { hasCheckpoint, readCheckpoint, writeCheckpoint, type TrainerState } fro
 import { lossCurveSvg } from './curve.ts';
 import type { RecordSource } from './records.ts';
 
+/**
+ * The report and reject-log name of a run: `k3m-model-pretrain` for the default run,
+ * `k3m-model-pretrain-<name>` for others, so a baseline never overwrites the default run's files.
+ */
+export function pretrainStageName(name: string): string {
+  return name === 'k3m-small' ? 'k3m-model-pretrain' : `k3m-model-pretrain-${name}`;
+}
+
 export interface PretrainOptions {
   workDir: string;
   /** Run name: outputs go to `<workDir>/runs/<name>/`. */
@@ -208,7 +216,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     (m.type === 'step' ? stepMetrics : validation).push(m as never);
   };
 
-  const rejects = await RejectLog.open(o.workDir, 'k3m-model-pretrain');
+  const rejects = await RejectLog.open(o.workDir, pretrainStageName(o.name));
   const rejectedIds = new Set<string>();
   let recordsIn = 0;
   const pipeline = (src: RecordSource, mode: 'train' | 'validation', epoch: number, skipBatches = 0) =>

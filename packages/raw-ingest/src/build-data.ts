@@ -27,7 +27,7 @@ import {
 } from './codecs/segment.ts';
 import { STATUS_DIR, readSegmentStatus, writeSegmentStatus, type MissingImage, type SegmentStatus } from './codecs/segment-status.ts';
 import { BuildDataConfigSchema, type BuildDataConfig, type BuildDataConfigInput } from './config.ts';
-import { finalizeBuildData, shardReport, type BuildDataResult, type RunInfo } from './finalize.ts';
+import { emptyRunInfo, finalizeBuildData, shardReport, type BuildDataResult } from './finalize.ts';
 import { ImageSource, resolveImageRef, type NetworkDeps } from './image-source.ts';
 import { storedImageSize, verifyImage, type ImageOptions } from './image-verify.ts';
 import { AtomicWriter, tempPathFor, writeFileAtomic } from './stage/atomic.ts';
@@ -93,15 +93,7 @@ export async function buildData(input: BuildDataConfigInput, deps: NetworkDeps =
   const itemLimit = pLimit(cfg.concurrency);
   const decodeLimit = pLimit(cfg.decodeConcurrency);
   const progress = createProgress('build-data', 0, { quiet: cfg.quiet });
-  const run: RunInfo = {
-    shard: `${shard.index}/${shard.count}`,
-    segmentsProcessed: 0,
-    segmentsSkipped: 0,
-    imagesFetched: 0,
-    imagesReused: 0,
-    imagesFailed: 0,
-    imagesPerSecond: 0,
-  };
+  const run = emptyRunInfo(`${shard.index}/${shard.count}`);
   const statuses = new Map<number, SegmentStatus>();
 
   /** Fetch, verify, store one image; the item slot is held throughout, so at most `concurrency` bodies live in memory. */

@@ -33,6 +33,21 @@ export interface RunInfo {
   merged?: boolean;
 }
 
+/** A RunInfo with nothing done yet. */
+export function emptyRunInfo(shard: string, merged?: true): RunInfo {
+  return { shard, segmentsProcessed: 0, segmentsSkipped: 0, imagesFetched: 0, imagesReused: 0, imagesFailed: 0, imagesPerSecond: 0, ...(merged ? { merged } : {}) };
+}
+
+/** The parse pass's item-level counts, as every build-data report carries them. */
+function parseCounts(summary: ParseSummary) {
+  return {
+    malformedPairsDropped: summary.malformedPairs,
+    itemsWithMalformedPairs: summary.itemsWithMalformedPairs,
+    emptyTitle: summary.emptyTitle,
+    emptyKnowledge: summary.emptyKnowledge,
+  };
+}
+
 export interface ImageCounts {
   ok: number;
   missing: number;
@@ -139,10 +154,7 @@ export async function finalizeBuildData(opts: { workDir: string; run: RunInfo; s
     rejectedByReason: rejectedByReason.toJSON(),
     reconciles: false,
     seconds: opts.seconds,
-    malformedPairsDropped: summary.malformedPairs,
-    itemsWithMalformedPairs: summary.itemsWithMalformedPairs,
-    emptyTitle: summary.emptyTitle,
-    emptyKnowledge: summary.emptyKnowledge,
+    ...parseCounts(summary),
     splits,
     images,
     run: opts.run,
@@ -210,10 +222,7 @@ export async function shardReport(opts: {
     rejectedByReason: (images.dropped > 0 ? { 'image-missing': images.dropped } : {}) as Record<string, number>,
     reconciles: false,
     seconds: opts.seconds,
-    malformedPairsDropped: summary.malformedPairs,
-    itemsWithMalformedPairs: summary.itemsWithMalformedPairs,
-    emptyTitle: summary.emptyTitle,
-    emptyKnowledge: summary.emptyKnowledge,
+    ...parseCounts(summary),
     splits,
     images,
     run: opts.run,
@@ -226,16 +235,7 @@ export async function shardReport(opts: {
 /** `raw-ingest merge`: finalizes after all shards have run. */
 export function mergeBuildData(workDir: string): Promise<BuildDataResult> {
   const started = performance.now();
-  const run: RunInfo = {
-    shard: 'merge',
-    segmentsProcessed: 0,
-    segmentsSkipped: 0,
-    imagesFetched: 0,
-    imagesReused: 0,
-    imagesFailed: 0,
-    imagesPerSecond: 0,
-    merged: true,
-  };
+  const run = emptyRunInfo('merge', true);
   return finalizeBuildData({ workDir, run, seconds: 0 }).then(async (r) => {
     r.report.seconds = (performance.now() - started) / 1000;
     await writeReport(workDir, STAGE, r.report);

@@ -21,6 +21,7 @@ import {
   writeReport,
   type RejectRecord,
   type Shard,
+  type StageReportBase,
   type TableRow,
 } from '@k3m-kit/raw-ingest/stage';
 import { readManifest, readSegmentFile, type SegmentEntry } from '@k3m-kit/raw-ingest';
@@ -193,14 +194,7 @@ async function runSegment(
   return { marker, processed };
 }
 
-export interface ExtractReport {
-  stage: string;
-  in: number;
-  written: number;
-  rejected: number;
-  rejectedByReason: Record<string, number>;
-  reconciles: boolean;
-  seconds: number;
+export interface ExtractReport extends StageReportBase {
   /** Items in the segments covered, image-missing ones included (they get no row). */
   items: number;
   imageMissing: number;

@@ -3,9 +3,9 @@
  * meta.json, written through the owners' encoders (raw-ingest, region-features), and the real
  * sample's item text.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeManifest, encodeSegmentRow, segmentFileName, stripHashes, type Split } from '@k3m-kit/raw-ingest';
+import { decodeRawTsvFile, encodeKnowledge, encodeManifest, encodeSegmentRow, segmentFileName, stripHashes, type Split } from '@k3m-kit/raw-ingest';
 import { encodeFeatureRow, featureTsvPath, writeFeatureMeta, type FeatureRow } from '@k3m-kit/region-features';
 import { seededRandom } from '@k3m-kit/raw-ingest/stage';
 
@@ -88,14 +88,16 @@ export async function writeFixtureWorkDir(o: FixtureOptions): Promise<Map<string
 }
 
 /**
- * Item text of the real sample (`shared/data/k3m-sample/train.tsv`, 5 fields: item id, title,
- * url, knowledge `p#:#v#;#...`, category), cleaned as raw-ingest does; undefined when absent.
+ * Item text of the real sample (`shared/data/k3m-sample/train.tsv`), read through raw-ingest's
+ * raw TSV codec and cleaned as build-data does; undefined when absent.
  */
-export function realSampleText(path: string): { title: string; pv: string; category: string; itemId: string }[] | undefined {
+export async function realSampleText(
+  path: string,
+): Promise<{ title: string; pv: string; category: string; itemId: string }[] | undefined> {
   if (!existsSync(path)) return undefined;
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .map((l) => l.replace(/\r$/, '').split('\t'))
-    .filter((f) => f.length === 5)
-    .map(([itemId, title, , kg, category]) => ({ itemId: itemId!, title: title!, pv: stripHashes(kg!), category: category! }));
+  const out: { title: string; pv: string; category: string; itemId: string }[] = [];
+  for await (const r of decodeRawTsvFile(path)) {
+    if (r.ok) out.push({ itemId: r.itemId, title: r.title, pv: stripHashes(encodeKnowledge(r.pairs)), category: r.category });
+  }
+  return out;
 }

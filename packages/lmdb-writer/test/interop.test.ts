@@ -13,6 +13,8 @@ import { baseOptions, python, pythonMissing, repoRoot, tempDir } from './helpers
 const missing = pythonMissing();
 if (missing) console.warn(`SKIP Python interop: ${missing} (apt-get install python3-lmdb python3-msgpack python3-msgpack-numpy python3-numpy)`);
 
+const sample = await realSampleText(join(repoRoot, '../shared/data/k3m-sample/train.tsv'));
+
 describe.skipIf(missing !== undefined)('Python interop', () => {
   const variants = [
     { name: 'float32, image-missing kept', over: {}, args: [] as string[] },
@@ -41,7 +43,6 @@ describe.skipIf(missing !== undefined)('Python interop', () => {
     });
   }
 
-  const sample = realSampleText(join(repoRoot, '../shared/data/k3m-sample/train.tsv'));
   if (!sample) console.warn('SKIP real-sample interop: ../shared/data/k3m-sample/train.tsv not found');
   test.skipIf(!sample)('the 400 real sample items (Chinese titles and knowledge) read back in Python and in our reader', async () => {
     const workDir = tempDir('py-real');

@@ -18,8 +18,7 @@ import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WHOLE } from '@k3m-kit/raw-ingest/stage';
-import { seededRandom } from '@k3m-kit/raw-ingest/stage';
+import { Rng, WHOLE } from '@k3m-kit/core';
 import { convert, encodeRecord, lmdbPath, MsgpackWriter, RecordReader, TensorpackLmdbWriter, type K3mRecord } from '@k3m-kit/lmdb-writer';
 import { writeFixtureWorkDir } from '@k3m-kit/lmdb-writer/testing';
 import { featureTsvPath } from '@k3m-kit/region-features';
@@ -50,8 +49,8 @@ function record(i: number, pool: Float32Array[]): K3mRecord {
   };
 }
 
-const rand = seededRandom(1);
-const pool = Array.from({ length: 8 }, () => Float32Array.from({ length: 36 * (2048 + 1601 + 4) }, () => rand()));
+const rng = new Rng(1);
+const pool = Array.from({ length: 8 }, () => Float32Array.from({ length: 36 * (2048 + 1601 + 4) }, () => rng.next()));
 
 // 1. encode + write
 const path = join(dir, 'bench_feat_all.lmdb');
@@ -82,14 +81,14 @@ rmSync(ddPath);
 
 // 2. random reads
 const rd = RecordReader.open(path);
-const pick = seededRandom(2);
+const pickRng = new Rng(2);
 for (let i = 0; i < Math.min(N, 200); i++) rd.get(i); // warm up
 t = performance.now();
 let sink = 0;
-for (let i = 0; i < READS; i++) sink += rd.get(Math.floor(pick() * rd.length)).features[0]!;
+for (let i = 0; i < READS; i++) sink += rd.get(pickRng.int(rd.length)).features[0]!;
 const readS = (performance.now() - t) / 1000;
 t = performance.now();
-for (let i = 0; i < READS; i++) sink += rd.getTransient(Math.floor(pick() * rd.length)).features[0]!;
+for (let i = 0; i < READS; i++) sink += rd.getTransient(pickRng.int(rd.length)).features[0]!;
 const transientS = (performance.now() - t) / 1000;
 rd.close();
 

@@ -14,18 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
-import {
-  decodeImage,
-  describeBackend,
-  Detector,
-  extractImage,
-  IMAGE_SIZES,
-  PRESETS,
-  randomParams,
-  selectBackend,
-  type DecodedImage,
-  type PresetName,
-} from '@k3m-kit/region-features';
+import { describeBackend, selectBackend } from '@k3m-kit/core/backend';
+import { decodeImage, Detector, extractImage, IMAGE_SIZES, PRESETS, randomParams, type DecodedImage, type PresetName } from '@k3m-kit/region-features';
 import { REPO_ROOT } from '@k3m-kit/region-features/testing';
 
 const N_SMALL = Number(process.env.BENCH_IMAGES ?? 16);

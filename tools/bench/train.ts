@@ -9,7 +9,8 @@
  *   BENCH_BACKEND=cpu BENCH_REPS=2 npx tsx tools/bench/train.ts
  */
 import * as tf from '@tensorflow/tfjs';
-import { forward, K3mParams, linear, modelConfig, ModelRng, startBackend, useStockGradients, bmm } from '@k3m-kit/k3m-model';
+import { Rng } from '@k3m-kit/core';
+import { forward, K3mParams, linear, modelConfig, startBackend, useStockGradients, bmm } from '@k3m-kit/k3m-model';
 import { syntheticBatch } from '@k3m-kit/k3m-model/testing';
 
 const REPS = Number(process.env.BENCH_REPS ?? 3);
@@ -70,7 +71,7 @@ for (const [label, cfg] of [
 ] as const) {
   const P = K3mParams.init(cfg, 1);
   const batch = syntheticBatch(1, { batchSize: 8, vocabSize: cfg.vocab_size, featureDim: 2048, numClasses: 1601, regions: 36, titleLen: 36, pvLen: 48 });
-  const rng = new ModelRng(1);
+  const rng = new Rng(1);
   measure(label, () => forward(P, batch, { fusionMode: 1, training: true, rng }).loss!, [...P.vars.values()]);
   P.dispose();
 }
@@ -81,7 +82,7 @@ for (const [label, cfg] of [
   const heads = 12;
   const B = 8;
   const L = 64;
-  const r = new ModelRng(2);
+  const r = new Rng(2);
   const v = (shape: number[]) => tf.variable(tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r.normal() * 0.02), shape));
   const W = { q: v([H, H]), k: v([H, H]), vv: v([H, H]), o: v([H, H]), i: v([3072, H]), out: v([H, 3072]), b: v([H]), bi: v([3072]) };
   const x = tf.tensor(Float32Array.from({ length: B * L * H }, () => r.normal()), [B, L, H]);

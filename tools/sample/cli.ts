@@ -4,7 +4,7 @@
  *   node tools/bin/make-sample.js --out work/raw [--seed N] [--train N] [--valid N] [--json]
  */
 import { Command, Option } from 'commander';
-import { formatTable, intArg, printReport, runCli } from '@k3m-kit/raw-ingest/stage';
+import { formatTable, intArg, printReport, runCli } from '@k3m-kit/core';
 import { FAULT_KIND_NAMES } from './faults.ts';
 import { SAMPLE_DEFAULTS, makeSample } from './generate.ts';
 

@@ -11,7 +11,7 @@
  *   repeated with another value, a malformed pair that is dropped, empty title, CRLF line end).
  */
 import { readFile } from 'node:fs/promises';
-import type { Rng } from './prng.ts';
+import type { Rng } from '@k3m-kit/core';
 
 export type FaultEffect = 'rejected' | 'image-missing' | 'kept';
 

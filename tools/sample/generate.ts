@@ -11,7 +11,7 @@
  */
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UsageError, writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { UsageError, writeFileAtomic, Rng } from '@k3m-kit/core';
 import { CATEGORIES, COLOUR_PROPERTY, SHAPE_PROPERTY, propertiesOf } from './catalogue.ts';
 import {
   FAULTS_FILE,
@@ -26,7 +26,6 @@ import {
 } from './faults.ts';
 import { encodeJpeg, paintImage } from './image.ts';
 import { MAX_PAIRS, makeItem, type Pair, type SampleItem } from './item.ts';
-import { Rng } from './prng.ts';
 
 export interface SampleOptions {
   /** Output directory (created if needed). */
@@ -77,7 +76,7 @@ export async function makeSample(options: SampleOptions): Promise<FaultsFile> {
   if (!Number.isInteger(seed) || seed < 0) throw new UsageError(`--seed ${seed}: expected an integer >= 0`);
 
   const idRng = Rng.from(seed, 'ids');
-  let nextId = 600_000_000_000 + idRng.int(0, 2_000_000_000);
+  let nextId = 600_000_000_000 + idRng.intIn(0, 2_000_000_000);
   const files: SampleFile[] = [];
   const faults: FaultRecord[] = [];
   const tsvs: { file: string; bytes: Buffer }[] = [];
@@ -92,7 +91,7 @@ export async function makeSample(options: SampleOptions): Promise<FaultsFile> {
     for (let i = 0; i < n; i++) {
       const kind = plan.kinds.get(i);
       if (kind) counts[kind] = (counts[kind] ?? 0) + 1;
-      nextId += idRng.int(1, 5000);
+      nextId += idRng.intIn(1, 5000);
       const dupOf = plan.duplicateOf.get(i);
       const id = dupOf === undefined ? String(nextId) : ids[dupOf]!;
       ids.push(id);
@@ -119,14 +118,14 @@ export async function makeSample(options: SampleOptions): Promise<FaultsFile> {
           const j = optionalPairIndex(rng, item.pairs);
           const [prop, value] = item.pairs[j]!;
           const other = rng.pick(propertiesOf(category).find((x) => x.name === prop)!.values.filter((v) => v !== value));
-          pairs.splice(rng.int(j + 1, pairs.length), 0, `${prop}#:#${other}`);
+          pairs.splice(rng.intIn(j + 1, pairs.length), 0, `${prop}#:#${other}`);
           detail = `${prop}: ${value} / ${other}`;
           break;
         }
         case 'malformed-pair': {
           const [prop, value] = rng.pick(item.pairs);
           const bad = rng.pick([`${prop}${value}`, `${prop}：${value}`, `${prop}#${value}`]);
-          pairs.splice(rng.int(0, pairs.length), 0, bad);
+          pairs.splice(rng.intIn(0, pairs.length), 0, bad);
           detail = bad;
           break;
         }
@@ -150,7 +149,7 @@ export async function makeSample(options: SampleOptions): Promise<FaultsFile> {
             fields = [id, item.title.slice(0, cut), item.title.slice(cut), ref, pairs.join('#;#'), category.name];
             detail = 'TAB inside the title';
           } else {
-            fields = [id, title, ref, pairs.join('#;#'), category.name, rng.int(9, 399) + '.90'];
+            fields = [id, title, ref, pairs.join('#;#'), category.name, rng.intIn(9, 399) + '.90'];
             detail = 'trailing extra field';
           }
           break;
@@ -211,7 +210,7 @@ async function renderAll(jobs: ImageJob[], dir: string): Promise<void> {
 
 async function imageBytes(job: ImageJob): Promise<Buffer | string> {
   if (job.kind === 'image-not-image') return NOT_AN_IMAGE;
-  const jpeg = await encodeJpeg(paintImage(job.rng, job.item.colour, job.item.shape), job.rng.int(78, 92));
+  const jpeg = await encodeJpeg(paintImage(job.rng, job.item.colour, job.item.shape), job.rng.intIn(78, 92));
   // Cut inside the entropy-coded data: headers stay intact, the scan ends early.
   return job.kind === 'image-truncated' ? jpeg.subarray(0, Math.floor(jpeg.length * 0.55)) : jpeg;
 }

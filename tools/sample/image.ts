@@ -6,7 +6,7 @@
  */
 import sharp from 'sharp';
 import { COLOURS, COLOUR_NAMES, type ColourName, type Rgb, type Shape } from './catalogue.ts';
-import type { Rng } from './prng.ts';
+import type { Rng } from '@k3m-kit/core';
 
 /** Smallest and largest side in pixels: small, so downstream detection stays fast. */
 export const MIN_SIDE = 160;
@@ -112,7 +112,7 @@ export function nearestColour(rgb: Rgb): ColourName {
  * @example const img = paintImage(Rng.from(1, 'img'), '红色', 'circle')
  */
 export function paintImage(rng: Rng, colour: ColourName, shape: Shape): RawImage {
-  const width = rng.int(MIN_SIDE, MAX_SIDE);
+  const width = rng.intIn(MIN_SIDE, MAX_SIDE);
   // Aspect kept within 3:4..4:3, so the centred object fills the centre on both axes.
   const height = Math.max(MIN_SIDE, Math.min(MAX_SIDE, Math.round(width * rng.float(0.75, 1.333))));
   const object = COLOURS[colour];
@@ -122,8 +122,8 @@ export function paintImage(rng: Rng, colour: ColourName, shape: Shape): RawImage
   const bg1 = rng.pick(tones);
   const angle = rng.float(0, Math.PI);
   const [gx, gy] = [Math.cos(angle), Math.sin(angle)];
-  const stripes = rng.chance(0.3) ? rng.int(8, 20) : 0;
-  const noise = rng.int(4, 12);
+  const stripes = rng.chance(0.3) ? rng.intIn(8, 20) : 0;
+  const noise = rng.intIn(4, 12);
 
   const side = Math.min(width, height);
   const half = side * rng.float(0.38, 0.46);
@@ -132,7 +132,7 @@ export function paintImage(rng: Rng, colour: ColourName, shape: Shape): RawImage
   const inside = SHAPE_TESTS[shape];
 
   // Distractors sit in the corner bands, outside the centre the object must dominate.
-  const blobs = Array.from({ length: rng.int(0, 2) }, () => ({
+  const blobs = Array.from({ length: rng.intIn(0, 2) }, () => ({
     x: rng.chance(0.5) ? rng.float(0.04, 0.16) * width : rng.float(0.84, 0.96) * width,
     y: rng.chance(0.5) ? rng.float(0.04, 0.16) * height : rng.float(0.84, 0.96) * height,
     r: side * rng.float(0.04, 0.08),

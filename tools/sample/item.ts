@@ -12,7 +12,7 @@ import {
   type ColourName,
   type Shape,
 } from './catalogue.ts';
-import type { Rng } from './prng.ts';
+import type { Rng } from '@k3m-kit/core';
 
 /** Fewest and most knowledge pairs a clean item carries. */
 export const MIN_PAIRS = 3;
@@ -46,7 +46,7 @@ export function makeItem(rng: Rng, category: Category, maxPairs = MAX_PAIRS): Sa
 
   const required = [COLOUR_PROPERTY, ...(attributes.has(SHAPE_PROPERTY) ? [SHAPE_PROPERTY] : [])];
   const optional = props.map((x) => x.name).filter((n) => !required.includes(n));
-  const k = rng.int(MIN_PAIRS, Math.min(maxPairs, props.length));
+  const k = rng.intIn(MIN_PAIRS, Math.min(maxPairs, props.length));
   const chosen = rng.shuffle([...required, ...rng.sample(optional, k - required.length)]);
   const pairs: Pair[] = chosen.map((name) => [name, attributes.get(name)!]);
 
@@ -72,7 +72,7 @@ function makeTitle(rng: Rng, category: Category, attrs: ReadonlyMap<string, stri
   const style = attrs.get('风格');
   if (style && rng.chance(0.7)) parts.push(style);
   const features = category.properties.map((x) => x.name).filter((n) => !NOT_IN_TITLE.has(n) && attrs.has(n));
-  for (const f of rng.sample(features, rng.int(0, 2))) parts.push(attrs.get(f)!);
+  for (const f of rng.sample(features, rng.intIn(0, 2))) parts.push(attrs.get(f)!);
   const colourFirst = rng.chance(0.5);
   const colour = attrs.get(COLOUR_PROPERTY)!;
   const withColour = rng.chance(0.85);

@@ -4,7 +4,7 @@ import { CATEGORIES, COLOUR_NAMES, SHAPE_BY_VALUE, shapeFor } from '../sample/ca
 import { FAULT_KIND_NAMES, faultCount, minimumLines, planFaults } from '../sample/faults.ts';
 import { centreColour, paintImage } from '../sample/image.ts';
 import { MAX_PAIRS, MIN_PAIRS, makeItem } from '../sample/item.ts';
-import { Rng } from '../sample/prng.ts';
+import { Rng } from '@k3m-kit/core';
 
 describe('Rng', () => {
   it('gives equal streams for equal keys and different ones otherwise', () => {
@@ -18,7 +18,7 @@ describe('Rng', () => {
     const r = Rng.from('range');
     const seen = new Set<number>();
     for (let i = 0; i < 2000; i++) {
-      const x = r.int(3, 7);
+      const x = r.intIn(3, 7);
       expect(x).toBeGreaterThanOrEqual(3);
       expect(x).toBeLessThanOrEqual(7);
       seen.add(x);

@@ -1,12 +1,12 @@
 /**
- * @file The back end of k3m-model: region-features' `selectBackend` (the one module that
+ * @file The back end of k3m-model: core's `selectBackend` (the one module that
  * chooses back ends, design.md section 8) plus our kernel fixes for wasm and cpu
  * (src/ops/segment-sum.ts), registered as soon as a back end is up.
  */
-import { describeBackend, selectBackend, type BackendChoice } from '@k3m-kit/region-features';
+import { describeBackend, selectBackend, type BackendChoice } from '@k3m-kit/core/backend';
 import { registerKernels } from './ops/segment-sum.ts';
 
-export { BACKENDS, describeBackend, type BackendChoice, type BackendName } from '@k3m-kit/region-features';
+export { BACKENDS, describeBackend, type BackendChoice, type BackendName } from '@k3m-kit/core/backend';
 
 /**
  * Starts the preferred (or first available) back end and registers the model's kernels.

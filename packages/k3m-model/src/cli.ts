@@ -23,7 +23,7 @@ import {
   writeReport,
   type CommonFlags,
   type TableRow,
-} from '@k3m-kit/raw-ingest/stage';
+} from '@k3m-kit/core';
 import { BACKENDS, backendLine, startBackend } from './backend.ts';
 import { MODALITIES, type Modality } from './data/corrupt.ts';
 import { KNOWLEDGE_MASKING } from './data/preprocess.ts';

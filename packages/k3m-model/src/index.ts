@@ -24,8 +24,6 @@ export {
   type LossWeights,
   type ModelFixes,
 } from './model/k3m.ts';
-/** The model's seeded generator (dropout, Gumbel noise, init); the data path has its own `Rng`. */
-export { Rng as ModelRng } from './model/rng.ts';
 export { forwardFiles, type ForwardFilesOptions } from './model/forward-files.ts';
 export { batchFromTensors, batchToTensors } from './model/batch-tensors.ts';
 
@@ -38,7 +36,7 @@ export { embedding, registerKernels } from './ops/segment-sum.ts';
 
 // ---- Training ----
 export { AdamW, REFERENCE_ADAMW, decays, warmupLinear, clipByGlobalNorm, type AdamWOptions } from './train/adamw.ts';
-export { CHECKPOINT_FILES, readCheckpoint, readModelFiles, writeCheckpoint, hasCheckpoint, type Checkpoint, type TrainerState } from './train/checkpoint.ts';
+export { CHECKPOINT_FILES, readCheckpoint, readModelFiles, writeCheckpoint, hasCheckpoint, type Checkpoint, type TrainerState } from './codecs/checkpoint.ts';
 export { pretrain, pretrainStageName, modalitySetup, RUN_CONFIG_FILE, type PretrainOptions, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';
 export { lmdbSource, workDirSources, arraySource, LMDB_FILES, type RecordSource } from './train/records.ts';
 

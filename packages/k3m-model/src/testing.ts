@@ -6,11 +6,11 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { readSafetensors } from '@k3m-kit/region-features';
+import { readSafetensors } from '@k3m-kit/core';
 import type { Batch } from './data/batch.ts';
 import { batchFromTensors } from './model/batch-tensors.ts';
 import { parseModelConfig, type ModelConfig } from './model/config.ts';
-import { Rng } from './model/rng.ts';
+import { Rng } from '@k3m-kit/core';
 
 export { batchFromTensors };
 
@@ -73,7 +73,7 @@ export function syntheticBatch(seed: number, o: { batchSize: number; vocabSize: 
     for (let k = 1; k <= n; k++) {
       const id = word();
       b.inputIds[i * Lt + k] = id;
-      if (rng.uniform() < 0.15) {
+      if (rng.next() < 0.15) {
         b.lmLabelIds[i * Lt + k] = id;
         b.inputIds[i * Lt + k] = 103;
       }
@@ -111,7 +111,7 @@ export function syntheticBatch(seed: number, o: { batchSize: number; vocabSize: 
       let s = 0;
       for (let k = 0; k < o.numClasses; k++) s += b.imageTarget[tgt + k] = Math.exp(2 * rng.normal());
       for (let k = 0; k < o.numClasses; k++) b.imageTarget[tgt + k]! /= s;
-      if (rng.uniform() < 0.3) {
+      if (rng.next() < 0.3) {
         b.imageLabel[i * R + r] = 1;
         b.imageFeat.fill(0, row, row + o.featureDim);
       }

@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { encodeRecord, TensorpackLmdbWriter } from '@k3m-kit/lmdb-writer';
-import { readSafetensors, toFloat32 } from '@k3m-kit/region-features';
+import { readSafetensors, toFloat32 } from '@k3m-kit/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeRecord } from '../src/data/testing.ts';
 import { LMDB_FILES } from '../src/train/records.ts';

@@ -9,10 +9,10 @@ import { describe, expect, it } from 'vitest';
 import { BATCH_FIELDS } from '../src/data/batch.ts';
 import { collate } from '../src/data/collate.ts';
 import { encodeRecord, imageSide, preprocess, resolvePreprocessOptions, type Sample } from '../src/data/preprocess.ts';
-import { Rng } from '../src/data/rng.ts';
+import { Rng } from '@k3m-kit/core';
 import { goldenFiles, makeRecord, readGoldenImageBatch, readPreprocessGolden } from '../src/data/testing.ts';
 import { K3mTokenizer } from '../src/data/tokenizer.ts';
-import { toFloat32, toInt32 } from '@k3m-kit/region-features';
+import { toFloat32, toInt32 } from '@k3m-kit/core';
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), '../../../..');
 const GOLDEN = resolve(repoRoot, '../shared/data/k3m-golden');
@@ -37,7 +37,7 @@ describe.skipIf(!text.ok)('preprocess.jsonl parity (400 rows, title masking off)
     const mismatches: string[] = [];
     for (const row of rows) {
       const record = makeRecord({ imageId: row.item_id, caption: row.title, pv: row.pv, numBoxes: 0 });
-      const s = preprocess(record, await encodeRecord(tok, record), tok, opts, Rng.derive('golden', row.row));
+      const s = preprocess(record, await encodeRecord(tok, record), tok, opts, Rng.from('golden', row.row));
       const pairs = (a: Int32Array) => Array.from({ length: a.length / 2 }, (_, k) => [a[2 * k], a[2 * k + 1]]);
       const got: Record<(typeof fields)[number], unknown> = {
         input_ids: [...s.inputIds],

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Batch } from '../src/data/batch.ts';
 import { batches, shuffleBuffer, type PipelineOptions } from '../src/data/pipeline.ts';
-import { Rng } from '../src/data/rng.ts';
+import { Rng } from '@k3m-kit/core';
 import { makeRecord } from '../src/data/testing.ts';
 import { K3mTokenizer } from '../src/data/tokenizer.ts';
 
@@ -103,7 +103,7 @@ describe('batches', () => {
 describe('shuffleBuffer', () => {
   it('emits every item once', async () => {
     const out: number[] = [];
-    for await (const x of shuffleBuffer([...Array(100).keys()], 10, Rng.derive(1))) out.push(x);
+    for await (const x of shuffleBuffer([...Array(100).keys()], 10, Rng.from(1))) out.push(x);
     expect([...out].sort((a, b) => a - b)).toEqual([...Array(100).keys()]);
     expect(out).not.toEqual([...Array(100).keys()]);
   });

@@ -19,7 +19,7 @@ import {
   recordProblem,
   resolvePreprocessOptions,
 } from '../src/data/preprocess.ts';
-import { Rng } from '../src/data/rng.ts';
+import { Rng } from '@k3m-kit/core';
 import { makeRecord } from '../src/data/testing.ts';
 import { K3mTokenizer } from '../src/data/tokenizer.ts';
 
@@ -32,7 +32,7 @@ const id = (ch: string) => VOCAB.indexOf(ch);
 
 async function sampleOf(spec: Parameters<typeof makeRecord>[0], opts = small, key = 0) {
   const r = makeRecord({ featureDim: opts.featureDim, numClasses: opts.numClasses, ...spec });
-  return preprocess(r, await encodeRecord(tok, r), tok, opts, Rng.derive('t', key));
+  return preprocess(r, await encodeRecord(tok, r), tok, opts, Rng.from('t', key));
 }
 
 describe('title masking', () => {
@@ -40,7 +40,7 @@ describe('title masking', () => {
     const n = 200_000;
     const ids = Array.from({ length: n }, (_, i) => 7 + (i % 30));
     const orig = [...ids];
-    const labels = maskTitle(ids, { ids: tok.ids, vocabSize: 21128 }, 0.15, Rng.derive('title-rate'));
+    const labels = maskTitle(ids, { ids: tok.ids, vocabSize: 21128 }, 0.15, Rng.from('title-rate'));
     const sel = labels.flatMap((l, i) => (l >= 0 ? [i] : []));
     expect(sel.every((i) => labels[i] === orig[i])).toBe(true);
     expect(sel.length / n).toBeCloseTo(0.15, 2);
@@ -119,7 +119,7 @@ describe('knowledge masking and index pairs', () => {
     let firstMasked = 0;
     for (let k = 0; k < 2000; k++) {
       const ids = [10, C, 11, S, 12, C, 13, 14, S, 15, C, 16, S];
-      const labels = maskKnowledge(ids, tok, 'random', 0.15, Rng.derive('pv-random', k));
+      const labels = maskKnowledge(ids, tok, 'random', 0.15, Rng.from('pv-random', k));
       values += 3;
       masked += [6, 10, 11].filter((i) => labels[i]! >= 0).length + (labels[2]! >= 0 ? 1 : 0);
       firstMasked += labels[2]! >= 0 ? 1 : 0;
@@ -157,7 +157,7 @@ describe('region masking and the image side', () => {
     const n = 36;
     const trials = 3000;
     for (let k = 0; k < trials; k++) {
-      const c = drawRegionChoice(n, Rng.derive('regions', k), small);
+      const c = drawRegionChoice(n, Rng.from('regions', k), small);
       sel += c.selected.reduce((a, b) => a + b, 0);
       zero += c.zeroed.reduce((a, b) => a + b, 0);
       for (let i = 0; i < n; i++) if (c.zeroed[i]) expect(c.selected[i]).toBe(1);

@@ -8,7 +8,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { readSafetensors, toFloat32 } from '@k3m-kit/region-features';
+import { readSafetensors, toFloat32 } from '@k3m-kit/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startBackend } from '../src/backend.ts';
 import { forward, type FusionMode, ORIGINAL_BEHAVIOUR } from '../src/model/k3m.ts';

@@ -5,7 +5,7 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readSafetensors, f32 } from '@k3m-kit/region-features';
+import { readSafetensors, f32 } from '@k3m-kit/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startBackend } from '../src/backend.ts';
 import { modelConfig, ModelConfigSchema } from '../src/model/config.ts';

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startBackend } from '../src/backend.ts';
-import { Rng } from '../src/model/rng.ts';
+import { Rng } from '@k3m-kit/core';
 import { bmm, linear } from '../src/ops/matmul.ts';
 import { embedding, segmentSumValues } from '../src/ops/segment-sum.ts';
 

@@ -2,7 +2,7 @@
  * @file Batches small writes into ~1 MiB chunks before they reach an {@link AtomicWriter}:
  * one write call per line made the stream's per-chunk cost dominate the whole stage.
  */
-import type { AtomicWriter } from '@k3m-kit/raw-ingest/stage';
+import type { AtomicWriter } from '@k3m-kit/core';
 
 const FLUSH_AT = 1 << 20;
 

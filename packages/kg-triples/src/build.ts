@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { readManifest } from '@k3m-kit/raw-ingest';
-import { WHOLE, createProgress, finishReport, ownsUnit, shardSuffix, writeReport, type Shard } from '@k3m-kit/raw-ingest/stage';
+import { WHOLE, createProgress, finishReport, ownsUnit, shardSuffix, writeReport, type Shard } from '@k3m-kit/core';
 import { readPartMarker, type PartMarker } from './codecs/part.ts';
 import { merge, pendingSegments } from './merge.ts';
 import { BuildOptionsSchema, type KgOptions } from './options.ts';

@@ -12,7 +12,7 @@ import {
   resolveCommon,
   runCli,
   type CommonFlags,
-} from '@k3m-kit/raw-ingest/stage';
+} from '@k3m-kit/core';
 import { build } from './build.ts';
 import { merge } from './merge.ts';
 import { DEFAULT_PLACEHOLDERS } from './normalise.ts';

@@ -13,7 +13,7 @@ import { createReadStream } from 'node:fs';
 import { access, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readManifest, type SegmentEntry } from '@k3m-kit/raw-ingest';
-import { AtomicWriter, IoError, createProgress, finishReport, writeReport } from '@k3m-kit/raw-ingest/stage';
+import { AtomicWriter, IoError, createProgress, finishReport, writeReport } from '@k3m-kit/core';
 import { BatchWriter } from './batch-writer.ts';
 import { KNOWLEDGE_FILE } from './codecs/knowledge-tsv.ts';
 import {

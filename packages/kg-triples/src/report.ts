@@ -4,8 +4,7 @@
  * kept in the knowledge graph, `rejected` pairs dropped (cleaning plus thresholds), so
  * `in === written + rejected` (issue 3, build step 7).
  */
-import { formatTable, type StageReportBase, type TableRow } from '@k3m-kit/raw-ingest/stage';
-import type { Shard } from '@k3m-kit/raw-ingest/stage';
+import { formatTable, type StageReportBase, type TableRow, type Shard } from '@k3m-kit/core';
 import type { PartMarker } from './codecs/part.ts';
 import { STEPS, type StepStats } from './normalise.ts';
 import type { MergeOptions, SegmentOptions } from './options.ts';

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { readSegmentFile, type SegmentEntry } from '@k3m-kit/raw-ingest';
-import { AtomicWriter, writeFileAtomic, type Progress, type RejectRecord } from '@k3m-kit/raw-ingest/stage';
+import { AtomicWriter, writeFileAtomic, type Progress, type RejectRecord } from '@k3m-kit/core';
 import { BatchWriter } from './batch-writer.ts';
 import { encodeKnowledgeLine } from './codecs/knowledge-tsv.ts';
 import { encodePartMarker, partPaths, type PartMarker, type SegmentStats } from './codecs/part.ts';

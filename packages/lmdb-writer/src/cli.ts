@@ -4,11 +4,11 @@
  */
 import { Command, Option } from 'commander';
 import { z } from 'zod';
-import { addCommonOptions, enumOf, intArg, loadConfig, printReport, resolveCommon, runCli, UsageError } from '@k3m-kit/raw-ingest/stage';
+import { addCommonOptions, enumOf, intArg, loadConfig, printReport, resolveCommon, runCli, UsageError } from '@k3m-kit/core';
 import { convert, convertTable, SPLIT_NAMES } from './convert.ts';
 import { MISSING_IMAGE_POLICIES } from './join.ts';
 import { merge, mergeTable } from './merge.ts';
-import { verify } from './reader.ts';
+import { verify } from './codecs/record-reader.ts';
 
 const SPLIT_CHOICES = Object.freeze({ all: SPLIT_NAMES, train: ['train'], val: ['val'] } as const);
 

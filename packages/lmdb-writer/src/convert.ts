@@ -23,13 +23,13 @@ import {
   type Shard,
   type StageReportBase,
   type TableRow,
-} from '@k3m-kit/raw-ingest/stage';
+} from '@k3m-kit/core';
 import { KNOWLEDGE_FILE, readKnowledge } from '@k3m-kit/kg-triples';
 import { FEATURE_DIR, readFeatureMeta, type FeatureDims } from '@k3m-kit/region-features';
 import { encodeRecord, MsgpackWriter } from './codecs/msgpack-numpy.ts';
 import { TensorpackLmdbWriter, type Progress } from './codecs/tensorpack-lmdb.ts';
 import { featureFiles, join, type KnowledgeEntry, type MissingImagePolicy } from './join.ts';
-import { sha1, verify } from './reader.ts';
+import { sha1, verify } from './codecs/record-reader.ts';
 
 export const STAGE = 'lmdb-writer';
 export const LMDB_DIR = 'image_lmdb_json';

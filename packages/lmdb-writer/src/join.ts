@@ -22,8 +22,8 @@ import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { readItems, readManifest, type Split, type SegmentEntry } from '@k3m-kit/raw-ingest';
 import { featureTsvPath, readFeatureTsv, type DecodedFeatureLine, type FeatureDims } from '@k3m-kit/region-features';
-import { IoError, ownsUnit, type RejectRecord, type Shard } from '@k3m-kit/raw-ingest/stage';
-import type { K3mRecord } from './record.ts';
+import { IoError, ownsUnit, type RejectRecord, type Shard } from '@k3m-kit/core';
+import type { K3mRecord } from './codecs/record.ts';
 
 /** What to do with items that have no region features (design.md section 5). */
 export const MISSING_IMAGE_POLICIES = Object.freeze({

@@ -10,11 +10,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { readManifest, type Split } from '@k3m-kit/raw-ingest';
-import { createProgress, finishReport, formatTable, IoError, UsageError, writeReport, type StageReportBase, type TableRow } from '@k3m-kit/raw-ingest/stage';
+import { createProgress, finishReport, formatTable, IoError, UsageError, writeReport, type StageReportBase, type TableRow } from '@k3m-kit/core';
 import { decodeRecord } from './codecs/msgpack-numpy.ts';
 import { TensorpackLmdbReader, TensorpackLmdbWriter } from './codecs/tensorpack-lmdb.ts';
 import { LMDB_DIR, LMDB_NAMES, lmdbPath, SPLIT_NAMES, STAGE } from './convert.ts';
-import { verify } from './reader.ts';
+import { verify } from './codecs/record-reader.ts';
 
 export interface MergeOptions {
   workDir: string;

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeRawTsvFile, encodeKnowledge, encodeManifest, encodeSegmentRow, segmentFileName, stripHashes, type Split } from '@k3m-kit/raw-ingest';
 import { encodeFeatureRow, featureTsvPath, writeFeatureMeta, type FeatureRow } from '@k3m-kit/region-features';
-import { seededRandom } from '@k3m-kit/raw-ingest/stage';
+import { Rng } from '@k3m-kit/core';
 
 export interface FixtureSegment {
   seg: number;
@@ -42,7 +42,8 @@ export async function writeFixtureWorkDir(o: FixtureOptions): Promise<Map<string
   ];
   const featureDim = o.featureDim ?? 16;
   const numClasses = o.numClasses ?? 5;
-  const rand = seededRandom(o.seed ?? 7);
+  const rng = new Rng(o.seed ?? 7);
+  const rand = () => rng.next();
   const boxes = o.boxes ?? ((_s: number, k: number) => 1 + (k % 36));
   const missing = o.missing ?? ((_s: number, k: number) => k % 7 === 3);
   mkdirSync(o.workDir, { recursive: true });

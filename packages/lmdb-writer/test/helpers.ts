@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WHOLE } from '@k3m-kit/raw-ingest/stage';
+import { WHOLE } from '@k3m-kit/core';
 import type { ConvertOptions } from '../src/index.ts';
 
 export const pkgRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import { decodeNdarray, decodeRecord, encodeNdarray, encodeRecord, fromFloat16, MsgpackWriter, toFloat16, type K3mRecord } from '../src/index.ts';
-import { seededRandom } from '@k3m-kit/raw-ingest/stage';
+import { Rng } from '@k3m-kit/core';
 import { PYTHON, pythonMissing } from './helpers.ts';
 import { Unpackr } from 'msgpackr';
 
@@ -10,8 +10,8 @@ const bytes = (a: Float32Array | Uint16Array) => Buffer.from(a.buffer, a.byteOff
 function specialFloats(): Float32Array {
   const a = new Float32Array(64);
   const u = new Uint32Array(a.buffer);
-  const rand = seededRandom(5);
-  for (let i = 0; i < a.length; i++) a[i] = (rand() - 0.5) * 1e6;
+  const rng = new Rng(5);
+  for (let i = 0; i < a.length; i++) a[i] = (rng.next() - 0.5) * 1e6;
   a[0] = -0;
   a[1] = Infinity;
   a[2] = -Infinity;
@@ -22,8 +22,8 @@ function specialFloats(): Float32Array {
 }
 
 function record(n: number, featureDim: number, numClasses: number): K3mRecord {
-  const rand = seededRandom(n + 1);
-  const fill = (len: number) => Float32Array.from({ length: len }, () => rand());
+  const rng = new Rng(n + 1);
+  const fill = (len: number) => Float32Array.from({ length: len }, () => rng.next());
   return {
     features: fill(n * featureDim),
     clsProb: fill(n * numClasses),

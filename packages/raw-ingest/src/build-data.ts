@@ -30,11 +30,17 @@ import { BuildDataConfigSchema, type BuildDataConfig, type BuildDataConfigInput 
 import { emptyRunInfo, finalizeBuildData, shardReport, type BuildDataResult } from './finalize.ts';
 import { ImageSource, resolveImageRef, type NetworkDeps } from './image-source.ts';
 import { storedImageSize, verifyImage, type ImageOptions } from './image-verify.ts';
-import { AtomicWriter, tempPathFor, writeFileAtomic } from './stage/atomic.ts';
-import { IoError, UsageError } from './stage/errors.ts';
-import { createProgress, type Progress } from './stage/progress.ts';
-import { CappedCounter } from './stage/rejects.ts';
-import { ownsUnit } from './stage/shard.ts';
+import {
+  AtomicWriter,
+  tempPathFor,
+  writeFileAtomic,
+  IoError,
+  UsageError,
+  createProgress,
+  type Progress,
+  CappedCounter,
+  ownsUnit,
+} from '@k3m-kit/core';
 
 /** An item as the parse pass hands it to its segment. */
 interface PendingItem {

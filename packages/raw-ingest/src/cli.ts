@@ -8,8 +8,15 @@ import { z } from 'zod';
 import { buildData } from './build-data.ts';
 import { BuildDataConfigSchema, MISSING_IMAGE_POLICIES } from './config.ts';
 import { mergeBuildData, reportTable } from './finalize.ts';
-import { addCommonOptions, floatArg, intArg, loadConfig, resolveCommon, runCli } from './stage/cli.ts';
-import { printReport } from './stage/report.ts';
+import {
+  addCommonOptions,
+  floatArg,
+  intArg,
+  loadConfig,
+  resolveCommon,
+  runCli,
+  printReport,
+} from '@k3m-kit/core';
 
 /** Flags as commander hands them over: the shard is still text, resolved after validation. */
 const CliSchema = BuildDataConfigSchema.omit({ shard: true }).extend({

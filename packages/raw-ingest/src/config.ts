@@ -3,8 +3,7 @@
  * defaults, and the registry of missing-image policies.
  */
 import { z } from 'zod';
-import { enumOf } from './stage/cli.ts';
-import { WHOLE } from './stage/shard.ts';
+import { enumOf, WHOLE } from '@k3m-kit/core';
 
 /** What happens to an item whose image cannot be fetched or decoded. */
 export const MISSING_IMAGE_POLICIES = Object.freeze({

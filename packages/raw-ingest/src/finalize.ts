@@ -12,11 +12,19 @@ import { JSON_FIELDS, encodeFieldJsonEnd, encodeFieldJsonEntry, fieldJsonFileNam
 import { parseRejectsPath, readParseSummary, type ParseSummary } from './codecs/parse-summary.ts';
 import { MANIFEST_FILE, SPLITS, encodeManifest, readManifest, readSegmentFile, type Split } from './codecs/segment.ts';
 import { readSegmentStatus, type SegmentStatus } from './codecs/segment-status.ts';
-import { AtomicWriter, writeFileAtomic } from './stage/atomic.ts';
-import { IoError } from './stage/errors.ts';
-import { CappedCounter } from './stage/rejects.ts';
-import { finishReport, formatTable, writeReport, type StageReportBase, type TableRow } from './stage/report.ts';
-import { shardSuffix, type Shard } from './stage/shard.ts';
+import {
+  AtomicWriter,
+  writeFileAtomic,
+  IoError,
+  CappedCounter,
+  finishReport,
+  formatTable,
+  writeReport,
+  type StageReportBase,
+  type TableRow,
+  shardSuffix,
+  type Shard,
+} from '@k3m-kit/core';
 
 export const STAGE = 'build-data';
 export const TABLE_DIR = 'image_lmdb_json';

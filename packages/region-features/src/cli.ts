@@ -15,8 +15,8 @@ import {
   resolveCommon,
   runCli,
   type CommonFlags,
-} from '@k3m-kit/raw-ingest/stage';
-import { BACKENDS } from './backend.ts';
+} from '@k3m-kit/core';
+import { BACKENDS } from '@k3m-kit/core/backend';
 import { TSV_FORMS } from './codecs/feature-tsv.ts';
 import { extract, merge, reportTable } from './extract.ts';
 import { SELECTION_RULES } from './model/boxes.ts';

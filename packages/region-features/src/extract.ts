@@ -23,9 +23,9 @@ import {
   type Shard,
   type StageReportBase,
   type TableRow,
-} from '@k3m-kit/raw-ingest/stage';
+} from '@k3m-kit/core';
 import { readManifest, readSegmentFile, type SegmentEntry } from '@k3m-kit/raw-ingest';
-import { describeBackend, selectBackend } from './backend.ts';
+import { describeBackend, selectBackend } from '@k3m-kit/core/backend';
 import { encodeFeatureRow, featureTsvPath, writeFeatureMeta, type FeatureRow, type TsvForm } from './codecs/feature-tsv.ts';
 import {
   fingerprintOf,

@@ -4,8 +4,8 @@
  * `extract` stage behind the CLI.
  */
 export * from './codecs/feature-tsv.ts';
-export * from './codecs/safetensors.ts';
-export * from './backend.ts';
+export * from '@k3m-kit/core';
+export * from '@k3m-kit/core/backend';
 export { decodeDetectron2Pickle, readDetectron2Pickle, PickleFormatError, type PickledArray } from './codecs/detectron2-pickle.ts';
 export { PRESETS, IMAGE_SIZES, presetDims, type DetectorConfig, type PresetName } from './model/presets.ts';
 export { paramShapes, randomParams, verifyParams, WeightsMismatchError, type Params } from './model/params.ts';

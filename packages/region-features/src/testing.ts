@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { encodeManifest, encodeSegmentRow, segmentFileName, type SegmentRow, type Split } from '@k3m-kit/raw-ingest';
-import { readSafetensors, toFloat32, toInt32 } from './codecs/safetensors.ts';
+import { readSafetensors, toFloat32, toInt32 } from '@k3m-kit/core';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const GOLDEN_DIR = join(REPO_ROOT, 'tools/golden/region-features');

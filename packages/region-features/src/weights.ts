@@ -4,9 +4,15 @@
  * seeded random initialisation when none is given and the preset allows it).
  */
 import { extname } from 'node:path';
-import { UsageError } from '@k3m-kit/raw-ingest/stage';
+import {
+  UsageError,
+  f32,
+  readSafetensors,
+  toFloat32,
+  writeSafetensors,
+  type RawTensor,
+} from '@k3m-kit/core';
 import { readDetectron2Pickle } from './codecs/detectron2-pickle.ts';
-import { f32, readSafetensors, toFloat32, writeSafetensors, type RawTensor } from './codecs/safetensors.ts';
 import { isIgnorable, paramShapes, randomParams, verifyParams, type Params } from './model/params.ts';
 import { PRESETS, type PresetName } from './model/presets.ts';
 

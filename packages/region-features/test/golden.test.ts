@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { selectBackend } from '../src/backend.ts';
+import { selectBackend } from '@k3m-kit/core/backend';
 import { extractImage } from '../src/extract.ts';
 import { selectAdaptive } from '../src/model/boxes.ts';
 import { Detector } from '../src/model/detector.ts';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFeatureRow, readFeatureTsv, type FeatureRow } from '../src/codecs/feature-tsv.ts';
 import { readDetectron2Pickle } from '../src/codecs/detectron2-pickle.ts';
-import { readSafetensors } from '../src/codecs/safetensors.ts';
+import { readSafetensors } from '@k3m-kit/core';
 import { paramShapes, verifyParams, WeightsMismatchError } from '../src/model/params.ts';
 import { PRESETS } from '../src/model/presets.ts';
 import { GOLDEN_DIR, REPO_ROOT } from '../src/testing.ts';

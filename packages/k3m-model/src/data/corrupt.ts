@@ -15,7 +15,7 @@
  *   corrupts every item.
  */
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
-import { Rng } from './rng.ts';
+import { Rng } from '@k3m-kit/core';
 
 export const MODALITIES = Object.freeze(['title', 'image', 'knowledge'] as const);
 export type Modality = (typeof MODALITIES)[number];
@@ -76,7 +76,7 @@ export function withModalityOf(r: K3mRecord, m: Modality, donor: K3mRecord): K3m
 
 /**
  * Exactly round(rate * n) item indices (ascending), the first ones of a seeded permutation.
- * @example selectExact(10, 0.25, Rng.derive(1)).length // 3 (round(2.5) = 3)
+ * @example selectExact(10, 0.25, Rng.from(1)).length // 3 (round(2.5) = 3)
  */
 export function selectExact(n: number, rate: number, rng: Rng): number[] {
   if (!(rate >= 0 && rate <= 1)) throw new RangeError(`corruption rate ${rate}: must be in [0, 1]`);
@@ -122,7 +122,7 @@ export interface CorruptionResult {
  * Applies the rates to a set of records (a batch in pretraining, a whole evaluation set with
  * `exact`). Inputs are not modified. The same (records, rates, rng key) give the same result.
  * @example
- * const { records: noisy } = corruptRecords(batch, { noiseTitle: 0.1, dropImage: 0.1 }, Rng.derive(42, 'corrupt', step));
+ * const { records: noisy } = corruptRecords(batch, { noiseTitle: 0.1, dropImage: 0.1 }, Rng.from(42, 'corrupt', step));
  */
 export function corruptRecords(records: readonly K3mRecord[], rates: CorruptionRates, rng: Rng, opts: { exact?: boolean } = {}): CorruptionResult {
   const r = resolveCorruptionRates(rates);
@@ -132,11 +132,11 @@ export function corruptRecords(records: readonly K3mRecord[], rates: CorruptionR
   const item = (i: number) => (applied[i] ??= { missing: [], noise: {} });
   // Each draw has its own stream keyed from one base, so a selection does not depend on the other rates.
   const base = rng.next();
-  const select = (rate: number, key: string) => (rate === 0 ? [] : (opts.exact ? selectExact : selectBernoulli)(n, rate, Rng.derive(base, key)));
+  const select = (rate: number, key: string) => (rate === 0 ? [] : (opts.exact ? selectExact : selectBernoulli)(n, rate, Rng.from(base, key)));
   for (const m of MODALITIES) {
     const chosen = select(r[RATE_KEYS.noise[m]], `noise-${m}`);
     if (!chosen.length) continue;
-    const donors = derangement(n, Rng.derive(base, `donor-${m}`));
+    const donors = derangement(n, Rng.from(base, `donor-${m}`));
     for (const i of chosen) {
       out[i] = withModalityOf(out[i]!, m, records[donors[i]!]!);
       item(i).noise[m] = donors[i]!;

@@ -4,7 +4,6 @@
  * Re-exported from the package entry.
  */
 export * from './batch.ts';
-export * from './rng.ts';
 export * from './tokenizer.ts';
 export * from './vocab.ts';
 export * from './preprocess.ts';

@@ -17,7 +17,7 @@ import type { Batch } from './batch.ts';
 import { collate } from './collate.ts';
 import { corrupts, corruptRecords, resolveCorruptionRates, type CorruptionRates } from './corrupt.ts';
 import { RecordError, knowledgeText, preprocess, recordProblem, resolvePreprocessOptions, type PreprocessOptions, type ResolvedPreprocessOptions, type Sample } from './preprocess.ts';
-import { Rng } from './rng.ts';
+import { Rng } from '@k3m-kit/core';
 import type { K3mTokenizer } from './tokenizer.ts';
 
 export const PIPELINE_MODES = Object.freeze({ train: 'train', validation: 'validation' } as const);
@@ -67,7 +67,7 @@ export async function* shuffleBuffer<T>(items: AsyncIterable<T> | Iterable<T>, s
 
 /** The key of the sample RNG for the record at `position` of an epoch. */
 export function sampleRng(seed: number, mode: PipelineMode, epoch: number, position: number): Rng {
-  return Rng.derive(seed, mode, epoch, 'sample', position);
+  return Rng.from(seed, mode, epoch, 'sample', position);
 }
 
 /**
@@ -103,7 +103,7 @@ export async function* batches(records: AsyncIterable<K3mRecord> | Iterable<K3mR
   const noise = rates.noiseTitle + rates.noiseImage + rates.noiseKnowledge > 0;
   if (noise && B < 2) throw new RangeError(`batchSize=${B}: modality noise swaps within a batch and needs at least 2`);
 
-  const ordered = mode === 'train' ? shuffleBuffer(records, bufferSize, Rng.derive(seed, mode, epoch, 'shuffle')) : records;
+  const ordered = mode === 'train' ? shuffleBuffer(records, bufferSize, Rng.from(seed, mode, epoch, 'shuffle')) : records;
   let batchIndex = 0;
   let position = 0;
   let group: K3mRecord[] = [];
@@ -119,7 +119,7 @@ export async function* batches(records: AsyncIterable<K3mRecord> | Iterable<K3mR
     if (corrupts(rates)) {
       // A last partial batch of one has no other item to take noise from: it only gets dropped modalities.
       const r = items.length < 2 ? { ...rates, noiseTitle: 0, noiseImage: 0, noiseKnowledge: 0 } : rates;
-      input = corruptRecords(items, r, Rng.derive(seed, mode, epoch, 'corrupt', index)).records;
+      input = corruptRecords(items, r, Rng.from(seed, mode, epoch, 'corrupt', index)).records;
     }
     const rngs = at.map((p) => sampleRng(seed, mode, epoch, p));
     return collate(await preprocessRecords(input, opts.tokenizer, pre, rngs), pre);

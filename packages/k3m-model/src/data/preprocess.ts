@@ -14,7 +14,7 @@
  *   gives the global row zero features, location [0,0,1,1,1] and mask 1, so only it is visible.
  */
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
-import type { Rng } from './rng.ts';
+import type { Rng } from '@k3m-kit/core';
 import type { K3mTokenizer, VocabInfo } from './tokenizer.ts';
 
 /** How knowledge value tokens are masked. */
@@ -358,7 +358,7 @@ export function imageSide(record: K3mRecord, choice: RegionChoice, opts: Resolve
  * One record to one sample. Random draws, in this order from `rng`: title masking, knowledge
  * masking (random mode only), region masking; `regions` replaces the region draw.
  * @example
- * const s = preprocess(record, await encodeRecord(tok, record), tok, resolvePreprocessOptions(), Rng.derive(42, 0));
+ * const s = preprocess(record, await encodeRecord(tok, record), tok, resolvePreprocessOptions(), Rng.from(42, 0));
  * s.inputIds[0]; // 101 ([CLS])
  */
 export function preprocess(

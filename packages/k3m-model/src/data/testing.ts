@@ -8,9 +8,9 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
-import { readSafetensors, toFloat32, toInt32, type RawTensor } from '@k3m-kit/region-features';
+import { readSafetensors, toFloat32, toInt32, type RawTensor } from '@k3m-kit/core';
 import type { RegionChoice } from './preprocess.ts';
-import { Rng } from './rng.ts';
+import { Rng } from '@k3m-kit/core';
 
 /** One line of preprocess.jsonl (k3m-golden/README.md Part A). */
 export interface PreprocessGoldenRow {
@@ -62,7 +62,7 @@ export function makeRecord(spec: RecordSpec = {}): K3mRecord {
   const C = spec.numClasses ?? 1601;
   const W = spec.imageW ?? 640;
   const H = spec.imageH ?? 480;
-  const rng = Rng.derive('makeRecord', spec.seed ?? 0, spec.imageId ?? '');
+  const rng = Rng.from('makeRecord', spec.seed ?? 0, spec.imageId ?? '');
   const features = Float32Array.from({ length: n * D }, () => rng.next());
   const clsProb = new Float32Array(n * C);
   for (let i = 0; i < n; i++) clsProb[i * C + rng.int(C)] = 1;

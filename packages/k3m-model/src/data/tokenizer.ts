@@ -14,20 +14,10 @@
  * model is built from that table, so ids are line numbers exactly as in the reference.
  */
 import { Tokenizer, WordPiece, bertNormalizer, bertPreTokenizer } from 'tokenizers';
+import { SPECIAL_TOKENS, specialIdsOf, type SpecialIds } from './special-tokens.ts';
 import { parseVocab, readVocabFile } from './vocab.ts';
 
-/** The tokens whose ids the data path needs; bert-base-chinese gives 0/100/101/102/103/131/132. */
-export const SPECIAL_TOKENS = Object.freeze({
-  pad: '[PAD]',
-  unk: '[UNK]',
-  cls: '[CLS]',
-  sep: '[SEP]',
-  mask: '[MASK]',
-  colon: ':',
-  semicolon: ';',
-} as const);
-
-export type SpecialIds = { readonly [K in keyof typeof SPECIAL_TOKENS]: number };
+export { SPECIAL_TOKENS, specialIdsOf, type SpecialIds } from './special-tokens.ts';
 
 export interface TokenizerOptions {
   /** Lower-case and strip accents (BERT's `do_lower_case`, default true as the reference). */
@@ -39,15 +29,6 @@ export interface VocabInfo {
   readonly ids: SpecialIds;
   /** Random replacement ids are drawn from [0, vocabSize) (reference: `len(tokenizer)` = 21128). */
   readonly vocabSize: number;
-}
-
-/** Looks the special tokens up in an id table; names every one that is missing. */
-export function specialIdsOf(index: ReadonlyMap<string, number>): SpecialIds {
-  const missing = Object.values(SPECIAL_TOKENS).filter((t) => !index.has(t));
-  if (missing.length) throw new Error(`vocabulary lacks the required tokens ${missing.map((t) => JSON.stringify(t)).join(', ')}`);
-  const out = {} as Record<keyof typeof SPECIAL_TOKENS, number>;
-  for (const [k, t] of Object.entries(SPECIAL_TOKENS)) out[k as keyof typeof SPECIAL_TOKENS] = index.get(t)!;
-  return Object.freeze(out);
 }
 
 /**

@@ -15,10 +15,10 @@
  * [UNK].
  */
 import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { writeFileAtomic } from '@k3m-kit/core';
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import { bertNormalizer, bertPreTokenizer } from 'tokenizers';
-import { SPECIAL_TOKENS, specialIdsOf, type SpecialIds } from './tokenizer.ts';
+import { SPECIAL_TOKENS, specialIdsOf, type SpecialIds } from './special-tokens.ts';
 
 /** Tokens of a vocab.txt text, id = index. A final newline does not add an empty token. */
 export function parseVocab(text: string): string[] {

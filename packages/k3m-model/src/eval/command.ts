@@ -4,7 +4,7 @@
  */
 import { Command, Option } from 'commander';
 import { z } from 'zod';
-import { addCommonOptions, floatArg, formatTable, intArg, loadConfig, printReport, resolveCommon, UsageError, type TableRow } from '@k3m-kit/raw-ingest/stage';
+import { addCommonOptions, floatArg, formatTable, intArg, loadConfig, printReport, resolveCommon, UsageError, type TableRow } from '@k3m-kit/core';
 import { CORRUPTION_KINDS } from './grid.ts';
 import { EVAL_TASKS, EvaluateConfigSchema, evaluate, type EvaluateReport } from './evaluate.ts';
 

@@ -14,7 +14,7 @@
  */
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import { formatPv, parsePv, type Pair } from '@k3m-kit/kg-triples';
-import { Rng } from '../data/rng.ts';
+import { Rng } from '@k3m-kit/core';
 import type { CompletionExample, CompletionSplit } from './tasks.ts';
 
 /** The OpenKE files as read: names by id and `[head, tail, relation]` triples. */
@@ -105,7 +105,7 @@ export function buildCompletionSplit(
   const fitRecords: K3mRecord[] = [];
   const fitExamples: CompletionExample[] = [];
   fit.forEach((rec, record) => {
-    const hidden = Rng.derive(opts.seed, 'completion-hide', rec.imageId)
+    const hidden = Rng.from(opts.seed, 'completion-hide', rec.imageId)
       .shuffle([...(train.get(rec.imageId) ?? [])])
       .slice(0, opts.hidePerItem);
     const drop = [...(heldOut.get(rec.imageId) ?? []), ...hidden];

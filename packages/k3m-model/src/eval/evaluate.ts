@@ -19,12 +19,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { createProgress, finishReport, UsageError, writeFileAtomic, writeReport, type StageReportBase } from '@k3m-kit/raw-ingest/stage';
+import { createProgress, finishReport, UsageError, writeFileAtomic, writeReport, type StageReportBase } from '@k3m-kit/core';
 import { RecordReader, type K3mRecord } from '@k3m-kit/lmdb-writer';
 import { ENTITY_FILE, RELATION_FILE, TEST_FILE, TRAIN_FILE, VALID_FILE, readTriples2id, readVocab } from '@k3m-kit/kg-triples';
 import { describeBackend, startBackend } from '../backend.ts';
 import { recordProblem, resolvePreprocessOptions } from '../data/preprocess.ts';
-import { Rng } from '../data/rng.ts';
+import { Rng } from '@k3m-kit/core';
 import { LMDB_FILES } from '../train/records.ts';
 import { buildCompletionSplit, type BuiltCompletionSplit, type KgTables } from './completion.ts';
 import { CachedEncoder } from './encoder.ts';
@@ -180,14 +180,14 @@ async function prepare(c: Resolved): Promise<Prepared> {
   let evalAll = validRecords ?? [];
   let splitSource = 'fit = training LMDB, eval = validation LMDB';
   if (!validRecords) {
-    const order = Rng.derive(c.seed, 'eval-split').shuffle([...trainRecords.keys()]);
+    const order = Rng.from(c.seed, 'eval-split').shuffle([...trainRecords.keys()]);
     const cut = Math.round(order.length * 0.8);
     fitAll = order.slice(0, cut).sort((a, b) => a - b).map((i) => trainRecords[i]!);
     evalAll = order.slice(cut).sort((a, b) => a - b).map((i) => trainRecords[i]!);
     splitSource = 'no validation LMDB: seeded 80/20 split of the training LMDB';
   }
-  const fitBase = sample(fitAll, c.maxFitItems, Rng.derive(c.seed, 'eval-fit-sample'));
-  const evalBase = sample(evalAll, c.maxEvalItems, Rng.derive(c.seed, 'eval-eval-sample'));
+  const fitBase = sample(fitAll, c.maxFitItems, Rng.from(c.seed, 'eval-fit-sample'));
+  const evalBase = sample(evalAll, c.maxEvalItems, Rng.from(c.seed, 'eval-eval-sample'));
   if (fitBase.length < 2 || evalBase.length < 2) {
     throw new Error(`evaluation needs at least 2 fit and 2 evaluation items, got ${fitBase.length} and ${evalBase.length} (${splitSource})`);
   }

@@ -16,7 +16,7 @@
  *   come from two independent donors, so a corrupted item's title and image no longer match.
  */
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
-import { Rng } from '../data/rng.ts';
+import { Rng } from '@k3m-kit/core';
 import { derangement, selectExact, withModalityOf, withoutModality, type ItemCorruption, type Modality } from '../data/corrupt.ts';
 
 export interface CorruptionKind {
@@ -82,10 +82,10 @@ export function applyCell(records: readonly K3mRecord[], cell: GridCell, seed: n
   const applied: (ItemCorruption | null)[] = records.map(() => null);
   if (cell.kind === 'clean' || cell.rate === 0 || records.length === 0) return { records: [...records], corrupted: [], applied };
   const kind: CorruptionKind = CORRUPTION_KINDS[cell.kind];
-  const corrupted = selectExact(records.length, cell.rate, Rng.derive(seed, 'eval-corruption', cell.kind, 'select'));
+  const corrupted = selectExact(records.length, cell.rate, Rng.from(seed, 'eval-corruption', cell.kind, 'select'));
   const donors: Partial<Record<Modality, Int32Array>> = {};
   if (kind.effect === 'noise') {
-    for (const m of kind.modalities) donors[m] = derangement(records.length, Rng.derive(seed, 'eval-corruption', cell.kind, 'donor', m));
+    for (const m of kind.modalities) donors[m] = derangement(records.length, Rng.from(seed, 'eval-corruption', cell.kind, 'donor', m));
   }
   const out = [...records];
   for (const i of corrupted) {
@@ -114,12 +114,12 @@ export function applyCell(records: readonly K3mRecord[], cell: GridCell, seed: n
  */
 export function mixedCorruption(records: readonly K3mRecord[], kinds: readonly CorruptionKindName[], share: number, seed: number): K3mRecord[] {
   if (kinds.length === 0 || records.length < 2 || share <= 0) return [...records];
-  const chosen = selectExact(records.length, share, Rng.derive(seed, 'fit-corruption', 'select'));
-  const order = Rng.derive(seed, 'fit-corruption', 'deal').shuffle(chosen);
+  const chosen = selectExact(records.length, share, Rng.from(seed, 'fit-corruption', 'select'));
+  const order = Rng.from(seed, 'fit-corruption', 'deal').shuffle(chosen);
   const donors = {
-    title: derangement(records.length, Rng.derive(seed, 'fit-corruption', 'donor', 'title')),
-    image: derangement(records.length, Rng.derive(seed, 'fit-corruption', 'donor', 'image')),
-    knowledge: derangement(records.length, Rng.derive(seed, 'fit-corruption', 'donor', 'knowledge')),
+    title: derangement(records.length, Rng.from(seed, 'fit-corruption', 'donor', 'title')),
+    image: derangement(records.length, Rng.from(seed, 'fit-corruption', 'donor', 'image')),
+    knowledge: derangement(records.length, Rng.from(seed, 'fit-corruption', 'donor', 'knowledge')),
   };
   const out = [...records];
   order.forEach((i, pos) => {

@@ -7,7 +7,7 @@
  * seeded initialisation, so a result depends only on the representations and the seed.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Rng } from '../data/rng.ts';
+import { Rng } from '@k3m-kit/core';
 
 /** A row-major matrix of `rows` feature vectors of width `cols`. */
 export interface Matrix {
@@ -90,7 +90,7 @@ function fit(
   loss: (rows: tf.Tensor1D | undefined) => tf.Scalar,
 ): number {
   const opt = tf.train.adam(budget.learningRate);
-  const rng = Rng.derive(budget.seed, 'probe-batches');
+  const rng = Rng.from(budget.seed, 'probe-batches');
   const full = budget.batchSize <= 0 || budget.batchSize >= n;
   let order: number[] = [];
   let last = NaN;
@@ -130,7 +130,7 @@ export interface TrainedClassifier {
  * @example const clf = trainSoftmaxProbe(x, labels, 5, { steps: 200, learningRate: 0.01, weightDecay: 1e-4, seed: 1 });
  */
 export function trainSoftmaxProbe(x: Matrix, labels: Int32Array, numClasses: number, budget: ProbeBudget): TrainedClassifier {
-  const rng = Rng.derive(budget.seed, 'softmax-probe');
+  const rng = Rng.from(budget.seed, 'softmax-probe');
   const w = glorot(rng, x.cols, numClasses);
   const b = zeros(numClasses);
   const xt = asTensor(x);
@@ -171,7 +171,7 @@ export interface TrainedProjection {
  */
 export function trainPairProjection(query: Matrix, gallery: Matrix, opts: ProjectionOptions): TrainedProjection {
   if (query.rows !== gallery.rows) throw new RangeError(`trainPairProjection: ${query.rows} queries for ${gallery.rows} gallery rows`);
-  const rng = Rng.derive(opts.seed, 'pair-projection');
+  const rng = Rng.from(opts.seed, 'pair-projection');
   const pq = glorot(rng, query.cols, opts.dim);
   const pg = glorot(rng, gallery.cols, opts.dim);
   const qt = asTensor(query);
@@ -226,7 +226,7 @@ export function trainConditionalProbe(
   numOut: number,
   opts: ConditionalProbeOptions,
 ): TrainedConditionalProbe {
-  const rng = Rng.derive(opts.seed, 'conditional-probe');
+  const rng = Rng.from(opts.seed, 'conditional-probe');
   const w1 = glorot(rng, x.cols, opts.hidden);
   const e = glorot(rng, numCond, opts.hidden);
   const b1 = zeros(opts.hidden);

@@ -6,7 +6,7 @@
  * corruption kind, the rate on x, one line per model).
  */
 import { join } from 'node:path';
-import { writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { writeFileAtomic } from '@k3m-kit/core';
 import { CORRUPTION_KINDS, type CorruptionKindName, type GridCell } from './grid.ts';
 import { renderPlot, type Panel } from './plot.ts';
 

@@ -3,7 +3,7 @@
  * under the reference's names ({@link BATCH_FIELDS}), ints as I64, floats as F32, exactly the
  * layout of the golden `inputs.safetensors`. `k3m-model forward --inputs` reads it.
  */
-import { f32, i64, toFloat32, toInt32, type RawTensor } from '@k3m-kit/region-features';
+import { f32, i64, toFloat32, toInt32, type RawTensor } from '@k3m-kit/core';
 import { BATCH_FIELDS, type Batch } from '../data/batch.ts';
 
 /** A batch from tensors named as the golden `inputs.safetensors` (reference 3.4). */

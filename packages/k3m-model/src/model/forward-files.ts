@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
-import { f32, readSafetensors, toFloat32, writeSafetensors, type RawTensor } from '@k3m-kit/region-features';
+import { f32, readSafetensors, toFloat32, writeSafetensors, type RawTensor } from '@k3m-kit/core';
 import { batchFromTensors } from './batch-tensors.ts';
 import { parseModelConfig } from './config.ts';
 import { forward, ORIGINAL_BEHAVIOUR, type FusionMode, type ModelFixes } from './k3m.ts';

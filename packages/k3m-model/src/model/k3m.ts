@@ -16,7 +16,7 @@ import { dropout, gelu, layerNorm, straightThrough } from '../ops/nn.ts';
 import { embedding } from '../ops/segment-sum.ts';
 import type { ModelConfig } from './config.ts';
 import type { K3mParams } from './params.ts';
-import type { Rng } from './rng.ts';
+import type { Rng } from '@k3m-kit/core';
 
 export type FusionMode = 0 | 1 | 2 | 3;
 

@@ -8,9 +8,9 @@
  * compatibility, so a state dict has the original's 377 keys for the golden config.
  */
 import * as tf from '@tensorflow/tfjs';
-import { f32, toFloat32, type RawTensor } from '@k3m-kit/region-features';
+import { f32, toFloat32, type RawTensor } from '@k3m-kit/core';
 import type { ModelConfig } from './config.ts';
-import { Rng } from './rng.ts';
+import { Rng } from '@k3m-kit/core';
 
 type Init = 'normal' | 'zeros' | 'ones' | 'torch-weight' | 'torch-bias';
 export interface ParamSpec {
@@ -118,7 +118,7 @@ function initValues(s: ParamSpec, rng: Rng, std: number): Float32Array {
       break;
     case 'torch-weight':
     case 'torch-bias':
-      for (let i = 0; i < n; i++) v[i] = (rng.uniform() * 2 - 1) * bound;
+      for (let i = 0; i < n; i++) v[i] = (rng.next() * 2 - 1) * bound;
       break;
     case 'zeros':
       break;

@@ -18,7 +18,7 @@ import type { Batch } from '../data/batch.ts';
 import type { Modality } from '../data/corrupt.ts';
 import { batches } from '../data/pipeline.ts';
 import { K3mTokenizer } from '../data/tokenizer.ts';
-import { readModelFiles } from '../train/checkpoint.ts';
+import { readModelFiles } from '../codecs/checkpoint.ts';
 import type { ModelConfig } from './config.ts';
 import { DEFAULT_FIXES, forward, type FusionMode, type ModelFixes } from './k3m.ts';
 import { K3mParams } from './params.ts';

@@ -4,7 +4,7 @@
  * our seeded {@link Rng}, and the straight-through estimator of the hard Gumbel choice.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Rng } from '../model/rng.ts';
+import type { Rng } from '@k3m-kit/core';
 import { customOp } from './custom-grad.ts';
 
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
@@ -26,7 +26,7 @@ export function dropout(x: tf.Tensor, p: number, rng: Rng | undefined): tf.Tenso
   const n = x.size;
   const mask = new Float32Array(n);
   const keep = 1 / (1 - p);
-  for (let i = 0; i < n; i++) mask[i] = rng.uniform() < p ? 0 : keep;
+  for (let i = 0; i < n; i++) mask[i] = rng.next() < p ? 0 : keep;
   return tf.mul(x, tf.tensor(mask, x.shape));
 }
 

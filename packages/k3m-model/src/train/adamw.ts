@@ -8,7 +8,7 @@
  * no moment update, no decay.
  */
 import * as tf from '@tensorflow/tfjs';
-import { f32, toFloat32, type RawTensor } from '@k3m-kit/region-features';
+import { f32, toFloat32, type RawTensor } from '@k3m-kit/core';
 
 export interface AdamWOptions {
   beta1: number;

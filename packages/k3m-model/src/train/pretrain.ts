@@ -13,8 +13,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import cliProgress from 'cli-progress';
-import { readSafetensors } from '@k3m-kit/region-features';
-import { RejectLog, writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { readSafetensors, RejectLog, writeFileAtomic } from '@k3m-kit/core';
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import { batches } from '../data/pipeline.ts';
 import { K3mTokenizer } from '../data/tokenizer.ts';
@@ -25,9 +24,9 @@ import type { Batch } from '../data/batch.ts';
 import { modelConfig, type ModelConfig, type PresetName } from '../model/config.ts';
 import { forward, LOSS_NAMES, type FusionMode, type LossName, type LossWeights, type ModelFixes } from '../model/k3m.ts';
 import { countParameters, K3mParams, loadHfBert, type InitFromReport } from '../model/params.ts';
-import { Rng } from '../model/rng.ts';
+import { Rng } from '@k3m-kit/core';
 import { AdamW, clipByGlobalNorm, REFERENCE_ADAMW, warmupLinear } from './adamw.ts';
-import { hasCheckpoint, readCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint.ts';
+import { hasCheckpoint, readCheckpoint, writeCheckpoint, type TrainerState } from '../codecs/checkpoint.ts';
 import { lossCurveSvg } from './curve.ts';
 import type { RecordSource } from './records.ts';
 
@@ -205,7 +204,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   }
   ckpt = undefined;
   const resumedFrom = o.resume && state.step > 0 ? state.step : undefined;
-  const rng = new Rng(state.rng);
+  const rng = Rng.fromState(state.rng);
   const vars = params.vars;
   const names = [...vars.keys()];
   const byVarName = new Map(names.map((n) => [vars.get(n)!.name, n]));

@@ -21,7 +21,7 @@
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { IoError } from '@k3m-kit/raw-ingest/stage';
+import { IoError } from '@k3m-kit/core';
 import type { Split } from '@k3m-kit/raw-ingest';
 import { parsePv, type Pair } from './pv-string.ts';
 

@@ -14,7 +14,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { IoError } from '@k3m-kit/raw-ingest/stage';
+import { IoError } from '@k3m-kit/core';
 
 export const ENTITY_FILE = 'entity2id.txt';
 export const RELATION_FILE = 'relation2id.txt';

@@ -12,7 +12,7 @@
  * before the vocabulary thresholds, which need all shards and are applied by the merge.
  */
 import { createReadStream } from 'node:fs';
-import { IoError } from '@k3m-kit/raw-ingest/stage';
+import { IoError } from '@k3m-kit/core';
 
 export const TRIPLES_FILE = 'triples.tsv';
 export const TRIPLES_HEADER = 'image_id\titem_id\tproperty\tvalue';

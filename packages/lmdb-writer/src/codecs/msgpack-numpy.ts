@@ -21,7 +21,7 @@
  * writers produce: str keys, float NaN for empty text (pandas), missing `kind`.
  */
 import { Unpackr } from 'msgpackr';
-import type { K3mRecord } from '../record.ts';
+import type { K3mRecord } from './record.ts';
 
 /** numpy dtype strings this codec reads and writes. */
 export const DTYPES = Object.freeze({ float32: '<f4', float16: '<f2' });

@@ -16,8 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { IoError } from '../stage/errors.ts';
-import { writeFileAtomic } from '../stage/atomic.ts';
+import { IoError, writeFileAtomic } from '@k3m-kit/core';
 import { STATUS_DIR } from './segment-status.ts';
 
 export const PARSE_SUMMARY_FILE = 'parse.json';

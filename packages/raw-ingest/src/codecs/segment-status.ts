@@ -17,7 +17,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../stage/atomic.ts';
+import { writeFileAtomic } from '@k3m-kit/core';
 
 export const STATUS_DIR = 'build-data';
 

@@ -20,7 +20,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
-import { IoError } from '../stage/errors.ts';
+import { IoError } from '@k3m-kit/core';
 
 export const SEGMENT_FIELDS = ['image_id', 'title', 'pic', 'pv', 'category', 'item_id'] as const;
 export const SEGMENT_PREFIX = 'id_title_pvs_cls.txt';

@@ -12,7 +12,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { NameRegistry, Parser } from 'pickleparser';
-import { halfToFloat } from './safetensors.ts';
+import { halfToFloat } from '@k3m-kit/core';
 
 export interface PickledArray {
   shape: number[];

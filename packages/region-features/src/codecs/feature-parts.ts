@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { readFile, rm, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { writeFileAtomic } from '@k3m-kit/core';
 import { FEATURE_DIR } from './feature-tsv.ts';
 
 export const PARTS_DIR = 'parts';

@@ -19,7 +19,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { IoError, writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { IoError, writeFileAtomic } from '@k3m-kit/core';
 
 /** The bottom-up-attention detector's sizes (VG, ResNet-101 C4). */
 export const FEATURE_DIM = 2048;

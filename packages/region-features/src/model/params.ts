@@ -3,7 +3,7 @@
  * `[out, in, kh, kw]`, linear layers `[out, in]`), the seeded random initialisation, and the
  * check that a weight set is complete. Converted checkpoints keep these names and shapes.
  */
-import { seededRandom } from '@k3m-kit/raw-ingest/stage';
+import { Rng } from '@k3m-kit/core';
 import type { DetectorConfig } from './presets.ts';
 
 export type ParamShapes = Map<string, number[]>;
@@ -94,18 +94,16 @@ export function verifyParams(c: DetectorConfig, got: Map<string, { shape: readon
 }
 
 
-function gaussian(rand: () => number): () => number {
-  return () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-}
-
 /**
  * Seeded random weights: He-normal convolutions, frozen batch norms near identity (the last
  * one of each residual branch damped so deep stacks stay finite), heads wide enough that
  * scores are not all ties.
  */
 export function randomParams(c: DetectorConfig, seed: number): Params {
-  const g = gaussian(seededRandom(seed));
-  const rand = seededRandom(seed ^ 0x9e3779b9);
+  const normal = new Rng(seed);
+  const g = () => normal.normal();
+  const uniform = new Rng(seed ^ 0x9e3779b9);
+  const rand = () => uniform.next();
   const out: Params = new Map();
   for (const [name, shape] of paramShapes(c)) {
     const n = shape.reduce((a, b) => a * b, 1);

@@ -15,8 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { readSafetensors, writeSafetensors, type RawTensor } from '@k3m-kit/region-features';
-import { writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { readSafetensors, writeSafetensors, type RawTensor, writeFileAtomic } from '@k3m-kit/core';
 import { parseModelConfig, type ModelConfig } from '../model/config.ts';
 
 export const CHECKPOINT_FILES = Object.freeze({

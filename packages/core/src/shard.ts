@@ -37,7 +37,11 @@ export function resolveShard(
   env: NodeJS.ProcessEnv = process.env,
 ): Shard {
   if (flag !== undefined) return parseShard(flag);
-  if (env.JOB_COMPLETION_INDEX !== undefined && numShards !== undefined) {
+  if (env.JOB_COMPLETION_INDEX !== undefined) {
+    // Without N every pod would silently run the whole job.
+    if (numShards === undefined) {
+      throw new UsageError(`--num-shards: required with JOB_COMPLETION_INDEX=${env.JOB_COMPLETION_INDEX} (set it to the Indexed Job's completions)`);
+    }
     return parseShard(`${env.JOB_COMPLETION_INDEX}/${numShards}`, 'JOB_COMPLETION_INDEX/--num-shards');
   }
   if (env.SLURM_ARRAY_TASK_ID !== undefined && env.SLURM_ARRAY_TASK_COUNT !== undefined) {

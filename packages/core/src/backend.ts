@@ -2,10 +2,10 @@
  * @file The one place a TensorFlow.js back end is chosen (design.md section 8): tfjs-node-gpu,
  * then tfjs-node, then wasm, then cpu, unless `--backend` names one. The node back ends are
  * optional dependencies that cannot install where libtensorflow cannot be downloaded, so they
- * are imported lazily and their absence is normal. k3m-model re-exports this module.
+ * are imported lazily and their absence is normal. Imported as `@k3m-kit/core/backend`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { UsageError } from '@k3m-kit/raw-ingest/stage';
+import { UsageError } from './errors.ts';
 
 /** Back ends in preference order, with the package that provides each. */
 export const BACKENDS = Object.freeze({

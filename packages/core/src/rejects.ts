@@ -5,6 +5,10 @@
  */
 import { join } from 'node:path';
 import { AtomicWriter } from './atomic.ts';
+import { CappedCounter } from './counter.ts';
+import type { Ledger } from './ledger.ts';
+
+export { CappedCounter } from './counter.ts';
 
 export interface RejectRecord {
   /** Input file or unit the record came from. */
@@ -19,36 +23,20 @@ export interface RejectRecord {
   id?: string;
 }
 
-/** Counts by key, keeping at most `cap` distinct keys so a flood of unique reasons stays bounded. */
-export class CappedCounter {
-  readonly counts = new Map<string, number>();
-  constructor(private readonly cap = 1000) {}
-
-  add(key: string, n = 1): void {
-    if (!this.counts.has(key) && this.counts.size >= this.cap) key = '(other)';
-    this.counts.set(key, (this.counts.get(key) ?? 0) + n);
-  }
-
-  get total(): number {
-    let t = 0;
-    for (const v of this.counts.values()) t += v;
-    return t;
-  }
-
-  /** Sorted by key, so reports are byte-stable. */
-  toJSON(): Record<string, number> {
-    return Object.fromEntries([...this.counts.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  }
-}
-
 export class RejectLog {
   readonly reasons = new CappedCounter();
 
-  private constructor(private readonly writer: AtomicWriter) {}
+  private constructor(
+    private readonly writer: AtomicWriter,
+    private readonly ledger?: Ledger,
+  ) {}
 
-  /** Opens `<workDir>/rejects/<name>.jsonl` (written on commit). */
-  static async open(workDir: string, name: string): Promise<RejectLog> {
-    return new RejectLog(await AtomicWriter.create(join(workDir, 'rejects', `${name}.jsonl`)));
+  /**
+   * Opens `<workDir>/rejects/<name>.jsonl` (written on commit). With a `ledger`, every line
+   * added is also counted there as rejected.
+   */
+  static async open(workDir: string, name: string, ledger?: Ledger): Promise<RejectLog> {
+    return new RejectLog(await AtomicWriter.create(join(workDir, 'rejects', `${name}.jsonl`)), ledger);
   }
 
   get path(): string {
@@ -61,6 +49,7 @@ export class RejectLog {
 
   async add(rec: RejectRecord): Promise<void> {
     this.reasons.add(rec.reason);
+    this.ledger?.rejected(rec.reason);
     await this.writer.write(JSON.stringify(rec) + '\n');
   }
 

@@ -5,12 +5,12 @@
  *   N bytes JSON         {"<name>": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]}, "__metadata__": {str: str}}
  *   bytes                tensor data, little-endian, C order, offsets relative to the end of the header
  *
- * Owned here because region-features writes converted detector weights; k3m-model uses it for
- * checkpoints and the golden fixtures. Writes pad the header with spaces to 8 bytes and sort
+ * In core because region-features writes converted detector weights and k3m-model writes
+ * checkpoints and reads the golden fixtures. Writes pad the header with spaces to 8 bytes and sort
  * tensors by name, so the same tensors give the same bytes.
  */
 import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { writeFileAtomic } from './atomic.ts';
 
 export const DTYPES = Object.freeze({
   F64: 8,

@@ -1,12 +1,11 @@
 /**
- * @file What the trainer reads: records by index, a shuffled stream, and `verify`.
+ * @file Reading the LMDB this package writes: records by index, a shuffled stream, and `verify`.
  */
-import { seededRandom } from '@k3m-kit/raw-ingest/stage';
+import { Rng } from '@k3m-kit/core';
 import { createHash } from 'node:crypto';
-import { decodeRecord, MsgpackNumpyError } from './codecs/msgpack-numpy.ts';
-import { recordKey, TensorpackLmdbReader } from './codecs/tensorpack-lmdb.ts';
+import { decodeRecord, MsgpackNumpyError } from './msgpack-numpy.ts';
+import { recordKey, TensorpackLmdbReader } from './tensorpack-lmdb.ts';
 import type { K3mRecord } from './record.ts';
-
 
 export interface ShuffleOptions {
   /** Slots in the shuffle buffer (the reference uses 5000). */
@@ -24,7 +23,7 @@ export interface ShuffleOptions {
  */
 export function* shuffledIndices(n: number, opts: ShuffleOptions = {}): Generator<number> {
   const size = Math.max(1, opts.bufferSize ?? 5000);
-  const rand = seededRandom(opts.seed ?? 42);
+  const rng = new Rng(opts.seed ?? 42);
   if (n === 0) return;
   const buf: number[] = [];
   let next = 0;
@@ -41,7 +40,7 @@ export function* shuffledIndices(n: number, opts: ShuffleOptions = {}): Generato
       buf.push(i);
     }
     if (buf.length === 0) return;
-    const j = Math.floor(rand() * buf.length);
+    const j = rng.int(buf.length);
     const out = buf[j]!;
     const refill = pull();
     if (refill === undefined) {
@@ -142,9 +141,9 @@ export function verify(path: string, opts: VerifyOptions = {}): VerifyResult {
     for (let i = 0; i < n && problems.length < 10; i++) {
       if (store.keys[i] !== recordKey(i).toString('latin1')) problems.push(`__keys__[${i}] is ${store.keys[i]}`);
     }
-    const rand = seededRandom(opts.seed ?? 1);
+    const rng = new Rng(opts.seed ?? 1);
     const picks = new Set<number>(opts.expected?.keys() ?? []);
-    for (let s = 0; s < Math.min(opts.sample ?? 16, n); s++) picks.add(Math.floor(rand() * n));
+    for (let s = 0; s < Math.min(opts.sample ?? 16, n); s++) picks.add(rng.int(n));
     for (const i of [...picks].sort((a, b) => a - b)) {
       try {
         const v = store.value(i);

@@ -1,0 +1,24 @@
+/**
+ * @file `@k3m-kit/core`: what every stage shares, and nothing stage-specific. The TensorFlow.js
+ * back-end choice is the separate entry `@k3m-kit/core/backend`, so stages without a model do not
+ * load TensorFlow.js.
+ */
+
+// Errors and exit codes
+export * from './errors.ts';
+// Files: atomic writes
+export * from './atomic.ts';
+// Work split: --shard i/N and the schedulers' variables
+export * from './shard.ts';
+// Accounting: the count ledger, reject logs, reports
+export * from './ledger.ts';
+export * from './rejects.ts';
+export * from './report.ts';
+// People: progress bars
+export * from './progress.ts';
+// CLI: common options, config files, the runner
+export * from './cli.ts';
+// Randomness: the one seeded generator
+export * from './rng.ts';
+// Tensors on disk: safetensors
+export * from './safetensors.ts';

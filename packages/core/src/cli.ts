@@ -41,6 +41,16 @@ export function floatArg(option: string, lo = -Infinity, hi = Infinity) {
   };
 }
 
+/** The common options as flags and config files give them (before the shard is resolved). */
+export const CommonFlagsSchema = z.object({
+  workDir: z.string().min(1),
+  config: z.string().optional(),
+  shard: z.string().optional(),
+  numShards: z.number().int().positive().optional(),
+  quiet: z.boolean(),
+  json: z.boolean(),
+});
+
 export interface CommonFlags {
   workDir: string;
   config?: string;

@@ -18,6 +18,7 @@ export * from './report.ts';
 export * from './progress.ts';
 // CLI: common options, config files, the runner
 export * from './cli.ts';
+export * from './options.ts';
 // Randomness: the one seeded generator
 export * from './rng.ts';
 // Tensors on disk: safetensors

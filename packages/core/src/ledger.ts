@@ -4,6 +4,8 @@
  * per record that reached the output) and its reject log (`rejected`, once per reject line).
  * `in` is therefore counted at the source, never derived from the other two, and
  * `reconciles` is a real comparison that fails when a record slipped through unaccounted.
+ * A record deliberately left out that is not bad (training stopped by a step budget) is
+ * `skipped`, with its reason, and counted where it is left.
  */
 import { CappedCounter } from './counter.ts';
 
@@ -16,7 +18,9 @@ export interface LedgerCounts {
   /** Records rejected, counted by the reject log, in total and by reason. */
   rejected: number;
   rejectedByReason: Record<string, number>;
-  /** `in === written + rejected`: false means a record was lost or counted twice. */
+  /** Records neither written nor bad, left out on purpose, by reason (absent when none). */
+  skippedByReason?: Record<string, number>;
+  /** `in === written + rejected + skipped`: false means a record was lost or counted twice. */
   reconciles: boolean;
 }
 
@@ -30,6 +34,7 @@ export class Ledger {
   private nIn = 0;
   private nWritten = 0;
   private readonly reasons = new CappedCounter();
+  private readonly skips = new CappedCounter();
 
   /** The reader saw `n` input records. */
   read(n = 1): void {
@@ -46,11 +51,17 @@ export class Ledger {
     this.reasons.add(reason, n);
   }
 
+  /** `n` good records were left out on purpose for `reason` (e.g. a step budget ended the epoch). */
+  skipped(reason: string, n = 1): void {
+    if (n > 0) this.skips.add(reason, n);
+  }
+
   /** Folds in the counts of a part (a shard's report, a worker's ledger). */
-  addCounts(c: Pick<LedgerCounts, 'in' | 'written' | 'rejectedByReason'>): void {
+  addCounts(c: Pick<LedgerCounts, 'in' | 'written' | 'rejectedByReason' | 'skippedByReason'>): void {
     this.nIn += c.in;
     this.nWritten += c.written;
     for (const [reason, n] of Object.entries(c.rejectedByReason)) this.reasons.add(reason, n);
+    for (const [reason, n] of Object.entries(c.skippedByReason ?? {})) this.skips.add(reason, n);
   }
 
   get in(): number {
@@ -65,15 +76,21 @@ export class Ledger {
     return this.reasons.total;
   }
 
-  /** The report fields, with `reconciles` compared from the three independent counts. */
+  get skippedTotal(): number {
+    return this.skips.total;
+  }
+
+  /** The report fields, with `reconciles` compared from the independent counts. */
   counts(): LedgerCounts {
     const rejected = this.reasons.total;
+    const skipped = this.skips.total;
     return {
       in: this.nIn,
       written: this.nWritten,
       rejected,
       rejectedByReason: this.reasons.toJSON(),
-      reconciles: this.nIn === this.nWritten + rejected,
+      ...(skipped ? { skippedByReason: this.skips.toJSON() } : {}),
+      reconciles: this.nIn === this.nWritten + rejected + skipped,
     };
   }
 }

@@ -24,6 +24,18 @@ describe('Ledger', () => {
     expect(l.counts().reconciles).toBe(false);
   });
 
+  it('counts good records left out on purpose as skipped, by reason', () => {
+    const l = new Ledger();
+    l.read(10);
+    l.wrote(7);
+    l.rejected('bad');
+    l.skipped('step budget reached', 2);
+    expect(l.counts()).toEqual({ in: 10, written: 7, rejected: 1, rejectedByReason: { bad: 1 }, skippedByReason: { 'step budget reached': 2 }, reconciles: true });
+    l.skipped('step budget reached', 0);
+    l.read();
+    expect(l.counts().reconciles).toBe(false);
+  });
+
   it('folds in parts (shards) by reason', () => {
     const l = new Ledger();
     l.addCounts({ in: 4, written: 3, rejectedByReason: { a: 1 } });

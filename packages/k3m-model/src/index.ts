@@ -37,7 +37,9 @@ export { embedding, registerKernels } from './ops/segment-sum.ts';
 // ---- Training ----
 export { AdamW, REFERENCE_ADAMW, decays, warmupLinear, clipByGlobalNorm, type AdamWOptions } from './train/adamw.ts';
 export { CHECKPOINT_FILES, readCheckpoint, readModelFiles, writeCheckpoint, hasCheckpoint, type Checkpoint, type TrainerState } from './codecs/checkpoint.ts';
-export { pretrain, pretrainStageName, modalitySetup, RUN_CONFIG_FILE, type PretrainOptions, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';
+export { pretrain, pretrainStageName, plannedSteps, RUN_CONFIG_FILE, type EpochCounts, type PretrainIo, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';
+export { PRETRAIN_OPTIONS, PretrainOptionsSchema, pretrainConfig, modalitySetup, corruptionOf, fixesOf, type PretrainConfig } from './train/config.ts';
+export { pretrainReport, pretrainTable, type PretrainReport } from './train/report.ts';
 export { lmdbSource, workDirSources, arraySource, LMDB_FILES, type RecordSource } from './train/records.ts';
 
 // ---- Evaluation ----

@@ -1,12 +1,12 @@
 /**
- * Records to batches: epoch length floor(N/B), shuffling through a bounded seeded buffer,
+ * Records to batches: epoch length ceil(N/B) (no record dropped), shuffling through a bounded seeded buffer,
  * validation order and reproducibility, resume by skipBatches, corruption inside batches and
  * rejection of inconsistent records.
  */
 import { describe, expect, it } from 'vitest';
 import type { Batch } from '../src/data/batch.ts';
-import { batches, shuffleBuffer, type PipelineOptions } from '../src/data/pipeline.ts';
-import { Rng } from '@k3m-kit/core';
+import { Ledger, Rng } from '@k3m-kit/core';
+import { batchCount, batches, shuffleBuffer, STOPPED_EARLY, type PipelineOptions } from '../src/data/pipeline.ts';
 import { makeRecord } from '../src/data/testing.ts';
 import { K3mTokenizer } from '../src/data/tokenizer.ts';
 
@@ -29,14 +29,50 @@ const collect = async (opts: Partial<PipelineOptions>, rs = records()) => {
 const ids = (bs: Batch[]) => bs.flatMap((b) => b.imageIds);
 
 describe('batches', () => {
-  it('yields floor(N/B) full batches per epoch, each record at most once; the rest with dropLast false', async () => {
+  it('keeps every record: ceil(N/B) batches, each record exactly once, a smaller last batch', async () => {
     const bs = await collect({});
-    expect(bs).toHaveLength(Math.floor(N / 4));
-    expect(bs.every((b) => b.shape.batchSize === 4 && b.inputIds.length === 4 * 36 && b.imageFeat.length === 4 * 37 * 4)).toBe(true);
-    expect(new Set(ids(bs)).size).toBe(20);
-    const all = await collect({ dropLast: false });
-    expect(all.map((b) => b.shape.batchSize)).toEqual([4, 4, 4, 4, 4, 3]);
-    expect(new Set(ids(all)).size).toBe(N);
+    expect(bs.map((b) => b.shape.batchSize)).toEqual([4, 4, 4, 4, 4, 3]);
+    expect(bs.every((b) => b.inputIds.length === b.shape.batchSize * 36 && b.imageFeat.length === b.shape.batchSize * 37 * 4)).toBe(true);
+    expect(ids(bs).length).toBe(N);
+    expect(new Set(ids(bs)).size).toBe(N);
+    expect(batchCount(N, 4)).toBe(6);
+  });
+
+  it('with minBatch 2, a trailing single record joins the batch before it instead of being dropped', async () => {
+    const rs = records().slice(0, 21);
+    const sizes: number[] = [];
+    const bs = await collect({ minBatch: 2, onBatch: ({ size }) => sizes.push(size) }, rs);
+    expect(bs.map((b) => b.shape.batchSize)).toEqual([4, 4, 4, 4, 5]);
+    expect(sizes).toEqual([4, 4, 4, 4, 5]);
+    expect(new Set(ids(bs)).size).toBe(21);
+    expect(batchCount(21, 4, 2)).toBe(5);
+    expect(batchCount(22, 4, 2)).toBe(6);
+    expect(batchCount(1, 4, 2)).toBe(1);
+    // resume: skipped batches are announced (for accounting) but not built
+    const seen: { size: number; skipped: boolean }[] = [];
+    const rest = await collect({ minBatch: 2, skipBatches: 3, onBatch: ({ size, skipped }) => seen.push({ size, skipped }) }, rs);
+    expect(rest.map((b) => b.shape.batchSize)).toEqual([4, 5]);
+    expect(seen.filter((x) => x.skipped).map((x) => x.size)).toEqual([4, 4, 4]);
+  });
+
+  it('counts an epoch in a ledger: read at the source, batched, rejected, and held records when stopped early', async () => {
+    const rs = records();
+    rs[3] = makeRecord({ imageId: 'bad', numBoxes: 2, featureDim: 9, numClasses: 3 });
+    const whole = new Ledger();
+    await collect({ ledger: whole, onReject: () => {} }, rs);
+    expect(whole.counts()).toEqual({ in: N, written: N - 1, rejected: 1, rejectedByReason: { 'feature width 9, expected 4': 1 }, reconciles: true });
+    const cut = new Ledger();
+    let trained = 0;
+    for await (const b of batches(stream(rs), { ...base, ledger: cut, onReject: () => {} })) {
+      trained += b.shape.batchSize;
+      if (trained >= 8) break;
+    }
+    const c = cut.counts();
+    expect(c.written).toBe(8);
+    // the shuffle buffer (8) and the groups were holding records when training stopped
+    expect(c.skippedByReason![STOPPED_EARLY]).toBeGreaterThan(0);
+    expect(c.in).toBeLessThan(N);
+    expect(c.reconciles).toBe(true);
   });
 
   it('shuffles in train mode, reproducibly for a seed, differently per epoch', async () => {
@@ -45,13 +81,13 @@ describe('batches', () => {
     const c = ids(await collect({ seed: 1, epoch: 1 }));
     expect(a).toEqual(b);
     expect(a).not.toEqual(c);
-    expect(a).not.toEqual(records().slice(0, 20).map((r) => r.imageId));
+    expect(a).not.toEqual(records().map((r) => r.imageId));
   });
 
   it('keeps order in validation mode and masks the same way for the same seed and epoch', async () => {
     const v1 = await collect({ mode: 'validation', seed: 3 });
     const v2 = await collect({ mode: 'validation', seed: 3 });
-    expect(ids(v1)).toEqual(records().slice(0, 20).map((r) => r.imageId));
+    expect(ids(v1)).toEqual(records().map((r) => r.imageId));
     expect(v1.map((b) => [...b.inputIds])).toEqual(v2.map((b) => [...b.inputIds]));
     expect(v1.map((b) => [...b.imageLabel])).toEqual(v2.map((b) => [...b.imageLabel]));
     // masking is on at validation, as in the reference
@@ -80,7 +116,7 @@ describe('batches', () => {
   it('applies corruption within each batch', async () => {
     const bs = await collect({ corruption: { dropImage: 1, dropTitle: 1 } });
     for (const b of bs) {
-      for (let i = 0; i < 4; i++) {
+      for (let i = 0; i < b.shape.batchSize; i++) {
         expect([...b.imageMask.subarray(i * 37, (i + 1) * 37)].reduce((x, y) => x + y)).toBe(1);
         expect([...b.inputIds.subarray(i * 36, i * 36 + 3)]).toEqual([tok.ids.cls, tok.ids.sep, 0]);
       }
@@ -95,7 +131,8 @@ describe('batches', () => {
     const bs = await collect({ mode: 'validation', onReject: (r, why) => rejected.push(`${r.imageId}: ${why}`) }, rs);
     expect(rejected).toEqual(['bad: feature width 9, expected 4']);
     expect(ids(bs)).not.toContain('bad');
-    expect(bs).toHaveLength(5);
+    expect(ids(bs)).toHaveLength(N - 1);
+    expect(bs.map((b) => b.shape.batchSize)).toEqual([4, 4, 4, 4, 4, 2]);
     await expect(collect({ mode: 'validation' }, rs)).rejects.toThrow(/record bad: feature width 9/);
   });
 });

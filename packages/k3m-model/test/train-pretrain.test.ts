@@ -10,9 +10,10 @@ import { readSafetensors } from '@k3m-kit/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend } from '../src/backend.ts';
 import { makeRecord } from '../src/data/testing.ts';
-import { DEFAULT_FIXES } from '../src/model/k3m.ts';
-import { modalitySetup, pretrain, type PretrainOptions } from '../src/train/pretrain.ts';
-import { arraySource } from '../src/train/records.ts';
+import { STOPPED_EARLY } from '../src/data/pipeline.ts';
+import { modalitySetup, pretrainConfig } from '../src/train/config.ts';
+import { pretrain, type PretrainIo } from '../src/train/pretrain.ts';
+import { arraySource, type RecordSource } from '../src/train/records.ts';
 import { encodeRecords, loadModel, REPRESENTATION_NAMES } from '../src/model/represent.ts';
 
 const WORDS = ['红色', '蓝色', '棉', '麻', '连衣裙', '衬衫', '夏季', '新款', '女装', '男装'];
@@ -69,31 +70,14 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-const base = (over: Partial<PretrainOptions>): PretrainOptions => ({
-  workDir: work,
-  name: 'run',
-  preset: 'k3m-small',
-  model: TINY,
-  train: arraySource(records(24, 0)),
-  validation: arraySource(records(8, 1)),
-  epochs: 1,
-  batchSize: 4,
-  lr: 1e-3,
-  warmup: 0.1,
-  accumulate: 1,
-  seed: 7,
-  fusionMode: 1,
-  modalities: ['title', 'image', 'knowledge'],
-  corruption: {},
-  fixes: DEFAULT_FIXES,
-  knowledgeMasking: 'reference',
-  resume: false,
-  checkpointEvery: 3,
-  shuffleBuffer: 8,
-  quiet: true,
-  backend: 'wasm',
-  ...over,
-});
+type RunOptions = Partial<Parameters<typeof pretrainConfig>[0]> & Partial<Pick<PretrainIo, 'signal' | 'onStep'>> & { train?: RecordSource; validation?: RecordSource };
+
+/** A tiny run on in-memory records: 24 training and 8 validation records unless given. */
+const run = ({ train, validation, signal, onStep, ...over }: RunOptions) =>
+  pretrain(
+    pretrainConfig({ workDir: work, name: 'run', model: TINY, epochs: 1, batchSize: 4, lr: 1e-3, seed: 7, checkpointEvery: 3, shuffleBuffer: 8, ...over }),
+    { train: train ?? arraySource(records(24, 0)), validation: validation ?? arraySource(records(8, 1)), backend: 'wasm', signal, onStep },
+  );
 
 const stepLosses = async (dir: string) =>
   (await readFile(join(dir, 'metrics.jsonl'), 'utf8'))
@@ -105,7 +89,7 @@ const stepLosses = async (dir: string) =>
 
 describe('pretrain', () => {
   it('an interrupted run resumed from its checkpoint logs the same losses as an uninterrupted one', async () => {
-    const full = await pretrain(base({ name: 'full', steps: 8, epochs: 2 }));
+    const full = await run({ name: 'full', steps: 8, epochs: 2 });
     expect(full.steps).toBe(8);
     expect(full.validation.length).toBeGreaterThanOrEqual(2);
     const want = await stepLosses(full.runDir);
@@ -113,10 +97,10 @@ describe('pretrain', () => {
     for (const [, loss] of want) expect(Number.isFinite(loss)).toBe(true);
 
     const ctl = new AbortController();
-    const cut = await pretrain(base({ name: 'cut', steps: 8, epochs: 2, signal: ctl.signal, onStep: (m) => m.step === 5 && ctl.abort() }));
+    const cut = await run({ name: 'cut', steps: 8, epochs: 2, signal: ctl.signal, onStep: (m) => m.step === 5 && ctl.abort() });
     expect(cut.aborted).toBe(true);
     expect(cut.steps).toBe(5);
-    const resumed = await pretrain(base({ name: 'cut', steps: 8, epochs: 2, resume: true }));
+    const resumed = await run({ name: 'cut', steps: 8, epochs: 2, resume: true });
     expect(resumed.resumedFrom).toBe(3);
     expect(await stepLosses(resumed.runDir)).toEqual(want);
 
@@ -125,8 +109,32 @@ describe('pretrain', () => {
     expect(sd.has('cls.predictions.decoder.weight')).toBe(true);
   });
 
+  it('trains on every record and counts each epoch independently of what it trained', async () => {
+    const rs = records(22, 2);
+    rs[5] = makeRecord({ imageId: 'bad', numBoxes: 2, featureDim: 9, numClasses: 12 });
+    // 21 usable records at batch 4: four batches of 4 and one of 5 (the single one joins it)
+    const r = await run({ name: 'count', epochs: 2, train: arraySource(rs) });
+    expect(r.steps).toBe(10);
+    expect(r.epochs.map((e) => [e.epoch, e.in, e.written, e.rejected, e.complete, e.reconciles])).toEqual([
+      [0, rs.length, 21, 1, true, true],
+      [1, rs.length, 21, 1, true, true],
+    ]);
+    expect(r.records).toMatchObject({ in: 22, written: 21, rejected: 1, reconciles: true });
+    const lines = (await readFile(join(work, 'rejects', 'k3m-model-pretrain-count.jsonl'), 'utf8')).trim().split('\n');
+    expect(lines.map((l) => (JSON.parse(l) as { id: string }).id)).toEqual(['bad']);
+
+    // a step budget that ends the epoch early: the records not reached are skipped, with why
+    const cut = await run({ name: 'budget', steps: 2, train: arraySource(records(24, 2)) });
+    const e = cut.epochs[0]!;
+    expect(e.complete).toBe(false);
+    expect(e.written).toBe(8);
+    expect(e.skippedByReason?.[STOPPED_EARLY]).toBeGreaterThan(0);
+    expect(e.in).toBe(e.written + e.skippedByReason![STOPPED_EARLY]!);
+    expect(e.reconciles).toBe(true);
+  });
+
   it('training lowers every validation loss (before training vs the last epoch)', async () => {
-    const r = await pretrain(base({ name: 'learn', epochs: 4, lr: 3e-3, train: arraySource(learnableRecords(48, 0)), validation: arraySource(learnableRecords(24, 0)) }));
+    const r = await run({ name: 'learn', epochs: 4, lr: 3e-3, train: arraySource(learnableRecords(48, 0)), validation: arraySource(learnableRecords(24, 0)) });
     const first = r.validation[0]!;
     const last = r.validation.at(-1)!;
     expect(first.epoch).toBe(-1);
@@ -142,7 +150,7 @@ describe('pretrain', () => {
   });
 
   it('--modalities title,image trains without knowledge losses; its representations ignore knowledge', async () => {
-    const r = await pretrain(base({ name: 'noknow', steps: 3, modalities: ['title', 'image'] }));
+    const r = await run({ name: 'noknow', steps: 3, modalities: ['title', 'image'] });
     const last = r.stepMetrics.at(-1)!;
     expect(last.losses.masked_loss_pv).toBeUndefined();
     expect(last.losses.loss_tri).toBeUndefined();

@@ -123,9 +123,11 @@ export async function buildVocab(texts: Iterable<string> | AsyncIterable<string>
 }
 
 /** The texts a vocabulary is built from: each record's title and knowledge string. */
-export async function* recordTexts(records: AsyncIterable<K3mRecord> | Iterable<K3mRecord>): AsyncGenerator<string> {
+export async function* recordTexts(records: AsyncIterable<K3mRecord> | Iterable<K3mRecord>, onUsed?: (r: K3mRecord) => void): AsyncGenerator<string> {
   for await (const r of records) {
     yield r.caption;
     yield r.pv;
+    // Resumed only when the consumer asks for more: both texts of `r` were taken.
+    onUsed?.(r);
   }
 }

@@ -90,7 +90,6 @@ export async function encodeRecords(model: K3mModel, records: readonly K3mRecord
     tokenizer: model.tokenizer,
     batchSize: o.batchSize ?? 16,
     mode: 'validation',
-    dropLast: false,
     titleMaskProb: 0,
     knowledgeMasking: 'none',
     regionMaskProb: 0,

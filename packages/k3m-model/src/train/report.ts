@@ -1,0 +1,86 @@
+/**
+ * @file `reports/k3m-model-pretrain*.json` and its table: the records as the epochs counted
+ * them, the back end, the step budget, first and last losses and accuracies, throughput.
+ */
+import { formatTable, type TableRow } from '@k3m-kit/core';
+import { LOSS_NAMES } from '../model/k3m.ts';
+import { fixesOf, fusionModeOf, type PretrainConfig } from './config.ts';
+import type { PretrainResult, StepMetrics } from './pretrain.ts';
+
+const meanOf = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+
+function lossesOf(xs: StepMetrics[]): Record<string, number | null> {
+  return {
+    loss: meanOf(xs.map((m) => m.loss)),
+    ...Object.fromEntries(LOSS_NAMES.map((n) => [n, meanOf(xs.map((m) => m.losses[n]).filter((v): v is number => v !== undefined))])),
+  };
+}
+
+/** The report of one pretraining run. */
+export function pretrainReport(r: PretrainResult, c: PretrainConfig, backend: { name: string; line: string }, stage: string) {
+  const s = r.stepMetrics;
+  const k = Math.max(1, Math.floor(s.length / 10));
+  const sps = s.slice(1).map((m) => m.samples_per_s).sort((a, b) => a - b);
+  return {
+    stage,
+    ...r.records,
+    seconds: r.seconds,
+    /** Each epoch this process ran: read, trained, rejected, skipped. */
+    epochs: r.epochs,
+    backend: backend.name,
+    backendDetail: backend.line,
+    run: c.name,
+    runDir: r.runDir,
+    preset: c.preset,
+    parameters: r.parameters,
+    vocabSize: r.vocabSize,
+    vocabBuilt: r.vocabBuilt,
+    modalities: c.modalities,
+    fusionMode: fusionModeOf(c),
+    fixes: fixesOf(c),
+    steps: r.steps,
+    totalSteps: r.totalSteps,
+    epochsRun: r.epochsRun,
+    batchSize: c.batchSize,
+    accumulate: c.accumulate,
+    lr: c.lr,
+    resumedFrom: r.resumedFrom ?? null,
+    initFrom: r.initFrom ? { loaded: r.initFrom.loaded.length, skipped: r.initFrom.skipped } : null,
+    trainLossFirst: lossesOf(s.slice(0, k)),
+    trainLossLast: lossesOf(s.slice(-k)),
+    validationFirst: r.validation[0] ?? null,
+    validationLast: r.validation.at(-1) ?? null,
+    samplesPerSecond: sps.length ? sps[Math.floor(sps.length / 2)]! : (s[0]?.samples_per_s ?? 0),
+    // Steps only (data, forward, backward, update); validation passes excluded.
+    msPerStep: meanOf(s.map((m) => (1000 * c.batchSize * c.accumulate) / m.samples_per_s)) ?? 0,
+    trainSeconds: r.trainSeconds,
+  };
+}
+
+export type PretrainReport = ReturnType<typeof pretrainReport>;
+
+/** The readable table of a {@link PretrainReport}. */
+export function pretrainTable(r: PretrainReport): string {
+  const f = (x: unknown) => (typeof x === 'number' ? x.toFixed(4) : '-');
+  const rows: TableRow[] = [
+    ['backend', r.backend],
+    ['run', r.runDir],
+    ['parameters', r.parameters],
+    ['records in / trained / rejected', `${r.in} / ${r.written} / ${r.rejected}`],
+    ...r.epochs.map((e): TableRow => [`epoch ${e.epoch} records trained`, `${e.written} of ${e.in}${e.complete ? '' : ' (stopped early)'}`]),
+    ['reconciles', r.reconciles],
+    ['steps', `${r.steps} / ${r.totalSteps} (${r.epochsRun} epochs)`],
+    ['train loss first -> last', `${f(r.trainLossFirst.loss)} -> ${f(r.trainLossLast.loss)}`],
+  ];
+  for (const n of LOSS_NAMES) {
+    const a = r.validationFirst?.losses[n];
+    const b = r.validationLast?.losses[n];
+    if (a !== undefined || b !== undefined) rows.push([`val ${n} first -> last`, `${f(a)} -> ${f(b)}`]);
+  }
+  if (r.validationLast) {
+    const acc = r.validationLast.accuracy;
+    rows.push(['val accuracy title/knowledge/structure', `${f(acc.title_mlm)} / ${f(acc.knowledge_mlm)} / ${f(acc.structure)}`]);
+  }
+  rows.push(['samples/s (median step)', r.samplesPerSecond], ['ms per step', r.msPerStep], ['seconds', r.seconds]);
+  return formatTable('k3m-model pretrain', rows);
+}

@@ -14,6 +14,7 @@ export * from './shard.ts';
 export * from './ledger.ts';
 export * from './rejects.ts';
 export * from './report.ts';
+export * from './summary.ts';
 // People: progress bars
 export * from './progress.ts';
 // CLI: common options, config files, the runner

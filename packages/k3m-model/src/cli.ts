@@ -29,7 +29,7 @@ import { DEFAULT_FIXES, ORIGINAL_BEHAVIOUR, type FusionMode } from './model/k3m.
 import { PRETRAIN_OPTIONS, PretrainOptionsSchema } from './train/config.ts';
 import { pretrain, pretrainStageName } from './train/pretrain.ts';
 import { lmdbSource, workDirSources, LMDB_FILES } from './train/records.ts';
-import { pretrainReport, pretrainTable } from './train/report.ts';
+import { pipelineSummary, pretrainReport, pretrainTable } from './train/report.ts';
 import { addEvaluateCommand } from './eval/command.ts';
 
 const FUSION_MODES = { '0': 0, '1': 1, '2': 2, '3': 3 } as const;
@@ -126,6 +126,18 @@ fw.action(async () => {
   const r = await forwardFiles({ ...o, fusionMode: FUSION_MODES[o.fusionMode] as FusionMode, fixes: o.fixes ? DEFAULT_FIXES : ORIGINAL_BEHAVIOUR });
   const report = { backend: backend.name, out: o.out, tensors: r.written.length, losses: r.losses };
   printReport(report, formatTable('k3m-model forward', [['backend', backend.name], ...Object.entries(r.losses).map(([k, v]) => [k, v] as TableRow), ['tensors written', r.written.length]]), { json: o.json });
+});
+
+const sum = program
+  .command('summary')
+  .description('after the pipeline: every stage report (in, written, rejected, time), the run\'s final losses and accuracies, and where its files are')
+  .option('--work-dir <dir>', 'work directory every stage reads and writes', 'work')
+  .option('--name <name>', 'training run', 'k3m-small')
+  .option('--json', 'print the summary as JSON on stdout', false);
+sum.action(async () => {
+  const o = sum.opts() as { workDir: string; name: string; json: boolean };
+  const s = await pipelineSummary(o.workDir, o.name);
+  process.stdout.write((o.json ? JSON.stringify(s.json, null, 2) : s.text) + '\n');
 });
 
 addEvaluateCommand(program);

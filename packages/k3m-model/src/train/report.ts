@@ -1,11 +1,15 @@
 /**
  * @file `reports/k3m-model-pretrain*.json` and its table: the records as the epochs counted
- * them, the back end, the step budget, first and last losses and accuracies, throughput.
+ * them, the back end, the step budget, first and last losses and accuracies, throughput; and
+ * the pipeline summary printed after the last stage.
  */
-import { formatTable, type TableRow } from '@k3m-kit/core';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { formatStageTable, formatTable, readStageReports, type TableRow } from '@k3m-kit/core';
 import { LOSS_NAMES } from '../model/k3m.ts';
 import { fixesOf, fusionModeOf, type PretrainConfig } from './config.ts';
-import type { PretrainResult, StepMetrics } from './pretrain.ts';
+import { pretrainStageName, type PretrainResult, type StepMetrics } from './pretrain.ts';
 
 const meanOf = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
 
@@ -83,4 +87,29 @@ export function pretrainTable(r: PretrainReport): string {
   }
   rows.push(['samples/s (median step)', r.samplesPerSecond], ['ms per step', r.msPerStep], ['seconds', r.seconds]);
   return formatTable('k3m-model pretrain', rows);
+}
+
+/**
+ * What `k3m-model summary` prints after the pipeline: every stage's counts and time, the run's
+ * final losses and accuracies, and where its checkpoint, loss curve and reports are.
+ */
+export async function pipelineSummary(workDir: string, name: string): Promise<{ text: string; json: object }> {
+  const stages = await readStageReports(workDir);
+  const reportPath = join(workDir, 'reports', `${pretrainStageName(name)}.json`);
+  const run = existsSync(reportPath) ? (JSON.parse(await readFile(reportPath, 'utf8')) as PretrainReport) : undefined;
+  const f = (x: unknown) => (typeof x === 'number' ? x.toFixed(3) : '-');
+  const lines = [`k3m-kit pipeline summary (${workDir})`, '', formatStageTable(stages), ''];
+  if (run) {
+    const v = run.validationLast;
+    lines.push(
+      `training run ${run.run}: ${run.steps} steps over ${run.epochsRun} epochs on ${run.backend}, ${run.written} records per epoch`,
+      `  train loss        ${f(run.trainLossFirst.loss)} -> ${f(run.trainLossLast.loss)}`,
+      ...LOSS_NAMES.map((n) => `  val ${n.padEnd(15)}${f(run.validationFirst?.losses[n])} -> ${f(v?.losses[n])}`),
+      `  val accuracy      title ${f(v?.accuracy.title_mlm)}, knowledge ${f(v?.accuracy.knowledge_mlm)}, structure ${f(v?.accuracy.structure)}`,
+      `  checkpoint        ${join(run.runDir, 'model.safetensors')}`,
+      `  loss curve        ${join(run.runDir, 'loss-curve.svg')}`,
+    );
+  } else lines.push(`no training report at ${reportPath}`);
+  lines.push(`  reports           ${join(workDir, 'reports')}/`, `  rejected records  ${join(workDir, 'rejects')}/`);
+  return { text: lines.join('\n'), json: { workDir, stages, run: run ?? null } };
 }

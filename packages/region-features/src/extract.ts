@@ -316,7 +316,8 @@ function buildReport(markers: PartMarker[], s: PartSettings, extra: { seconds: n
 /**
  * Runs the stage for `opts.shard`: segments already done with the same options are skipped,
  * a half-written segment is finished; when every segment of the manifest is done the outputs
- * are merged. Writes `reports/region-features.json` (or `.shard-i-of-N.json` before the merge).
+ * are merged. A shard of N writes `reports/region-features.shard-i-of-N.json`; the merge writes
+ * `reports/region-features.json`.
  */
 export async function extract(opts: ExtractOptions): Promise<ExtractReport> {
   const t0 = performance.now();
@@ -370,20 +371,25 @@ export async function extract(opts: ExtractOptions): Promise<ExtractReport> {
   const allDone = (await Promise.all(manifest.segments.map((e) => readMarker(opts.workDir, e.seg)))).every(
     (m, i) => m && m.fingerprint === fingerprint && m.file === manifest.segments[i]!.file,
   );
-  let outputs: string[] = [];
-  let reportMarkers = markers;
-  if (allDone) ({ markers: reportMarkers, outputs } = await mergeParts(opts.workDir));
-  const report = buildReport(reportMarkers, settings, {
-    seconds: (performance.now() - t0) / 1000,
-    processed,
-    computeSeconds,
-    skipped,
-    shard: opts.shard,
-    merged: allDone,
-    outputs,
-    backend: describeBackend(backend),
-  });
-  await writeReport(opts.workDir, allDone ? STAGE : STAGE + shardSuffix(opts.shard), report);
+  const reportOf = (ms: PartMarker[], merged: boolean, outputs: string[]) =>
+    buildReport(ms, settings, {
+      seconds: (performance.now() - t0) / 1000,
+      processed,
+      computeSeconds,
+      skipped,
+      shard: opts.shard,
+      merged,
+      outputs,
+      backend: describeBackend(backend),
+    });
+  // A shard always leaves its own report (a scheduler takes it as "this shard is done"), also
+  // when it is the last one and merges.
+  const own = reportOf(markers, false, []);
+  if (opts.shard.count > 1) await writeReport(opts.workDir, STAGE + shardSuffix(opts.shard), own);
+  if (!allDone) return own;
+  const merged = await mergeParts(opts.workDir);
+  const report = reportOf(merged.markers, true, merged.outputs);
+  await writeReport(opts.workDir, STAGE, report);
   return report;
 }
 

@@ -117,6 +117,8 @@ describe('extract', () => {
     expect(existsSync(featureTsvPath(d, 'train'))).toBe(false);
     const r1 = await extract(opts(d, { shard: { index: 1, count: 2 } }));
     expect(r1.merged).toBe(true);
+    // The last shard merges and still leaves its own report: schedulers read it as "shard done".
+    expect(JSON.parse(await readFile(join(d, 'reports/region-features.shard-1-of-2.json'), 'utf8'))).toMatchObject({ shard: '1/2', merged: false, segments: 1 });
     for (const [a, b] of outputs(d).map((p, i) => [p, outputs(single)[i]!])) expect(await readFile(a!)).toEqual(await readFile(b!));
     const m = await merge(d);
     expect(m).toMatchObject({ in: 6, written: 5, rejected: 1, reconciles: true });

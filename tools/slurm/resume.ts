@@ -7,12 +7,12 @@
  * (segment status, feature parts, LMDB commit marker; pretrain with `--resume`), so nothing is
  * done twice and nothing is lost.
  */
-import { UsageError, writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { IoError, UsageError, writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
 import { readJobsFile, writeJobsFile, jobsFilePath } from './jobs-file.ts';
 import { isDone, pipelineState, type StepState } from './pipeline-state.ts';
 import { planSteps, type StepName } from './pipeline.ts';
 import { renderScript } from './sbatch-script.ts';
-import { STARTED_STATES, WAITING_STATES, sbatch, sbatchArgv, scancel, squeue } from './scheduler.ts';
+import { STARTED_STATES, WAITING_STATES, sbatch, sbatchArgv, scancel, squeue, type QueueEntry } from './scheduler.ts';
 import { afterOk, scriptPath } from './submit.ts';
 
 
@@ -29,7 +29,28 @@ export interface ResumeStep {
   jobId?: string;
 }
 
+/** How long resume waits for killed jobs to finish ending (Slurm's KillWait is 30 s by default). */
+const SETTLE_MS = 120_000;
+
 const idOf = (jobId: string, shard: number | null) => (shard === null ? jobId : `${jobId}_${shard}`);
+
+/**
+ * The queue once none of `ids` is COMPLETING. A killed job stays COMPLETING until its processes
+ * are gone; resubmitting its shard before then could run it twice at once.
+ */
+async function settledQueue(ids: ReadonlySet<string>, waitMs: number): Promise<QueueEntry[]> {
+  const end = Date.now() + waitMs;
+  for (;;) {
+    const q = await squeue();
+    const ending = q.filter((e) => ids.has(e.jobId) && e.state === 'COMPLETING');
+    if (!ending.length) return q;
+    if (Date.now() > end) {
+      const list = ending.map((e) => idOf(e.jobId, e.task)).join(', ');
+      throw new IoError('squeue', `jobs ${list} are still ending after ${waitMs / 1000} s; run resume again once they are gone`);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
 
 /** What resume does with each step, from the pipeline's state. */
 export function resumePlan(states: readonly StepState[]): ResumeStep[] {
@@ -59,7 +80,8 @@ export function resumePlan(states: readonly StepState[]): ResumeStep[] {
 export async function resume(workDir: string, o: { dryRun: boolean }): Promise<ResumeStep[]> {
   const jobs = await readJobsFile(workDir);
   if (!jobs) throw new UsageError(`--work-dir ${workDir}: no ${jobsFilePath(workDir)} (run k3m-slurm submit first)`);
-  const states = await pipelineState(jobs, await squeue());
+  const ids = new Set(jobs.steps.flatMap((s) => s.jobs.map((j) => j.jobId)));
+  const states = await pipelineState(jobs, await settledQueue(ids, SETTLE_MS));
   const plan = resumePlan(states);
   const planned = planSteps(jobs.pipeline.shards);
   const p = { ...jobs.pipeline, workDir: jobs.workDir };

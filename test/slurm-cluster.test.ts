@@ -65,7 +65,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function waitForPipeline(workDir: string): Promise<StepStatus[]> {
   const end = Date.now() + PIPELINE_MS;
   for (;;) {
-    const rows = await status(workDir);
+    const { steps: rows, queueError } = await status(workDir);
+    if (queueError) throw new Error(queueError);
     if (rows.every((r) => r.state === 'done')) return rows;
     const bad = rows.find((r) => r.state === 'failed' || r.state === 'blocked');
     if (bad || Date.now() > end) {

@@ -102,8 +102,9 @@ program
   .option('--work-dir <dir>', 'work directory of the submission', 'work')
   .option('--json', 'print the status as JSON', false)
   .action(async (o: { workDir: string; json: boolean }) => {
-    const rows = await status(resolve(o.workDir));
-    process.stdout.write(o.json ? JSON.stringify(rows, null, 2) + '\n' : statusTable(rows) + '\n');
+    const r = await status(resolve(o.workDir));
+    process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : statusTable(r.steps) + '\n');
+    if (r.queueError && !o.json) process.stderr.write(`k3m-slurm: Slurm states unknown (${r.queueError}); the report counts above stand\n`);
   });
 
 program

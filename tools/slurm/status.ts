@@ -16,8 +16,11 @@ export interface StepStatus {
   /** Shards (or 1 for a single job) whose report is written, of how many. */
   done: number;
   of: number;
-  /** failed: a shard ended without its report (resume); blocked: waits on a step that failed. */
-  state: 'done' | 'failed' | 'running' | 'blocked' | 'waiting' | 'not started';
+  /**
+   * failed: a shard ended without its report (resume); blocked: waits on a step that failed;
+   * unknown: not done, and squeue could not be asked.
+   */
+  state: 'done' | 'failed' | 'running' | 'blocked' | 'waiting' | 'not started' | 'unknown';
   /** Summed over the written reports. */
   in: number;
   written: number;
@@ -25,7 +28,7 @@ export interface StepStatus {
   reconciles: boolean;
 }
 
-function summarise(st: StepState): StepStatus {
+function summarise(st: StepState, queueKnown: boolean): StepStatus {
   const slurm: Record<string, number> = {};
   for (const s of st.shards) if (s.queue && !isDone(s)) slurm[s.queue.state] = (slurm[s.queue.state] ?? 0) + 1;
   const reports = st.shards.flatMap((s) => (s.report ? [s.report.counts] : []));
@@ -38,6 +41,7 @@ function summarise(st: StepState): StepStatus {
   const blocked = st.shards.some((s) => !isDone(s) && s.queue?.reason === 'DependencyNeverSatisfied');
   const state: StepStatus['state'] =
     done === of ? 'done'
+    : !queueKnown ? 'unknown'
     : failed ? 'failed'
     : states.some((k) => STARTED_STATES.includes(k)) ? 'running'
     : blocked ? 'blocked'
@@ -58,11 +62,18 @@ function summarise(st: StepState): StepStatus {
 }
 
 /**
- * The status of the pipeline submitted into `workDir`.
- * @example (await status('/shared/w')).find((s) => s.step === 'extract')?.done
+ * The status of the pipeline submitted into `workDir`. Without a reachable controller the
+ * reports still count; `queueError` then says why Slurm's side is missing.
+ * @example (await status('/shared/w')).steps.find((s) => s.step === 'extract')?.done
  */
-export async function status(workDir: string): Promise<StepStatus[]> {
+export async function status(workDir: string): Promise<{ steps: StepStatus[]; queueError?: string }> {
   const jobs = await readJobsFile(workDir);
   if (!jobs) throw new UsageError(`--work-dir ${workDir}: no ${jobsFilePath(workDir)} (run k3m-slurm submit first)`);
-  return (await pipelineState(jobs, await squeue())).map(summarise);
+  let queueError: string | undefined;
+  const queue = await squeue().catch((e: Error) => {
+    queueError = e.message;
+    return [];
+  });
+  const steps = (await pipelineState(jobs, queue)).map((st) => summarise(st, queueError === undefined));
+  return queueError === undefined ? { steps } : { steps, queueError };
 }

@@ -218,6 +218,18 @@ describe('status and resume decisions', () => {
   });
 });
 
+describe('status without a reachable controller', () => {
+  it('still shows the report counts, says the Slurm states are unknown, and exits 0', async () => {
+    const w = join(root, 'state');
+    await writeFile(join(w, 'slurm', 'jobs.json'), encodeJobsFile(jobsFile(w)));
+    const r = cli(['status', '--work-dir', w]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^build-data\s+done\s+3\/3\s+-\s+100\s+15\s+12\s+3\s+true$/m);
+    expect(r.stdout).toMatch(/^extract\s+unknown\s+1\/3\s/m);
+    expect(r.stderr).toMatch(/Slurm states unknown \(.*squeue not found on PATH/);
+  });
+});
+
 describe('jobs.json', () => {
   it('round-trips and names what is wrong with a bad one', () => {
     const f = jobsFile('/w');

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import { UsageError, intArg, runCli } from '@k3m-kit/raw-ingest/stage';
+import { UsageError, intArg, runCli } from '@k3m-kit/core';
 import { parseInputSpec } from '@k3m-kit/raw-ingest';
 import { STAGE_ARG_FLAGS, splitStageArgs, type StageArgKey } from './pipeline.ts';
 import { resume } from './resume.ts';

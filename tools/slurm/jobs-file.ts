@@ -12,7 +12,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { IoError, writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { IoError, writeFileAtomic } from '@k3m-kit/core';
 import { STAGE_ARG_FLAGS, STEP_NAMES, type StageArgKey } from './pipeline.ts';
 import { SLURM_DIR } from './sbatch-script.ts';
 

@@ -11,7 +11,7 @@
  * dependants wait for what the merge waited for.
  */
 import { parse } from 'shell-quote';
-import { UsageError, shardSuffix, type Shard } from '@k3m-kit/raw-ingest/stage';
+import { UsageError, shardSuffix, type Shard } from '@k3m-kit/core';
 
 /** The steps in submission order (a step only waits for steps before it). */
 export const STEP_NAMES = Object.freeze([

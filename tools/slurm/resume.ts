@@ -7,7 +7,7 @@
  * (segment status, feature parts, LMDB commit marker; pretrain with `--resume`), so nothing is
  * done twice and nothing is lost.
  */
-import { IoError, UsageError, writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { IoError, UsageError, writeFileAtomic } from '@k3m-kit/core';
 import { readJobsFile, writeJobsFile, jobsFilePath } from './jobs-file.ts';
 import { isDone, pipelineState, type StepState } from './pipeline-state.ts';
 import { planSteps, type StepName } from './pipeline.ts';

@@ -5,7 +5,7 @@
  * `MinJobAge` (300 s by default); the stage reports are what say a step is done.
  */
 import { execFile } from 'node:child_process';
-import { IoError } from '@k3m-kit/raw-ingest/stage';
+import { IoError } from '@k3m-kit/core';
 
 /** A job or array task as `squeue` shows it. */
 export interface QueueEntry {

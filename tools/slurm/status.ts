@@ -2,7 +2,7 @@
  * @file `k3m-slurm status`: one row per step with its jobs, what Slurm says about them, how many
  * shards have written their report, and the counts those reports give.
  */
-import { UsageError } from '@k3m-kit/raw-ingest/stage';
+import { UsageError } from '@k3m-kit/core';
 import { jobsFilePath, readJobsFile } from './jobs-file.ts';
 import { isDone, pipelineState, type StepState } from './pipeline-state.ts';
 import { ACTIVE_STATES, STARTED_STATES, squeue } from './scheduler.ts';

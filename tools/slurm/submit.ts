@@ -7,7 +7,7 @@
 import { stat, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseInputSpec } from '@k3m-kit/raw-ingest';
-import { UsageError, writeFileAtomic } from '@k3m-kit/raw-ingest/stage';
+import { UsageError, writeFileAtomic } from '@k3m-kit/core';
 import { readJobsFile, writeJobsFile, STAMP_FILE, type JobsFile } from './jobs-file.ts';
 import { planSteps, type PipelineOptions, type PlannedStep, type StepName } from './pipeline.ts';
 import { renderScript, SLURM_DIR, type ClusterOptions } from './sbatch-script.ts';

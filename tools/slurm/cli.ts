@@ -50,7 +50,7 @@ const sub = program
   .option('--work-dir <dir>', 'work directory on the shared filesystem', 'work')
   .option('--input <file[:train|:val]>', 'raw TSV and its split role, as build-data takes it (repeatable)', collect, [])
   .addOption(new Option('--shards <n>', 'array tasks per sharded stage (build-data, extract, convert)').argParser(intArg('--shards', 1)).makeOptionMandatory())
-  .addOption(new Option('--partition <p>', 'partition of every job').argParser(word('--partition')))
+  .addOption(new Option('--partition <p>', 'partition of the jobs (of the CPU steps when --gpu-partition is given)').argParser(word('--partition')))
   .addOption(new Option('--gpu-partition <g>', 'partition of extract and pretrain, which then ask for --gpu-gres').argParser(word('--gpu-partition')))
   .addOption(new Option('--gpu-gres <gres>', 'generic resource a GPU job asks for').argParser(word('--gpu-gres')).default('gpu:1'))
   .addOption(new Option('--account <a>', 'account charged').argParser(word('--account')))

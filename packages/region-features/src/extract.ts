@@ -385,7 +385,7 @@ export async function extract(opts: ExtractOptions): Promise<ExtractReport> {
   // A shard always leaves its own report (a scheduler takes it as "this shard is done"), also
   // when it is the last one and merges.
   const own = reportOf(markers, false, []);
-  if (opts.shard.count > 1) await writeReport(opts.workDir, STAGE + shardSuffix(opts.shard), own);
+  if (opts.shard.count > 1 || !allDone) await writeReport(opts.workDir, STAGE + shardSuffix(opts.shard), own);
   if (!allDone) return own;
   const merged = await mergeParts(opts.workDir);
   const report = reportOf(merged.markers, true, merged.outputs);

@@ -28,7 +28,8 @@ export function parseShard(text: string, option = '--shard'): Shard {
 
 /**
  * The shard this process runs: `--shard` first, then `JOB_COMPLETION_INDEX` with
- * `--num-shards` (Kubernetes Indexed Jobs), then `SLURM_ARRAY_TASK_ID`/`SLURM_ARRAY_TASK_COUNT`,
+ * `--num-shards` (Kubernetes Indexed Jobs), then `SLURM_ARRAY_TASK_ID` with `--num-shards` (the
+ * task id is the shard), or with `SLURM_ARRAY_TASK_COUNT` (the whole array submitted at once),
  * else the whole job.
  */
 export function resolveShard(
@@ -43,6 +44,10 @@ export function resolveShard(
       throw new UsageError(`--num-shards: required with JOB_COMPLETION_INDEX=${env.JOB_COMPLETION_INDEX} (set it to the Indexed Job's completions)`);
     }
     return parseShard(`${env.JOB_COMPLETION_INDEX}/${numShards}`, 'JOB_COMPLETION_INDEX/--num-shards');
+  }
+  if (env.SLURM_ARRAY_TASK_ID !== undefined && numShards !== undefined) {
+    // A resubmitted subset (`sbatch --array=1`) has SLURM_ARRAY_TASK_COUNT=1: N must come from --num-shards.
+    return parseShard(`${env.SLURM_ARRAY_TASK_ID}/${numShards}`, 'SLURM_ARRAY_TASK_ID/--num-shards');
   }
   if (env.SLURM_ARRAY_TASK_ID !== undefined && env.SLURM_ARRAY_TASK_COUNT !== undefined) {
     // Slurm arrays may start at SLURM_ARRAY_TASK_MIN (often 1); shards are zero-based.

@@ -17,6 +17,10 @@ describe('shards', () => {
     expect(resolveShard(undefined, undefined, {})).toEqual(WHOLE);
   });
 
+  it('takes N from --num-shards for a Slurm task of a resubmitted subset (its task count is 1)', () => {
+    expect(resolveShard(undefined, 3, { SLURM_ARRAY_TASK_ID: '1', SLURM_ARRAY_TASK_COUNT: '1', SLURM_ARRAY_TASK_MIN: '1' })).toEqual({ index: 1, count: 3 });
+  });
+
   it('refuses JOB_COMPLETION_INDEX without --num-shards instead of running the whole job in every pod', () => {
     expect(() => resolveShard(undefined, undefined, { JOB_COMPLETION_INDEX: '1' })).toThrow(/--num-shards: required with JOB_COMPLETION_INDEX=1/);
   });

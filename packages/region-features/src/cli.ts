@@ -15,6 +15,7 @@ import {
   resolveCommon,
   runCli,
   type CommonFlags,
+  type TableRow,
 } from '@k3m-kit/core';
 import { BACKENDS } from '@k3m-kit/core/backend';
 import { TSV_FORMS } from './codecs/feature-tsv.ts';
@@ -38,6 +39,7 @@ const ExtractConfig = z.object({
   form: enumOf(TSV_FORMS),
   backend: enumOf(BACKENDS).optional(),
   prefetch: z.number().int().positive(),
+  attributes: z.boolean(),
 });
 
 const program = new Command().description('Faster R-CNN region features (bottom-up-attention, ResNet C4) to the K3M TSV');
@@ -54,7 +56,8 @@ const ext = addCommonOptions(
   .addOption(new Option('--rule <r>', 'box selection: k3m (NMS 0.5..0.9 until 36) or adaptive (10-100 boxes, conf 0.2)').choices(Object.keys(SELECTION_RULES)).default('k3m'))
   .addOption(new Option('--form <f>', "TSV cell form: k3m (b'...') or bare base64").choices(Object.keys(TSV_FORMS)).default('k3m'))
   .addOption(new Option('--backend <b>', 'TensorFlow.js back end (default: the first that loads)').choices(Object.keys(BACKENDS)))
-  .addOption(new Option('--prefetch <n>', 'images decoded ahead of the model').argParser(intArg('--prefetch', 1)).default(4));
+  .addOption(new Option('--prefetch <n>', 'images decoded ahead of the model').argParser(intArg('--prefetch', 1)).default(4))
+  .option('--attributes', 'add an attr_prob column: 401 attribute probabilities per box (needs faster_rcnn_from_caffe_attr weights)', false);
 ext.action(async () => {
   const cfg = await loadConfig(ExtractConfig, ext, ext.opts().config);
   const common = resolveCommon(cfg as CommonFlags);
@@ -72,6 +75,7 @@ ext.action(async () => {
     form: cfg.form,
     backend: cfg.backend,
     prefetch: cfg.prefetch,
+    attributes: cfg.attributes,
   });
   printReport(report, reportTable(report), common);
   if (report.randomInit && common.quiet && !common.json) process.stderr.write(`note: ${report.note}\n`);
@@ -87,7 +91,7 @@ mrg.action(async () => {
 const conv = program
   .command('convert-weights')
   .description('detectron2 pickle (faster_rcnn_from_caffe.pkl) to safetensors, names and shapes checked against the preset')
-  .argument('<pkl>', 'detectron2 checkpoint: {"model": {name: ndarray}} or a flat dict')
+  .argument('<pkl>', 'detectron2 checkpoint: {"model": {name: ndarray}} or a flat dict (pickle protocol 2-5)')
   .option('--out <file>', 'output safetensors (default: <pkl without .pkl>.safetensors)')
   .addOption(new Option('--preset <name>', 'preset the weights must fit').choices(Object.keys(PRESETS)).default('bua-r101-c4'))
   .option('--json', 'print the result as JSON', false);
@@ -99,12 +103,25 @@ conv.action(async (pkl: string) => {
   try {
     r = await convertWeights(pkl, out, o.preset);
   } catch (e) {
+    // Both messages start with the file's path.
     const name = (e as Error).name;
-    if (name === 'WeightsMismatchError' || name === 'PickleFormatError') throw new UsageError(`${pkl}: ${(e as Error).message}`);
+    if (name === 'WeightsMismatchError' || name === 'PickleFormatError') throw new UsageError((e as Error).message);
     throw e;
   }
+  if (r.unused.length) process.stderr.write(`convert-weights: ${pkl}: ${r.unused.length} names not used by ${o.preset} (not converted): ${r.unused.join(', ')}\n`);
   if (o.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
-  else process.stdout.write(formatTable('convert-weights', [['out', r.out], ['tensors', r.tensors], ['parameters', r.parameters], ['ignored', r.ignored.length]]) + '\n');
+  else {
+    const rows: TableRow[] = [
+      ['out', r.out],
+      ['tensors', r.tensors],
+      ['parameters', r.parameters],
+      ['anchors', r.anchors ? 'from the checkpoint buffer' : 'none stored (detectron2 generates them)'],
+      ['attribute head', r.attributes],
+      ['ignored (bookkeeping)', r.ignored.length],
+      ['not used', r.unused.length],
+    ];
+    process.stdout.write(formatTable('convert-weights', rows) + '\n');
+  }
 });
 
 await runCli('region-features', program);

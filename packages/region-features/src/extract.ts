@@ -40,6 +40,7 @@ import {
 import { decodeImage, ImageDecodeError, type DecodedImage } from './image.ts';
 import type { SelectionRule } from './model/boxes.ts';
 import { Detector } from './model/detector.ts';
+import { optionalParamShapes } from './model/params.ts';
 import { PRESETS, presetDims, type PresetName } from './model/presets.ts';
 import { loadWeights, randomInitNote } from './weights.ts';
 
@@ -61,17 +62,25 @@ export interface ExtractOptions {
   backend?: string;
   /** Images decoded ahead of the model. */
   prefetch: number;
+  /** Also write each box's attribute probabilities (`attr_prob`, needs the `_attr` weights). */
+  attributes?: boolean;
 }
 
 /**
  * One image through the detector: the TSV row (boxes rescaled to the raw image, as
  * detectron2's detector_postprocess does) or the reason it cannot be written.
  */
-export async function extractImage(det: Detector, imageId: string, img: DecodedImage, rule: SelectionRule): Promise<FeatureRow | { reason: string; detail: string }> {
+export async function extractImage(
+  det: Detector,
+  imageId: string,
+  img: DecodedImage,
+  rule: SelectionRule,
+  attributes = false,
+): Promise<FeatureRow | { reason: string; detail: string }> {
   const input = det.preprocess(img.rgb, img.h, img.w);
   let out;
   try {
-    out = await det.run(input, rule);
+    out = await det.run(input, rule, attributes);
   } finally {
     input.dispose();
   }
@@ -81,6 +90,8 @@ export async function extractImage(det: Detector, imageId: string, img: DecodedI
   const boxes = new Float32Array(n * 4);
   const features = new Float32Array(n * d);
   const clsProb = new Float32Array(n * k);
+  const na = det.config.numAttributes;
+  const attrProb = attributes ? new Float32Array(n * na) : undefined;
   const sx = img.rawW / img.w;
   const sy = img.rawH / img.h;
   out.keep.forEach((r, i) => {
@@ -90,11 +101,16 @@ export async function extractImage(det: Detector, imageId: string, img: DecodedI
     boxes[i * 4 + 3] = Math.min(Math.max(out.boxes[i * 4 + 3]! * sy, 0), img.rawH);
     features.set(out.features.subarray(r * d, (r + 1) * d), i * d);
     clsProb.set(out.probs.subarray(r * k, (r + 1) * k), i * k);
+    attrProb?.set(out.attrProbs!.subarray(r * na, (r + 1) * na), i * na);
   });
-  for (const [name, a] of [['features', features], ['cls_prob', clsProb], ['boxes', boxes]] as const) {
+  const arrays: [string, Float32Array][] = [['features', features], ['cls_prob', clsProb], ['boxes', boxes]];
+  if (attrProb) arrays.push(['attr_prob', attrProb]);
+  for (const [name, a] of arrays) {
     if (!a.every(Number.isFinite)) return { reason: 'nan-features', detail: `${name} contains NaN or infinity` };
   }
-  return { imageId, imageW: img.rawW, imageH: img.rawH, numBoxes: n, boxes, features, clsProb };
+  const row: FeatureRow = { imageId, imageW: img.rawW, imageH: img.rawH, numBoxes: n, boxes, features, clsProb };
+  if (attrProb) row.attrProb = attrProb;
+  return row;
 }
 
 interface SegmentRun {
@@ -139,7 +155,7 @@ async function runSegment(
     const queue: Pending[] = [];
     const handle = async (p: Pending) => {
       const img = await p.img;
-      const res = img instanceof ImageDecodeError ? { reason: 'decode-failed', detail: img.message } : await extractImage(det, p.imageId, img, opts.rule);
+      const res = img instanceof ImageDecodeError ? { reason: 'decode-failed', detail: img.message } : await extractImage(det, p.imageId, img, opts.rule, opts.attributes);
       if ('reason' in res) {
         const rec: RejectRecord = { source, line: p.line, reason: res.reason, detail: res.detail, id: p.imageId };
         writeSync(rejFd, JSON.stringify(rec) + '\n');
@@ -215,6 +231,8 @@ export interface ExtractReport extends StageReportBase {
   form: string;
   featureDim: number;
   numClasses: number;
+  /** Width of the `attr_prob` column, when extract ran with --attributes. */
+  numAttributes?: number;
   shard: string;
   /** True when the TSVs were (re)written from every segment's part. */
   merged: boolean;
@@ -275,7 +293,15 @@ export async function mergeParts(workDir: string): Promise<{ markers: PartMarker
   await concat(join(workDir, 'rejects', `${STAGE}.jsonl`), markers.map((m) => partPaths(workDir, m.seg).rejects));
   const s = markers[0]?.settings;
   if (s) {
-    await writeFeatureMeta(workDir, { featureDim: s.featureDim, numClasses: s.numClasses, maxBoxes: s.rule === 'adaptive' ? 100 : 36, preset: s.preset, weights: s.weights, form: s.form });
+    await writeFeatureMeta(workDir, {
+      featureDim: s.featureDim,
+      numClasses: s.numClasses,
+      ...(s.numAttributes ? { numAttributes: s.numAttributes } : {}),
+      maxBoxes: s.rule === 'adaptive' ? 100 : 36,
+      preset: s.preset,
+      weights: s.weights,
+      form: s.form,
+    });
     outputs.push(join(workDir, 'image_features', 'meta.json'));
   }
   return { markers, outputs };
@@ -307,6 +333,7 @@ function buildReport(markers: PartMarker[], s: PartSettings, extra: { seconds: n
     form: s.form,
     featureDim: s.featureDim,
     numClasses: s.numClasses,
+    ...(s.numAttributes ? { numAttributes: s.numAttributes } : {}),
     shard: `${extra.shard.index}/${extra.shard.count}`,
     merged: extra.merged,
     outputs: extra.outputs,
@@ -327,11 +354,15 @@ export async function extract(opts: ExtractOptions): Promise<ExtractReport> {
   const backend = await selectBackend(opts.backend);
   if (!opts.quiet) process.stderr.write(`${describeBackend(backend)}\n`);
   const w = await loadWeights(opts.preset, opts.weights, opts.seed);
+  if (opts.attributes && ![...optionalParamShapes(cfg).attributes.keys()].every((n) => w.params.has(n))) {
+    throw new UsageError(`--attributes: ${w.weights} has no attribute head (faster_rcnn_from_caffe_attr.pkl has one)`);
+  }
   const settings: PartSettings = {
     preset: opts.preset,
     weights: w.weights,
     randomInit: w.randomInit,
     ...presetDims(cfg),
+    ...(opts.attributes ? { numAttributes: cfg.numAttributes } : {}),
     minSize: opts.minSize ?? cfg.minSize,
     maxSize: opts.maxSize ?? cfg.maxSize,
     rule: opts.rule,
@@ -430,6 +461,7 @@ export function reportTable(r: ExtractReport): string {
     ['preset', r.preset],
     ['weights', r.weights],
     ['rule', r.rule],
+    ['attr_prob column', r.numAttributes ? `${r.numAttributes} attributes` : 'no'],
     ['image size', `${r.minSize}/${r.maxSize}`],
     ['merged', r.merged],
     ['seconds', r.seconds],

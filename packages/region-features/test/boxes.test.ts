@@ -1,6 +1,6 @@
 /** Box arithmetic: ROIPool's quantisation, NMS, anchors, and the K3M threshold climb. */
 import { describe, expect, it } from 'vitest';
-import { applyDeltas, gridAnchors, nms, roiPool, selectK3m } from '../src/model/boxes.ts';
+import { applyDeltas, gridAnchors, nms, roiPool, selectK3m, sizeMajorCellAnchors } from '../src/model/boxes.ts';
 import { resizedSize } from '../src/model/detector.ts';
 
 describe('roiPool (torchvision roi_pool semantics)', () => {
@@ -27,10 +27,15 @@ describe('nms', () => {
 
 describe('anchors and deltas', () => {
   it('puts 12 anchors per cell in (y, x, anchor) order centred on the cell corner', () => {
-    const a = gridAnchors(1, 2, 16, [64, 128, 256, 512], [0.5, 1, 2]);
+    const a = gridAnchors(1, 2, 16, sizeMajorCellAnchors([64, 128, 256, 512], [0.5, 1, 2]));
     expect(a.length).toBe(2 * 12 * 4);
     expect(Array.from(a.subarray(4, 8))).toEqual([-32, -32, 32, 32]); // size 64, ratio 1
     expect(Array.from(a.subarray(48 + 4, 48 + 8))).toEqual([-16, -32, 48, 32]); // next cell, x + 16
+  });
+  it('takes given cell anchors in their order (a checkpoint buffer, ratio-major)', () => {
+    const cell = [-37, -15, 54, 32, -83, -39, 100, 56];
+    const a = gridAnchors(2, 1, 16, cell);
+    expect(Array.from(a)).toEqual([-37, -15, 54, 32, -83, -39, 100, 56, -37, 1, 54, 48, -83, -23, 100, 72]);
   });
   it('zero deltas give the box back; dw is clamped', () => {
     expect(Array.from(applyDeltas([0, 0, 10, 20], [0, 0, 0, 0], [1, 1, 1, 1]))).toEqual([0, 0, 10, 20]);

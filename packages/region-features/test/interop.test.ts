@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFeatureRow, readFeatureTsv, type FeatureRow } from '../src/codecs/feature-tsv.ts';
 import { readDetectron2Pickle } from '../src/codecs/detectron2-pickle.ts';
 import { readSafetensors } from '@k3m-kit/core';
-import { paramShapes, verifyParams, WeightsMismatchError } from '../src/model/params.ts';
+import { ANCHOR_BUFFER, optionalParamShapes, paramShapes, verifyParams, WeightsMismatchError } from '../src/model/params.ts';
 import { PRESETS } from '../src/model/presets.ts';
 import { GOLDEN_DIR, REPO_ROOT } from '../src/testing.ts';
 import { convertWeights } from '../src/weights.ts';
@@ -104,22 +104,42 @@ describe('convert-weights', () => {
     for (const [n, s] of want) expect(st.tensors.get(n)?.shape, n).toEqual(s);
   });
 
-  it('lists missing, unexpected and mis-shaped names in one error', () => {
+  it('lists missing and mis-shaped names with the file in one error, and the unknown ones beside them', () => {
     const got = new Map([...paramShapes(PRESETS['small-c4'])].map(([n, shape]) => [n, { shape }]));
     got.delete('backbone.res3.0.conv2.weight');
-    got.set('roi_heads.box_predictor.attr_score.weight', { shape: [401, 256] });
+    got.set('roi_heads.mask_head.predictor.weight', { shape: [80, 256, 1, 1] });
     got.set('roi_heads.box_predictor.cls_score.bias', { shape: [1601] });
     got.set('backbone.res2.0.conv1.norm.num_batches_tracked', { shape: [] });
     let err: Error | undefined;
     try {
-      verifyParams(PRESETS['small-c4'], got, 'small-c4');
+      verifyParams(PRESETS['small-c4'], got, 'small-c4', 'x.pkl');
     } catch (e) {
       err = e as Error;
     }
     expect(err).toBeInstanceOf(WeightsMismatchError);
-    expect(err!.message).toMatch(/missing \(1\): backbone\.res3\.0\.conv2\.weight/);
-    expect(err!.message).toMatch(/unexpected \(1\): roi_heads\.box_predictor\.attr_score\.weight/);
+    expect(err!.message).toMatch(/^x\.pkl: weights do not fit preset small-c4/);
+    expect(err!.message).toMatch(/missing \(1\): backbone\.res3\.0\.conv2\.weight\n/);
     expect(err!.message).toMatch(/cls_score\.bias: \[1601\] where small-c4 needs \[101\]/);
+    expect(err!.message).toMatch(/not used \(1\): roi_heads\.mask_head\.predictor\.weight$/);
+  });
+
+  it('unknown names alone are reported, not fatal; the anchor buffer and a whole attribute head are kept', () => {
+    const c = PRESETS['small-c4'];
+    const opt = optionalParamShapes(c);
+    const got = new Map([...paramShapes(c), ...opt.anchors, ...opt.attributes].map(([n, shape]) => [n, { shape }]));
+    got.set('roi_heads.mask_head.predictor.weight', { shape: [80, 256, 1, 1] });
+    const fit = verifyParams(c, got, 'small-c4');
+    expect(fit).toMatchObject({ anchors: true, attributes: true, unused: ['roi_heads.mask_head.predictor.weight'] });
+    expect(fit.names).toContain(ANCHOR_BUFFER);
+    expect(fit.names).toContain('roi_heads.box_predictor.attr_score.weight');
+    expect(fit.names).not.toContain('roi_heads.mask_head.predictor.weight');
+  });
+
+  it('a partial attribute head is an error naming the parts that are missing', () => {
+    const c = PRESETS['small-c4'];
+    const got = new Map([...paramShapes(c)].map(([n, shape]) => [n, { shape }]));
+    got.set('roi_heads.box_predictor.attr_score.weight', { shape: [401, 64] });
+    expect(() => verifyParams(c, got, 'small-c4', 'y.pkl')).toThrow(/^y\.pkl: weights do not fit preset small-c4:\n  missing \(4\): roi_heads\.box_predictor\.cls_embedding\.weight, /);
   });
 
   it('the CLI exits 2 when the pickle does not fit the preset', () => {

@@ -9,10 +9,13 @@
  * `numpy.dtype`, `_codecs.encode` (Python 3 writes bytes that way under protocol 2) and
  * `collections.OrderedDict`. Any other global is an error naming it, never silently an object.
  * Arrays come back as float32 with their shape (float16/float64/int arrays are converted).
+ *
+ * Files of other kinds get a message saying which kind they are: a Caffe2 / Detectron 1 pickle
+ * (`{'blobs': {...}}`, names such as `res2_0_branch2a_w`) or a `torch.save` zip archive.
  */
 import { readFile } from 'node:fs/promises';
 import { NameRegistry, Parser } from 'pickleparser';
-import { halfToFloat } from '@k3m-kit/core';
+import { halfToFloat, IoError } from '@k3m-kit/core';
 
 export interface PickledArray {
   shape: number[];
@@ -68,9 +71,14 @@ function toFloat32(a: NdArray): PickledArray {
   const bytes = size[code];
   if (!bytes) throw new PickleFormatError(`unsupported dtype ${dt.descr}`);
   if (raw.byteLength !== n * bytes) throw new PickleFormatError(`array of shape [${a.shape}] ${dt.descr} has ${raw.byteLength} bytes, expected ${n * bytes}`);
+  const out = new Float32Array(n);
+  if (code === 'f4' && !big) {
+    // The common case (every tensor of a detectron2 zoo file): one copy, no per-value decode.
+    new Uint8Array(out.buffer).set(raw);
+    return { shape: a.shape, data: out };
+  }
   const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const le = !big;
-  const out = new Float32Array(n);
   const read: Record<string, (i: number) => number> = {
     f4: (i) => dv.getFloat32(i * 4, le),
     f8: (i) => dv.getFloat64(i * 8, le),
@@ -89,7 +97,7 @@ function toFloat32(a: NdArray): PickledArray {
 
 class StrictRegistry extends NameRegistry {
   override onMissingName(module: string, name: string): never {
-    throw new PickleFormatError(`pickle uses ${module}.${name}, which a detectron2 weight file should not contain`);
+    throw new PickleFormatError(`uses ${module}.${name}, which a detectron2 weight file should not contain`);
   }
 }
 
@@ -126,6 +134,9 @@ function entries(v: unknown): [string, unknown][] | undefined {
  * dict are an error; top-level bookkeeping beside `model` is ignored.
  */
 export function decodeDetectron2Pickle(buf: Uint8Array): Map<string, PickledArray> {
+  if (buf[0] === 0x50 && buf[1] === 0x4b) {
+    throw new PickleFormatError('is a zip archive (torch.save of a state dict), not a detectron2 pickle: save the model dict with pickle.dump, or convert the .pkl checkpoint instead');
+  }
   let root: unknown;
   try {
     root = new Parser({ nameResolver: registry(), unpicklingTypeOfDictionary: 'Map' }).parse(buf);
@@ -134,8 +145,14 @@ export function decodeDetectron2Pickle(buf: Uint8Array): Map<string, PickledArra
     throw new PickleFormatError(`not a readable pickle: ${(e as Error).message}`);
   }
   const top = entries(root);
-  if (!top) throw new PickleFormatError('pickle does not hold a dict');
+  if (!top) throw new PickleFormatError('does not hold a dict');
   const model = top.find(([k]) => k === 'model');
+  if (!model && top.some(([k]) => k === 'blobs')) {
+    throw new PickleFormatError(
+      "is a Caffe2 / Detectron 1 weight file ({'blobs': {...}}, Caffe2 names such as res2_0_branch2a_w), not a detectron2 checkpoint; " +
+        "convert-weights reads detectron2's {'model': {name: array}} layout, as py-bottom-up-attention's faster_rcnn_from_caffe.pkl has it",
+    );
+  }
   const items = model ? entries(model[1]) : top;
   if (!items) throw new PickleFormatError("'model' is not a dict");
   const out = new Map<string, PickledArray>();
@@ -146,6 +163,18 @@ export function decodeDetectron2Pickle(buf: Uint8Array): Map<string, PickledArra
   return out;
 }
 
+/** Reads and decodes a pickle file; format errors name the file, I/O errors are {@link IoError}. */
 export async function readDetectron2Pickle(path: string): Promise<Map<string, PickledArray>> {
-  return decodeDetectron2Pickle(new Uint8Array(await readFile(path)));
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch (e) {
+    throw new IoError(path, e);
+  }
+  try {
+    return decodeDetectron2Pickle(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+  } catch (e) {
+    if (e instanceof PickleFormatError) throw new PickleFormatError(`${path}: ${e.message}`);
+    throw e;
+  }
 }

@@ -38,6 +38,8 @@ export const PartSettingsSchema = z.object({
   randomInit: z.boolean(),
   featureDim: z.number().int().positive(),
   numClasses: z.number().int().positive(),
+  /** Set only with --attributes (so parts made without it keep their fingerprint). */
+  numAttributes: z.number().int().positive().optional(),
   minSize: z.number().int().positive(),
   maxSize: z.number().int().positive(),
   rule: z.string(),

@@ -4,7 +4,11 @@
  *
  * No header; one image per line; 7 TAB-separated columns:
  *
- *   image_id  image_w  image_h  num_boxes  boxes  features  cls_prob
+ *   image_id  image_w  image_h  num_boxes  boxes  features  cls_prob  [attr_prob]
+ *
+ * and an 8th, `attr_prob` [num_boxes, numAttributes], only when extract ran with
+ * `--attributes` (readers that name 7 fields, as csv.DictReader with K3M's FIELDNAMES does,
+ * set it aside; our decoder returns it).
  *
  * `boxes` [num_boxes, 4] (x1, y1, x2, y2 in raw pixels), `features` [num_boxes, featureDim]
  * and `cls_prob` [num_boxes, numClasses] are little-endian float32, C order, base64. The K3M
@@ -53,11 +57,15 @@ export interface FeatureRow {
   features: Float32Array;
   /** [numBoxes, numClasses] */
   clsProb: Float32Array;
+  /** [numBoxes, numAttributes]: the optional 8th column. */
+  attrProb?: Float32Array;
 }
 
 export interface FeatureDims {
   featureDim: number;
   numClasses: number;
+  /** Width of the optional `attr_prob` column; inferred from the bytes when absent. */
+  numAttributes?: number;
 }
 export const BUA_DIMS: FeatureDims = Object.freeze({ featureDim: FEATURE_DIM, numClasses: NUM_CLASSES });
 
@@ -69,7 +77,9 @@ function b64(a: Float32Array): string {
 export function encodeFeatureRow(r: FeatureRow, form: TsvForm = 'k3m'): string {
   const { prefix, suffix } = TSV_FORMS[form];
   const cell = (a: Float32Array) => prefix + b64(a) + suffix;
-  return [r.imageId, r.imageW, r.imageH, r.numBoxes, cell(r.boxes), cell(r.features), cell(r.clsProb)].join('\t');
+  const cells = [r.imageId, r.imageW, r.imageH, r.numBoxes, cell(r.boxes), cell(r.features), cell(r.clsProb)];
+  if (r.attrProb) cells.push(cell(r.attrProb));
+  return cells.join('\t');
 }
 
 /** A decode result: a row, or the reason the line is unusable (style rule 8). */
@@ -102,30 +112,31 @@ function floats(cell: string): Float32Array | undefined {
  */
 export function decodeFeatureLine(line: string, dims?: FeatureDims): DecodedFeatureLine {
   const f = line.split('\t');
-  if (f.length !== 7) return { ok: false, reason: 'field-count', detail: `expected 7 TAB-separated fields, got ${f.length}`, imageId: f[0] };
-  const [imageId, w, h, n, ...cells] = f as [string, string, string, string, string, string, string];
+  if (f.length !== 7 && f.length !== 8) return { ok: false, reason: 'field-count', detail: `expected 7 TAB-separated fields (8 with attr_prob), got ${f.length}`, imageId: f[0] };
+  const [imageId, w, h, n, ...cells] = f as [string, string, string, string, ...string[]];
   const ints = [w, h, n].map((s) => (/^\d+$/.test(s) ? Number(s) : NaN));
   if (ints.some(Number.isNaN)) return { ok: false, reason: 'bad-integer', detail: `image_w/image_h/num_boxes not integers: ${w} ${h} ${n}`, imageId };
   const [imageW, imageH, numBoxes] = ints as [number, number, number];
   const unwrapped = cells.map(unwrap);
   const arrays = unwrapped.map((u) => floats(u.body));
   if (arrays.some((a) => a === undefined)) return { ok: false, reason: 'bad-base64', detail: 'a base64 cell does not decode to float32', imageId };
-  const [boxes, features, clsProb] = arrays as [Float32Array, Float32Array, Float32Array];
-  const want = dims ?? {
-    featureDim: numBoxes ? features.length / numBoxes : 0,
-    numClasses: numBoxes ? clsProb.length / numBoxes : 0,
-  };
+  const [boxes, features, clsProb, attrProb] = arrays as [Float32Array, Float32Array, Float32Array, Float32Array | undefined];
+  const per = (a: Float32Array | undefined) => (numBoxes && a ? a.length / numBoxes : 0);
+  const want = { featureDim: per(features), numClasses: per(clsProb), ...dims };
   const checks: [string, Float32Array, number][] = [
     ['boxes', boxes, BOX_DIM],
     ['features', features, want.featureDim],
     ['cls_prob', clsProb, want.numClasses],
   ];
+  if (attrProb) checks.push(['attr_prob', attrProb, want.numAttributes ?? per(attrProb)]);
   for (const [name, a, d] of checks) {
     if (a.length !== numBoxes * d || !Number.isInteger(d)) {
       return { ok: false, reason: 'array-length', detail: `${name}: ${a.length} floats for num_boxes=${numBoxes} x ${d}`, imageId };
     }
   }
-  return { ok: true, row: { imageId, imageW, imageH, numBoxes, boxes, features, clsProb }, form: unwrapped[0]!.form };
+  const row: FeatureRow = { imageId, imageW, imageH, numBoxes, boxes, features, clsProb };
+  if (attrProb) row.attrProb = attrProb;
+  return { ok: true, row, form: unwrapped[0]!.form };
 }
 
 /**
@@ -173,6 +184,8 @@ export async function* readFeatureTsv(
 export const FeatureMetaSchema = z.object({
   featureDim: z.number().int().positive(),
   numClasses: z.number().int().positive(),
+  /** Present when the TSVs carry the `attr_prob` column (extract --attributes). */
+  numAttributes: z.number().int().positive().optional(),
   maxBoxes: z.number().int().positive(),
   preset: z.string(),
   /** Path of the weights, or the literal 'random-init' with its seed. */

@@ -8,27 +8,40 @@
 /** Boxes are `[n * 4]` x1, y1, x2, y2. */
 export type Boxes = Float64Array;
 
-/** detectron2 DefaultAnchorGenerator, offset 0: anchors in (y, x, anchor) order. */
-export function gridAnchors(h: number, w: number, stride: number, sizes: readonly number[], ratios: readonly number[]): Boxes {
-  const cell: number[][] = [];
+/**
+ * detectron2 DefaultAnchorGenerator's cell anchors, generated: size-major (every ratio of the
+ * first size, then the next size), centred on 0, `[sizes * ratios * 4]`. A checkpoint's anchor
+ * buffer (`proposal_generator.anchor_generator.cell_anchors.0`), when present, replaces these.
+ */
+export function sizeMajorCellAnchors(sizes: readonly number[], ratios: readonly number[]): Float32Array {
+  const cell: number[] = [];
   for (const size of sizes) {
     for (const r of ratios) {
       const aw = Math.sqrt((size * size) / r);
       const ah = r * aw;
-      cell.push([-aw / 2, -ah / 2, aw / 2, ah / 2]);
+      cell.push(-aw / 2, -ah / 2, aw / 2, ah / 2);
     }
   }
-  const a = cell.length;
+  return Float32Array.from(cell);
+}
+
+/**
+ * detectron2's grid of anchors, offset 0: the cell anchors `[a * 4]` shifted to every cell
+ * (x * stride, y * stride), in (y, x, anchor) order, so anchor k of a cell pairs with RPN
+ * channel k.
+ */
+export function gridAnchors(h: number, w: number, stride: number, cell: ArrayLike<number>): Boxes {
+  const a = cell.length / 4;
   const out = new Float64Array(h * w * a * 4);
   let p = 0;
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
-      for (const c of cell) {
+      for (let k = 0; k < a; k++) {
         // Anchors are float32 in detectron2; rounding here keeps decoded boxes bit-close.
-        out[p++] = Math.fround(x * stride + c[0]!);
-        out[p++] = Math.fround(y * stride + c[1]!);
-        out[p++] = Math.fround(x * stride + c[2]!);
-        out[p++] = Math.fround(y * stride + c[3]!);
+        out[p++] = Math.fround(x * stride + cell[k * 4]!);
+        out[p++] = Math.fround(y * stride + cell[k * 4 + 1]!);
+        out[p++] = Math.fround(x * stride + cell[k * 4 + 2]!);
+        out[p++] = Math.fround(y * stride + cell[k * 4 + 3]!);
       }
     }
   }

@@ -6,10 +6,14 @@
  * RPN: 3x3 conv + ReLU, 1x1 objectness and deltas over 12 anchors per cell; top-k before NMS,
  * NMS, top-k after (decoding, NMS and ROIPool run in ./boxes.ts). Box head: ROIPool 14x14 on
  * res4, res5 with stride 1 and dilation 2 (the VG variant), mean pool, classifier and
- * class-specific box regression.
+ * class-specific box regression; optionally the attribute head of the `_attr` checkpoints.
+ *
+ * Anchors: the checkpoint's anchor buffer when it has one (its rows in its order pair with the
+ * RPN's channels: the converted Caffe weights use py-faster-rcnn's ratio-major anchors), else
+ * detectron2's generated size-major anchors.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BN_EPS, numAnchors, stageBlocks, type Params } from './params.ts';
+import { ANCHOR_BUFFER, BN_EPS, numAnchors, optionalParamShapes, stageBlocks, type Params } from './params.ts';
 import type { DetectorConfig } from './presets.ts';
 import {
   applyDeltas,
@@ -20,6 +24,7 @@ import {
   roiPool,
   selectAdaptive,
   selectK3m,
+  sizeMajorCellAnchors,
   type Boxes,
   type SelectionRule,
 } from './boxes.ts';
@@ -69,6 +74,18 @@ export interface DetectorOutput {
   /** Selected proposal indices and their boxes (resized-image coordinates). */
   keep: number[];
   boxes: Boxes;
+  /** Attribute probabilities `[r, numAttributes]` (softmax over every score), when asked for. */
+  attrProbs?: Float32Array;
+}
+
+/** The attribute head's tensors, laid out for plain matmuls. */
+interface AttributeHead {
+  /** `[numClasses, d/8]`: one row per predicted class. */
+  embedding: tf.Tensor2D;
+  fcW: tf.Tensor2D;
+  fcB: tf.Tensor1D;
+  scoreW: tf.Tensor2D;
+  scoreB: tf.Tensor1D;
 }
 
 export class Detector {
@@ -82,6 +99,11 @@ export class Detector {
   private readonly boxW: tf.Tensor2D;
   private readonly boxB: tf.Tensor1D;
   private readonly mean: tf.Tensor1D;
+  private readonly attr?: AttributeHead;
+  /** Cell anchors `[anchors * 4]`, row k for RPN channel k. */
+  readonly cellAnchors: Float32Array;
+  /** Where the anchors come from: the checkpoint's buffer, or detectron2's generator. */
+  readonly anchorSource: 'checkpoint' | 'generated';
   /** RoIs per res5 batch: bounds memory on the full-size model. */
   roiChunk = 64;
 
@@ -143,14 +165,28 @@ export class Detector {
     const del = conv(`${rpn}.anchor_deltas`, 1, c.rpnChannels, 4 * a, 1, 1, false);
     this.rpnHead = { ...obj, filter: tf.concat([obj.filter, del.filter], 3), bias: tf.concat([obj.bias, del.bias]) };
     tf.dispose([obj.filter, obj.bias, del.filter, del.bias]);
+    const buffer = params.get(ANCHOR_BUFFER);
+    this.cellAnchors = buffer ?? sizeMajorCellAnchors(c.anchorSizes, c.anchorRatios);
+    this.anchorSource = buffer ? 'checkpoint' : 'generated';
+    if (this.cellAnchors.length !== a * 4) throw new Error(`${ANCHOR_BUFFER} holds ${this.cellAnchors.length / 4} anchors, the RPN has ${a}`);
     const d = c.out[3];
-    const linear = (name: string, outC: number): [tf.Tensor2D, tf.Tensor1D] => [
-      tf.tidy(() => tf.tensor2d(p(`${name}.weight`), [outC, d]).transpose()),
+    const linear = (name: string, outC: number, inC = d): [tf.Tensor2D, tf.Tensor1D] => [
+      tf.tidy(() => tf.tensor2d(p(`${name}.weight`), [outC, inC]).transpose()),
       tf.tensor1d(p(`${name}.bias`)),
     ];
     [this.clsW, this.clsB] = linear('roi_heads.box_predictor.cls_score', c.numClasses);
     [this.boxW, this.boxB] = linear('roi_heads.box_predictor.bbox_pred', (c.numClasses - 1) * 4);
+    if ([...optionalParamShapes(c).attributes.keys()].every((n) => params.has(n))) {
+      const [fcW, fcB] = linear('roi_heads.box_predictor.fc_attr', d / 4, d + d / 8);
+      const [scoreW, scoreB] = linear('roi_heads.box_predictor.attr_score', c.numAttributes, d / 4);
+      this.attr = { embedding: tf.tensor2d(p('roi_heads.box_predictor.cls_embedding.weight'), [c.numClasses, d / 8]), fcW, fcB, scoreW, scoreB };
+    }
     this.mean = tf.tensor1d(PIXEL_MEAN_BGR as number[]);
+  }
+
+  /** True when the weights carry the attribute head (`faster_rcnn_from_caffe_attr.pkl`). */
+  get hasAttributes(): boolean {
+    return this.attr !== undefined;
   }
 
   /** RGB uint8 HWC pixels to the network input: BGR minus the caffe mean, `[h, w, 3]` float32. */
@@ -202,7 +238,7 @@ export class Detector {
       logits.set(raw.subarray(cell * 5 * a, cell * 5 * a + a), cell * a);
       deltas.set(raw.subarray(cell * 5 * a + a, (cell + 1) * 5 * a), cell * a * 4);
     }
-    const anchors = gridAnchors(h, w, c.featureStride, c.anchorSizes, c.anchorRatios);
+    const anchors = gridAnchors(h, w, c.featureStride, this.cellAnchors);
     const top = argsortDesc(logits).slice(0, c.preNmsTopK);
     const boxes = clipBoxes(applyDeltas(anchors, deltas, RPN_REG_WEIGHTS, 1, top), imgH, imgW);
     const scores = new Float64Array(top.length);
@@ -241,19 +277,35 @@ export class Detector {
     return out;
   }
 
-  /** Class probabilities `[r, numClasses]` and class-specific deltas `[r, (numClasses - 1) * 4]`. */
-  async predict(features: Float32Array, r: number): Promise<{ probs: Float32Array; deltas: Float32Array }> {
-    const [p, dl] = tf.tidy(() => {
+  /**
+   * Class probabilities `[r, numClasses]`, class-specific deltas `[r, (numClasses - 1) * 4]`
+   * and, with `attributes`, attribute probabilities `[r, numAttributes]`: as
+   * py-bottom-up-attention's attribute head, the embedding of each box's highest-scoring class
+   * (background included) joins the features, then a ReLU layer and the scores; the softmax runs
+   * over every score (py-bottom-up-attention drops the last, "no attribute", before its softmax:
+   * the first 400 renormalised are its numbers).
+   */
+  async predict(features: Float32Array, r: number, attributes = false): Promise<{ probs: Float32Array; deltas: Float32Array; attrProbs?: Float32Array }> {
+    const head = this.attr;
+    if (attributes && !head) throw new Error('these weights have no attribute head');
+    const outs = tf.tidy(() => {
       const x = tf.tensor2d(features, [r, this.config.out[3]]);
-      return [tf.softmax(tf.add(tf.matMul(x, this.clsW), this.clsB)), tf.add(tf.matMul(x, this.boxW), this.boxB)];
+      const logits = tf.add(tf.matMul(x, this.clsW), this.clsB);
+      const res = [tf.softmax(logits), tf.add(tf.matMul(x, this.boxW), this.boxB)];
+      if (attributes && head) {
+        const emb = tf.gather(head.embedding, tf.argMax(logits, 1));
+        const hidden = tf.relu(tf.add(tf.matMul(tf.concat([x, emb], 1), head.fcW), head.fcB));
+        res.push(tf.softmax(tf.add(tf.matMul(hidden, head.scoreW), head.scoreB)));
+      }
+      return res;
     });
-    const [probs, deltas] = (await Promise.all([p.data(), dl.data()])) as [Float32Array, Float32Array];
-    tf.dispose([p, dl]);
-    return { probs, deltas };
+    const [probs, deltas, attrProbs] = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
+    tf.dispose(outs);
+    return { probs: probs!, deltas: deltas!, attrProbs };
   }
 
   /** The whole detector on one preprocessed image of size `imgH x imgW`. */
-  async run(input: tf.Tensor3D, rule: SelectionRule = 'k3m'): Promise<DetectorOutput> {
+  async run(input: tf.Tensor3D, rule: SelectionRule = 'k3m', attributes = false): Promise<DetectorOutput> {
     const [imgH, imgW] = input.shape;
     const map = this.backbone(input);
     const res4 = { data: (await map.data()) as Float32Array, shape: map.shape.slice(1) as [number, number, number] };
@@ -266,18 +318,20 @@ export class Detector {
     const r = proposals.length / 4;
     const k = this.config.numClasses;
     const features = r ? await this.boxFeatures(res4, proposals) : new Float32Array(0);
-    const { probs, deltas } = r ? await this.predict(features, r) : { probs: new Float32Array(0), deltas: new Float32Array(0) };
+    const empty = new Float32Array(0);
+    const { probs, deltas, attrProbs } = r ? await this.predict(features, r, attributes) : { probs: empty, deltas: empty, attrProbs: attributes ? empty : undefined };
     let sel;
     if (rule === 'k3m') {
       const pred = clipBoxes(applyDeltas(proposals, deltas, BOX_REG_WEIGHTS, k - 1), imgH, imgW);
       sel = selectK3m(probs, k, pred);
     } else sel = selectAdaptive(probs, k, proposals);
-    return { res4, proposals, features, probs, keep: sel.keep, boxes: sel.boxes };
+    return { res4, proposals, features, probs, keep: sel.keep, boxes: sel.boxes, attrProbs };
   }
 
   dispose(): void {
     const convs: Conv[] = [this.stem, this.rpnConv, this.rpnHead];
     for (const b of [...this.stages.flat(), ...this.res5]) convs.push(b.conv1, b.conv2, b.conv3, ...(b.shortcut ? [b.shortcut] : []));
-    tf.dispose([...convs.flatMap((c) => [c.filter, c.bias]), this.clsW, this.clsB, this.boxW, this.boxB, this.mean]);
+    const attr = this.attr ? [this.attr.embedding, this.attr.fcW, this.attr.fcB, this.attr.scoreW, this.attr.scoreB] : [];
+    tf.dispose([...convs.flatMap((c) => [c.filter, c.bias]), this.clsW, this.clsB, this.boxW, this.boxB, this.mean, ...attr]);
   }
 }

@@ -66,6 +66,34 @@ export function paramShapes(c: DetectorConfig): ParamShapes {
   return m;
 }
 
+/**
+ * The RPN's anchor buffer (`[anchors, 4]`): detectron2 registers the cell anchors as a persistent
+ * buffer, so zoo checkpoints carry them, and row k is the anchor of RPN channel k. The converted
+ * Caffe weights of bottom-up-attention store py-faster-rcnn's ratio-major anchors here.
+ */
+export const ANCHOR_BUFFER = 'proposal_generator.anchor_generator.cell_anchors.0';
+
+/**
+ * The optional parameter groups a checkpoint may carry beside the detector's own: the anchor
+ * buffer, and the attribute head of `faster_rcnn_from_caffe_attr.pkl` (py-bottom-up-attention's
+ * `FastRCNNOutputLayers` with `use_attr`: an embedding of the predicted class, `d/8` wide; a
+ * ReLU layer from `d + d/8` to `d/4`; `numAttributes` scores, the last being "no attribute", which py-bottom-up-attention drops).
+ */
+export function optionalParamShapes(c: DetectorConfig): { anchors: ParamShapes; attributes: ParamShapes } {
+  const d = c.out[3];
+  const p = 'roi_heads.box_predictor';
+  return {
+    anchors: new Map([[ANCHOR_BUFFER, [numAnchors(c), 4]]]),
+    attributes: new Map([
+      [`${p}.cls_embedding.weight`, [c.numClasses, d / 8]],
+      [`${p}.fc_attr.weight`, [d / 4, d + d / 8]],
+      [`${p}.fc_attr.bias`, [d / 4]],
+      [`${p}.attr_score.weight`, [c.numAttributes, d / 4]],
+      [`${p}.attr_score.bias`, [c.numAttributes]],
+    ]),
+  };
+}
+
 /** Names a checkpoint may carry that the detector does not read (training bookkeeping). */
 export function isIgnorable(name: string): boolean {
   return name.endsWith('.num_batches_tracked') || name.startsWith('pixel_mean') || name.startsWith('pixel_std');
@@ -75,24 +103,46 @@ export class WeightsMismatchError extends Error {
   override name = 'WeightsMismatchError';
 }
 
-/**
- * Checks a weight set against the preset: every name present, no unexpected names, every
- * shape equal. The error lists all problems at once.
- */
-export function verifyParams(c: DetectorConfig, got: Map<string, { shape: readonly number[] }>, preset: string): void {
-  const want = paramShapes(c);
-  const missing = [...want.keys()].filter((n) => !got.has(n));
-  const unexpected = [...got.keys()].filter((n) => !want.has(n) && !isIgnorable(n));
-  const shapes = [...want.entries()]
-    .filter(([n, s]) => got.has(n) && got.get(n)!.shape.join(',') !== s.join(','))
-    .map(([n, s]) => `${n}: [${got.get(n)!.shape}] where ${preset} needs [${s}]`);
-  if (!missing.length && !unexpected.length && !shapes.length) return;
-  const list = (title: string, xs: string[]) => (xs.length ? `\n  ${title} (${xs.length}): ${xs.slice(0, 40).join(', ')}${xs.length > 40 ? ', ...' : ''}` : '');
-  throw new WeightsMismatchError(
-    `weights do not fit preset ${preset}:` + list('missing', missing) + list('unexpected', unexpected) + list('wrong shape', shapes),
-  );
+/** What {@link verifyParams} found in a weight set that fits. */
+export interface ParamsFit {
+  /** The names the detector reads from this set, in a stable order (required, then optional groups present). */
+  names: string[];
+  /** True when the set carries the RPN's anchor buffer. */
+  anchors: boolean;
+  /** True when the set carries the whole attribute head. */
+  attributes: boolean;
+  /** Names the detector does not know (bookkeeping such as `num_batches_tracked` excluded). */
+  unused: string[];
 }
 
+/**
+ * Checks a weight set against the preset: every required name present, every known name with
+ * its shape, the attribute head whole or absent. Unknown names do not fail the check; they are
+ * returned (and listed in the error when something else fails). The error names `source` (the
+ * file) and lists all problems at once.
+ */
+export function verifyParams(c: DetectorConfig, got: Map<string, { shape: readonly number[] }>, preset: string, source?: string): ParamsFit {
+  const want = paramShapes(c);
+  const opt = optionalParamShapes(c);
+  const known = new Map([...want, ...opt.anchors, ...opt.attributes]);
+  const missing = [...want.keys()].filter((n) => !got.has(n));
+  const attrPresent = [...opt.attributes.keys()].filter((n) => got.has(n));
+  if (attrPresent.length && attrPresent.length < opt.attributes.size) missing.push(...[...opt.attributes.keys()].filter((n) => !got.has(n)));
+  const unused = [...got.keys()].filter((n) => !known.has(n) && !isIgnorable(n));
+  const shapes = [...known.entries()]
+    .filter(([n, s]) => got.has(n) && got.get(n)!.shape.join(',') !== s.join(','))
+    .map(([n, s]) => `${n}: [${got.get(n)!.shape}] where ${preset} needs [${s}]`);
+  const anchors = got.has(ANCHOR_BUFFER);
+  const attributes = attrPresent.length === opt.attributes.size;
+  if (!missing.length && !shapes.length) {
+    const names = [...want.keys(), ...(anchors ? opt.anchors.keys() : []), ...(attributes ? opt.attributes.keys() : [])];
+    return { names, anchors, attributes, unused };
+  }
+  const list = (title: string, xs: string[]) => (xs.length ? `\n  ${title} (${xs.length}): ${xs.slice(0, 40).join(', ')}${xs.length > 40 ? ', ...' : ''}` : '');
+  throw new WeightsMismatchError(
+    `${source ? `${source}: ` : ''}weights do not fit preset ${preset}:` + list('missing', missing) + list('wrong shape', shapes) + list('not used', unused),
+  );
+}
 
 /**
  * Seeded random weights: He-normal convolutions, frozen batch norms near identity (the last

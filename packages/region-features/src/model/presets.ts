@@ -17,6 +17,8 @@ export interface DetectorConfig {
   rpnChannels: number;
   /** Classifier width including background (detectron2 puts background last). */
   numClasses: number;
+  /** Attribute scores of the optional attribute head (400 Visual Genome attributes + no-attribute, last). */
+  numAttributes: number;
   anchorSizes: readonly number[];
   anchorRatios: readonly number[];
   /** Stride of res4, the map the RPN and ROIPool read. */
@@ -42,6 +44,7 @@ export const PRESETS = Object.freeze({
     out: [256, 512, 1024, 2048],
     rpnChannels: 512,
     numClasses: 1601,
+    numAttributes: 401,
     ...ANCHORS,
     preNmsTopK: 6000,
     postNmsTopK: 300,
@@ -57,6 +60,7 @@ export const PRESETS = Object.freeze({
     out: [32, 64, 128, 256],
     rpnChannels: 64,
     numClasses: 101,
+    numAttributes: 401,
     ...ANCHORS,
     preNmsTopK: 1000,
     postNmsTopK: 100,

@@ -1,9 +1,12 @@
 /**
  * @file Benchmark of region-features' detector (not a test): images/s for `small-c4` (random
- * weights) on wasm and cpu, and for `bua-r101-c4` (random weights of the real size) on wasm,
- * next to the PyTorch reference (tools/golden/bench_torch.py: same topology, same resized
- * images, Debian torch on this CPU), with the ratio. Model time only (images pre-decoded), plus
- * the whole extract path (sharp decode + resize overlapped with the model) for small-c4.
+ * weights) on wasm and cpu, and for `bua-r101-c4` on wasm with a checkpoint of the real
+ * `faster_rcnn_from_caffe.pkl` layout (tools/checkpoint/make_bua_checkpoint.py, random values,
+ * through convert-weights; the anchor buffer included), next to the PyTorch reference
+ * (tools/golden/bench_torch.py: same topology, the same pickle, the same resized images, Debian
+ * torch on this CPU), with the ratio. Model time only (images pre-decoded), plus the whole
+ * extract path (sharp decode + resize overlapped with the model) for small-c4. Without
+ * /usr/bin/python3 + numpy or keys.tsv, bua-r101-c4 runs on random weights of the real size.
  *
  *   npx tsx tools/bench/extract.ts
  *   BENCH_IMAGES=16 BENCH_BUA_IMAGES=1 BENCH_BUA_SIZE=800 BENCH_TORCH_THREADS=1 npx tsx tools/bench/extract.ts
@@ -15,12 +18,24 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, selectBackend } from '@k3m-kit/core/backend';
-import { decodeImage, Detector, extractImage, IMAGE_SIZES, PRESETS, randomParams, type DecodedImage, type PresetName } from '@k3m-kit/region-features';
-import { REPO_ROOT } from '@k3m-kit/region-features/testing';
+import {
+  convertWeights,
+  decodeImage,
+  Detector,
+  extractImage,
+  IMAGE_SIZES,
+  PRESETS,
+  randomParams,
+  readWeights,
+  type DecodedImage,
+  type Params,
+  type PresetName,
+} from '@k3m-kit/region-features';
+import { buaGeneratorMissing, makeBuaCheckpoint, REPO_ROOT } from '@k3m-kit/region-features/testing';
 
 const N_SMALL = Number(process.env.BENCH_IMAGES ?? 16);
 const N_BUA = Number(process.env.BENCH_BUA_IMAGES ?? 1);
-const BUA_SIZE = (process.env.BENCH_BUA_SIZE ?? '600') as keyof typeof IMAGE_SIZES;
+const BUA_SIZE = (process.env.BENCH_BUA_SIZE ?? '800') as keyof typeof IMAGE_SIZES;
 const TORCH_THREADS = Number(process.env.BENCH_TORCH_THREADS ?? 1);
 const BACKENDS = (process.env.BENCH_BACKENDS ?? 'wasm,cpu').split(',');
 
@@ -45,8 +60,21 @@ async function decodeAll(paths: string[], minSize: number, maxSize: number): Pro
   return Promise.all(paths.map((p) => decodeImage(p, minSize, maxSize)));
 }
 
-async function tfjsRate(preset: PresetName, imgs: DecodedImage[]): Promise<number> {
-  const det = new Detector(PRESETS[preset], randomParams(PRESETS[preset], 0));
+/** bua-r101-c4's weights: the real layout generated and converted, else random of the real size. */
+async function buaWeights(): Promise<{ params: Params; pkl?: string; label: string }> {
+  const why = buaGeneratorMissing();
+  if (why) {
+    console.error(`real-layout checkpoint unavailable (${why}): bua-r101-c4 on random weights of the real size`);
+    return { params: randomParams(PRESETS['bua-r101-c4'], 0), label: 'random' };
+  }
+  const pkl = join(dir, 'faster_rcnn_from_caffe.pkl');
+  makeBuaCheckpoint(pkl);
+  await convertWeights(pkl, join(dir, 'bua.safetensors'), 'bua-r101-c4');
+  return { params: await readWeights(join(dir, 'bua.safetensors'), 'bua-r101-c4'), pkl, label: 'real layout' };
+}
+
+async function tfjsRate(preset: PresetName, imgs: DecodedImage[], params?: Params): Promise<number> {
+  const det = new Detector(PRESETS[preset], params ?? randomParams(PRESETS[preset], 0));
   await extractImage(det, 'warm', imgs[0]!, 'k3m');
   const t0 = performance.now();
   for (const img of imgs) await extractImage(det, 'x', img, 'k3m');
@@ -71,14 +99,13 @@ async function pipelineRate(paths: string[]): Promise<number> {
   return paths.length / ((performance.now() - t0) / 1000);
 }
 
-async function torchRate(preset: PresetName, imgs: DecodedImage[], tag: string): Promise<number | string> {
+async function torchRate(preset: PresetName, imgs: DecodedImage[], tag: string, pkl?: string): Promise<number | string> {
   const list = imgs.map((img, i) => ({ path: join(dir, `${tag}-${i}.rgb`), h: img.h, w: img.w }));
   {
     await Promise.all(imgs.map((img, i) => writeFile(list[i]!.path, img.rgb)));
     await writeFile(join(dir, `${tag}.json`), JSON.stringify(list));
-    const r = spawnSync('/usr/bin/python3', [join(REPO_ROOT, 'tools/golden/bench_torch.py'), JSON.stringify(PRESETS[preset]), join(dir, `${tag}.json`), String(TORCH_THREADS)], {
-      encoding: 'utf8',
-    });
+    const args = [join(REPO_ROOT, 'tools/golden/bench_torch.py'), JSON.stringify(PRESETS[preset]), join(dir, `${tag}.json`), String(TORCH_THREADS)];
+    const r = spawnSync('/usr/bin/python3', pkl ? [...args, pkl] : args, { encoding: 'utf8' });
     if (r.status !== 0) return `torch reference unavailable (${(r.stderr || r.error?.message || '').trim().split('\n').pop()})`;
     return (JSON.parse(r.stdout) as { imagesPerSecond: number }).imagesPerSecond;
   }
@@ -93,7 +120,8 @@ const bua = IMAGE_SIZES[BUA_SIZE];
 const buaImgs = await decodeAll(jpegs.slice(0, N_BUA), bua.minSize, bua.maxSize);
 
 const torchSmall = await torchRate('small-c4', smallImgs, 'small');
-const torchBua = N_BUA > 0 ? await torchRate('bua-r101-c4', buaImgs, 'bua') : NaN;
+const bw = N_BUA > 0 ? await buaWeights() : undefined;
+const torchBua = bw ? await torchRate('bua-r101-c4', buaImgs, 'bua', bw.pkl) : NaN;
 for (const b of BACKENDS) {
   const choice = await selectBackend(b);
   console.error(describeBackend(choice));
@@ -102,9 +130,10 @@ for (const b of BACKENDS) {
   rows.push([`small-c4 ${small.minSize}/${small.maxSize} model`, b, fmt(s), typeof torchSmall === 'number' ? fmt(torchSmall) : String(torchSmall), ratio(torchSmall, s)]);
   if (b === 'wasm') {
     rows.push([`small-c4 ${small.minSize}/${small.maxSize} decode+model`, b, fmt(await pipelineRate(jpegs)), '', '']);
-    if (N_BUA > 0) {
-      const r = await tfjsRate('bua-r101-c4', buaImgs);
-      rows.push([`bua-r101-c4 ${bua.minSize}/${bua.maxSize} model`, b, fmt(r), typeof torchBua === 'number' ? fmt(torchBua) : String(torchBua), ratio(torchBua, r)]);
+    if (bw) {
+      const r = await tfjsRate('bua-r101-c4', buaImgs, bw.params);
+      const t = typeof torchBua === 'number' ? `${fmt(torchBua)} (${fmt(1 / torchBua)} s/img)` : String(torchBua);
+      rows.push([`bua-r101-c4 ${bua.minSize}/${bua.maxSize} model, ${bw.label} weights`, b, `${fmt(r)} (${fmt(1 / r)} s/img)`, t, ratio(torchBua, r)]);
     }
   }
   tf.disposeVariables();
@@ -114,6 +143,6 @@ await rm(dir, { recursive: true, force: true });
 const head = ['case', 'backend', 'tfjs img/s', `torch img/s (${TORCH_THREADS} thr)`, 'tfjs/torch'];
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-console.log(`images: small-c4 ${N_SMALL}, bua-r101-c4 ${N_BUA} (sample-like JPEGs 160-320 px); torch threads ${TORCH_THREADS}`);
+console.log(`images: small-c4 ${N_SMALL}, bua-r101-c4 ${N_BUA} (sample-like JPEGs 160-320 px); torch threads ${TORCH_THREADS}; peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
 console.log(line(head));
 for (const r of rows) console.log(line(r));

@@ -144,15 +144,18 @@ class Net:
         return x
 
 
-def anchors(h, w, c):
-    cell = []
-    for size in c['anchorSizes']:
-        area = size ** 2.0
-        for r in c['anchorRatios']:
-            aw = math.sqrt(area / r)
-            ah = r * aw
-            cell.append([-aw / 2.0, -ah / 2.0, aw / 2.0, ah / 2.0])
-    cell = torch.tensor(cell)
+def anchors(h, w, c, cell=None):
+    """detectron2's anchor grid: the cell anchors (generated size-major, or a checkpoint's buffer
+    in its own order) shifted to every cell, in (y, x, anchor) order."""
+    if cell is None:
+        cell = []
+        for size in c['anchorSizes']:
+            area = size ** 2.0
+            for r in c['anchorRatios']:
+                aw = math.sqrt(area / r)
+                ah = r * aw
+                cell.append([-aw / 2.0, -ah / 2.0, aw / 2.0, ah / 2.0])
+    cell = torch.as_tensor(cell, dtype=torch.float32)
     st = c['featureStride']
     sx = torch.arange(0, w * st, step=st, dtype=torch.float32)
     sy = torch.arange(0, h * st, step=st, dtype=torch.float32)
@@ -235,7 +238,7 @@ def select_adaptive(probs, rois, conf=0.2, lo=10, hi=100, nms_t=0.3):
     return keep
 
 
-def run(net, rgb, raw_h, raw_w):
+def run(net, rgb, raw_h, raw_w, cell=None):
     c = net.c
     h, w = rgb.shape[:2]
     x = torch.from_numpy(rgb.astype(np.float32))[:, :, [2, 1, 0]] - torch.tensor(PIXEL_MEAN_BGR)
@@ -250,7 +253,7 @@ def run(net, rgb, raw_h, raw_w):
     a = logits.shape[1]
     logits = logits.permute(0, 2, 3, 1).reshape(-1)
     deltas = deltas.view(a, 4, fh, fw).permute(2, 3, 0, 1).reshape(-1, 4)
-    anc = anchors(fh, fw, c)
+    anc = anchors(fh, fw, c, cell)
     k = min(c['preNmsTopK'], logits.numel())
     top_scores, top_idx = logits.topk(k)
     props = clip(apply_deltas(deltas[top_idx], anc[top_idx], (1, 1, 1, 1)), h, w)

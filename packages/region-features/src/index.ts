@@ -8,7 +8,7 @@ export * from '@k3m-kit/core';
 export * from '@k3m-kit/core/backend';
 export { decodeDetectron2Pickle, readDetectron2Pickle, PickleFormatError, type PickledArray } from './codecs/detectron2-pickle.ts';
 export { PRESETS, IMAGE_SIZES, presetDims, type DetectorConfig, type PresetName } from './model/presets.ts';
-export { paramShapes, randomParams, verifyParams, WeightsMismatchError, type Params } from './model/params.ts';
+export { ANCHOR_BUFFER, optionalParamShapes, paramShapes, randomParams, verifyParams, WeightsMismatchError, type Params, type ParamsFit } from './model/params.ts';
 export { SELECTION_RULES, type SelectionRule } from './model/boxes.ts';
 export { Detector, resizedSize, PIXEL_MEAN_BGR, type DetectorOutput } from './model/detector.ts';
 export { decodeImage, ImageDecodeError, type DecodedImage } from './image.ts';

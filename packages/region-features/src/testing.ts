@@ -1,8 +1,12 @@
 /**
  * @file Test-only loaders: the PyTorch golden fixtures of tools/golden/ (regenerate with
- * `/usr/bin/python3 tools/golden/make_region_golden.py`) and a tiny work directory builder
- * (segments + images drawn with sharp).
+ * `/usr/bin/python3 tools/golden/make_region_golden.py` and `make_bua_torchvision_golden.py`),
+ * generated checkpoints of the real bottom-up-attention layout
+ * (tools/checkpoint/make_bua_checkpoint.py) and a tiny work directory builder (segments + images
+ * drawn with sharp).
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +16,110 @@ import { readSafetensors, toFloat32, toInt32 } from '@k3m-kit/core';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const GOLDEN_DIR = join(REPO_ROOT, 'tools/golden/region-features');
+export const PYTHON = '/usr/bin/python3';
+
+/**
+ * The project's shared reference folder: `$K3M_SHARED`, else `<repo>/../shared` (the main
+ * checkout's neighbour), else `/work/shared` (what a worktree elsewhere sees); undefined when
+ * none exists.
+ */
+export function sharedDir(): string | undefined {
+  return [process.env.K3M_SHARED, resolve(REPO_ROOT, '../shared'), '/work/shared'].find((d) => d && existsSync(d));
+}
+
+/** `keys.tsv` of the real checkpoint (names and shapes), or undefined without the shared folder. */
+export function buaKeysPath(): string | undefined {
+  const d = sharedDir();
+  const p = d && join(d, 'reference/bua-checkpoint/keys.tsv');
+  return p && existsSync(p) ? p : undefined;
+}
+
+/** Why the real-layout generator cannot run here, or undefined when it can. */
+export function buaGeneratorMissing(): string | undefined {
+  if (!buaKeysPath()) return 'shared/reference/bua-checkpoint/keys.tsv not found (set K3M_SHARED)';
+  const r = spawnSync(PYTHON, ['-c', 'import numpy'], { encoding: 'utf8' });
+  return r.status === 0 ? undefined : `${PYTHON} with numpy is not available (apt-get install python3-numpy)`;
+}
+
+/** make_bua_checkpoint.py's options (see its docstring). */
+export interface BuaCheckpointOptions {
+  protocol?: 2 | 3 | 4;
+  container?: 'dict' | 'ordered';
+  matchingHeuristics?: 'absent' | 'true' | 'false';
+  attr?: boolean;
+  permuteAnchors?: readonly number[];
+  seed?: number;
+}
+
+/**
+ * Writes a pickle of the real checkpoint's layout with seeded random values (about 255 MB; 380 MB
+ * in protocol 2) through tools/checkpoint/make_bua_checkpoint.py.
+ */
+export function makeBuaCheckpoint(out: string, o: BuaCheckpointOptions = {}): void {
+  const keys = buaKeysPath();
+  if (!keys) throw new Error('keys.tsv of the real checkpoint not found (set K3M_SHARED)');
+  const args = [join(REPO_ROOT, 'tools/checkpoint/make_bua_checkpoint.py'), '--keys', keys, '--out', out];
+  args.push('--protocol', String(o.protocol ?? 3), '--container', o.container ?? 'dict', '--matching-heuristics', o.matchingHeuristics ?? 'absent');
+  args.push('--seed', String(o.seed ?? 0));
+  if (o.attr) args.push('--attr');
+  if (o.permuteAnchors) args.push('--permute-anchors', o.permuteAnchors.join(','));
+  const r = spawnSync(PYTHON, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`make_bua_checkpoint.py failed: ${r.stderr || r.error?.message}`);
+}
+
+/** tools/golden/region-features/bua-torchvision.safetensors (see make_bua_torchvision_golden.py). */
+export interface BuaTorchvisionGolden {
+  config: Record<string, unknown>;
+  generator: { seed: number; container: 'dict' | 'ordered'; attr: boolean };
+  poolChannels: number[];
+  rgb: Uint8Array;
+  h: number;
+  w: number;
+  res4: Float32Array;
+  res4Shape: [number, number, number];
+  rpnLogits: Float32Array;
+  rpnDeltas: Float32Array;
+  proposals: Float32Array;
+  pooled: Float32Array;
+  pooledSum: Float32Array;
+  k3mKeep: Int32Array;
+  k3mBoxes: Float32Array;
+  adaptiveKeep: Int32Array;
+  keptFeatures: Float32Array;
+  keptProbs: Float32Array;
+  keptAttrProbs: Float32Array;
+}
+
+export async function loadBuaTorchvisionGolden(): Promise<BuaTorchvisionGolden> {
+  const st = await readSafetensors(join(GOLDEN_DIR, 'bua-torchvision.safetensors'));
+  const t = (n: string) => {
+    const v = st.tensors.get(n);
+    if (!v) throw new Error(`golden tensor ${n} missing`);
+    return v;
+  };
+  const rgb = t('rgb');
+  return {
+    config: JSON.parse(st.metadata.config!) as Record<string, unknown>,
+    generator: JSON.parse(st.metadata.generator!) as BuaTorchvisionGolden['generator'],
+    poolChannels: JSON.parse(st.metadata.poolChannels!) as number[],
+    rgb: new Uint8Array(rgb.bytes),
+    h: rgb.shape[0]!,
+    w: rgb.shape[1]!,
+    res4: toFloat32(t('res4')),
+    res4Shape: t('res4').shape as [number, number, number],
+    rpnLogits: toFloat32(t('rpn_logits')),
+    rpnDeltas: toFloat32(t('rpn_deltas')),
+    proposals: toFloat32(t('proposals')),
+    pooled: toFloat32(t('pooled')),
+    pooledSum: toFloat32(t('pooled_sum')),
+    k3mKeep: toInt32(t('k3m_keep')),
+    k3mBoxes: toFloat32(t('k3m_boxes')),
+    adaptiveKeep: toInt32(t('adaptive_keep')),
+    keptFeatures: toFloat32(t('kept_features')),
+    keptProbs: toFloat32(t('kept_probs')),
+    keptAttrProbs: toFloat32(t('kept_attr_probs')),
+  };
+}
 
 export interface GoldenImage {
   rgb: Uint8Array;

@@ -9,13 +9,13 @@ import { cp, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WHOLE } from '@k3m-kit/core';
+import { f32, WHOLE, writeSafetensors, type RawTensor } from '@k3m-kit/core';
 import { featureTsvPath, readFeatureMeta, readFeatureTsv } from '../src/codecs/feature-tsv.ts';
 import { partPaths } from '../src/codecs/feature-parts.ts';
 import { selectBackend } from '@k3m-kit/core/backend';
 import { extract, extractImage, merge, type ExtractOptions } from '../src/extract.ts';
 import { Detector } from '../src/model/detector.ts';
-import { randomParams } from '../src/model/params.ts';
+import { optionalParamShapes, paramShapes, randomParams } from '../src/model/params.ts';
 import { PRESETS } from '../src/model/presets.ts';
 import { makeTinyWorkDir, REPO_ROOT } from '../src/testing.ts';
 
@@ -135,6 +135,53 @@ describe('extract', () => {
     expect(Number(line.split('\t')[3])).toBeGreaterThanOrEqual(10);
     expect((await readFeatureMeta(d)).form).toBe('bare');
   }, 60_000);
+});
+
+describe('--attributes (the attribute head of the _attr checkpoints)', () => {
+  const hasNumpy = spawnSync('/usr/bin/python3', ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0;
+  let d: string;
+  beforeAll(async () => {
+    const c = PRESETS['small-c4'];
+    const tensors = new Map<string, RawTensor>();
+    for (const [n, a] of randomParams(c, 0)) tensors.set(n, f32(paramShapes(c).get(n)!, a));
+    for (const [n, shape] of optionalParamShapes(c).attributes) {
+      const a = Float32Array.from({ length: shape.reduce((x, y) => x * y, 1) }, (_, i) => 0.3 * Math.sin(i * 12.9898 + shape.length));
+      tensors.set(n, f32(shape, a));
+    }
+    d = await copyBase('attributes');
+    await writeSafetensors(join(d, 'small-attr.safetensors'), tensors);
+    await extract(opts(d, { weights: join(d, 'small-attr.safetensors'), attributes: true }));
+  }, 60_000);
+
+  it('adds an attr_prob column of 401 probabilities per box, summing to 1, and says so in meta.json', async () => {
+    const meta = await readFeatureMeta(d);
+    expect(meta).toMatchObject({ featureDim: 256, numClasses: 101, numAttributes: 401 });
+    const text = await readFile(featureTsvPath(d, 'train'), 'utf8');
+    expect(text.split('\n')[0]!.split('\t')).toHaveLength(8);
+    let rows = 0;
+    for await (const l of readFeatureTsv(featureTsvPath(d, 'train'), meta)) {
+      if (!l.ok) throw new Error(l.detail);
+      const r = l.row;
+      expect(r.attrProb).toHaveLength(r.numBoxes * 401);
+      for (let i = 0; i < r.numBoxes; i++) expect(r.attrProb!.subarray(i * 401, (i + 1) * 401).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
+      rows++;
+    }
+    expect(rows).toBe(3);
+  });
+
+  it.skipIf(!hasNumpy)("the 8-column TSV still reads in K3M's loader (csv.DictReader with its 7 FIELDNAMES)", () => {
+    if (!hasNumpy) return;
+    const py = spawnSync('/usr/bin/python3', [join(REPO_ROOT, 'tools/golden/read_k3m_tsv.py'), featureTsvPath(d, 'train'), '256', '101'], { encoding: 'utf8' });
+    expect(py.status, py.stderr).toBe(0);
+    const got = py.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(got.map((r) => r.imageId)).toEqual(['0_s0', '2_s0', '0_s2']);
+    for (const r of got) expect(r.clsProbSum).toBeCloseTo(r.numBoxes, 3);
+  });
+
+  it('weights without an attribute head are refused with a usage error naming --attributes', async () => {
+    const e = await copyBase('no-attributes');
+    await expect(extract(opts(e, { attributes: true }))).rejects.toThrow(/--attributes: random-init seed 0 has no attribute head/);
+  });
 });
 
 describe('extractImage', () => {

@@ -84,6 +84,22 @@ describe('detectron2 pickles', () => {
     });
   }
 
+  it.skipIf(!hasNumpy)('names a Caffe2 / Detectron 1 blobs pickle as such, with the file (CLI exit 2)', async () => {
+    if (!hasNumpy) return;
+    const pkl = join(dir, 'caffe2.pkl');
+    const g = spawnSync(PY, [join(REPO_ROOT, 'tools/checkpoint/make_bua_checkpoint.py'), '--caffe2-blobs', '--out', pkl], { encoding: 'utf8' });
+    expect(g.status, g.stderr).toBe(0);
+    await expect(readDetectron2Pickle(pkl)).rejects.toThrow(/caffe2\.pkl: is a Caffe2 \/ Detectron 1 weight file/);
+    const r = spawnSync(process.execPath, [join(REPO_ROOT, 'packages/region-features/bin/region-features.js'), 'convert-weights', pkl], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/caffe2\.pkl: is a Caffe2 \/ Detectron 1 weight file \(\{'blobs'/);
+  }, 30_000);
+
+  it('names a torch.save zip archive as such', async () => {
+    await writeFile(join(dir, 'model.pth'), Buffer.from('PK\x03\x04 rest of a zip'));
+    await expect(readDetectron2Pickle(join(dir, 'model.pth'))).rejects.toThrow(/model\.pth: is a zip archive \(torch\.save/);
+  });
+
   it('refuses a non-pickle and a pickle with foreign globals, saying why', async () => {
     await writeFile(join(dir, 'bad.pkl'), 'hello');
     await expect(readDetectron2Pickle(join(dir, 'bad.pkl'))).rejects.toThrow(/pickle/);
@@ -149,7 +165,7 @@ describe('convert-weights', () => {
       { encoding: 'utf8' },
     );
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/do not fit preset bua-r101-c4/);
+    expect(r.stderr).toMatch(/^region-features: \S*small-c4-random\.pkl: weights do not fit preset bua-r101-c4/);
     expect(r.stderr).toMatch(/missing \(\d+\)/);
   }, 30_000);
 });

@@ -223,22 +223,33 @@ export class Detector {
     });
   }
 
-  /** RPN proposals (resized-image coordinates) from the res4 map. */
-  async proposals(res4: tf.Tensor4D, imgH: number, imgW: number): Promise<Boxes> {
-    const c = this.config;
+  /**
+   * The RPN head on the res4 map: objectness logits `[h * w * a]` and anchor deltas
+   * `[h * w * a * 4]`, both in (y, x, anchor) order.
+   */
+  async rpnOutputs(res4: tf.Tensor4D): Promise<{ logits: Float32Array; deltas: Float32Array }> {
     const [, h, w] = res4.shape;
-    const a = numAnchors(c);
+    const a = numAnchors(this.config);
     const out = tf.tidy(() => this.conv(this.conv(res4, this.rpnConv, true), this.rpnHead, false));
     const raw = (await out.data()) as Float32Array;
     out.dispose();
-    const n = h * w * a;
-    const logits = new Float32Array(n);
-    const deltas = new Float32Array(n * 4);
+    const logits = new Float32Array(h * w * a);
+    const deltas = new Float32Array(h * w * a * 4);
     for (let cell = 0; cell < h * w; cell++) {
       logits.set(raw.subarray(cell * 5 * a, cell * 5 * a + a), cell * a);
       deltas.set(raw.subarray(cell * 5 * a + a, (cell + 1) * 5 * a), cell * a * 4);
     }
-    const anchors = gridAnchors(h, w, c.featureStride, this.cellAnchors);
+    return { logits, deltas };
+  }
+
+  /**
+   * Proposals from the RPN's outputs on an `fh x fw` map of an `imgH x imgW` image: the
+   * top-scoring anchors (pre-NMS top-k), decoded against this detector's anchors, clipped,
+   * empty ones dropped, NMS, post-NMS top-k. Resized-image coordinates, `[r * 4]`.
+   */
+  proposalsFrom(logits: Float32Array, deltas: Float32Array, fh: number, fw: number, imgH: number, imgW: number): Boxes {
+    const c = this.config;
+    const anchors = gridAnchors(fh, fw, c.featureStride, this.cellAnchors);
     const top = argsortDesc(logits).slice(0, c.preNmsTopK);
     const boxes = clipBoxes(applyDeltas(anchors, deltas, RPN_REG_WEIGHTS, 1, top), imgH, imgW);
     const scores = new Float64Array(top.length);
@@ -253,6 +264,12 @@ export class Detector {
     const props = new Float64Array(keep.length * 4);
     keep.forEach((i, o) => props.set(boxes.subarray(i * 4, i * 4 + 4), o * 4));
     return props;
+  }
+
+  /** RPN proposals (resized-image coordinates) from the res4 map. */
+  async proposals(res4: tf.Tensor4D, imgH: number, imgW: number): Promise<Boxes> {
+    const { logits, deltas } = await this.rpnOutputs(res4);
+    return this.proposalsFrom(logits, deltas, res4.shape[1], res4.shape[2], imgH, imgW);
   }
 
   /** ROIPool on res4, res5, mean pool: `[r, featureDim]`. */

@@ -184,11 +184,6 @@ export class Detector {
     this.mean = tf.tensor1d(PIXEL_MEAN_BGR as number[]);
   }
 
-  /** True when the weights carry the attribute head (`faster_rcnn_from_caffe_attr.pkl`). */
-  get hasAttributes(): boolean {
-    return this.attr !== undefined;
-  }
-
   /** RGB uint8 HWC pixels to the network input: BGR minus the caffe mean, `[h, w, 3]` float32. */
   preprocess(rgb: Uint8Array, h: number, w: number): tf.Tensor3D {
     return tf.tidy(() => tf.tensor3d(new Float32Array(rgb), [h, w, 3]).reverse(2).sub(this.mean));

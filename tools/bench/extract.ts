@@ -4,7 +4,9 @@
  * `faster_rcnn_from_caffe.pkl` layout (tools/checkpoint/make_bua_checkpoint.py, random values,
  * through convert-weights; the anchor buffer included), next to the PyTorch reference
  * (tools/golden/bench_torch.py: same topology, the same pickle, the same resized images, Debian
- * torch on this CPU), with the ratio. Model time only (images pre-decoded), plus the whole
+ * torch on this CPU), with the ratios: wall-clock images/s and CPU seconds per image (both
+ * sides single-threaded, so CPU time is what a shared machine distorts least; the load average
+ * is printed with the table). Model time only (images pre-decoded), plus the whole
  * extract path (sharp decode + resize overlapped with the model) for small-c4. Without
  * /usr/bin/python3 + numpy or keys.tsv, bua-r101-c4 runs on random weights of the real size.
  *
@@ -13,7 +15,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
@@ -73,14 +75,22 @@ async function buaWeights(): Promise<{ params: Params; pkl?: string; label: stri
   return { params: await readWeights(join(dir, 'bua.safetensors'), 'bua-r101-c4'), pkl, label: 'real layout' };
 }
 
-async function tfjsRate(preset: PresetName, imgs: DecodedImage[], params?: Params): Promise<number> {
+/** Wall-clock images/s and CPU seconds per image (the CPU figure is what a shared machine distorts least). */
+interface Rate {
+  perSecond: number;
+  cpuPerImage: number;
+}
+
+async function tfjsRate(preset: PresetName, imgs: DecodedImage[], params?: Params): Promise<Rate> {
   const det = new Detector(PRESETS[preset], params ?? randomParams(PRESETS[preset], 0));
   await extractImage(det, 'warm', imgs[0]!, 'k3m');
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   for (const img of imgs) await extractImage(det, 'x', img, 'k3m');
+  const cpu = process.cpuUsage(c0);
   const s = (performance.now() - t0) / 1000;
   det.dispose();
-  return imgs.length / s;
+  return { perSecond: imgs.length / s, cpuPerImage: (cpu.user + cpu.system) / 1e6 / imgs.length };
 }
 
 /** The whole path per image: sharp decode + resize (4 ahead) overlapped with the model. */
@@ -99,7 +109,7 @@ async function pipelineRate(paths: string[]): Promise<number> {
   return paths.length / ((performance.now() - t0) / 1000);
 }
 
-async function torchRate(preset: PresetName, imgs: DecodedImage[], tag: string, pkl?: string): Promise<number | string> {
+async function torchRate(preset: PresetName, imgs: DecodedImage[], tag: string, pkl?: string): Promise<Rate | string> {
   const list = imgs.map((img, i) => ({ path: join(dir, `${tag}-${i}.rgb`), h: img.h, w: img.w }));
   {
     await Promise.all(imgs.map((img, i) => writeFile(list[i]!.path, img.rgb)));
@@ -107,7 +117,8 @@ async function torchRate(preset: PresetName, imgs: DecodedImage[], tag: string, 
     const args = [join(REPO_ROOT, 'tools/golden/bench_torch.py'), JSON.stringify(PRESETS[preset]), join(dir, `${tag}.json`), String(TORCH_THREADS)];
     const r = spawnSync('/usr/bin/python3', pkl ? [...args, pkl] : args, { encoding: 'utf8' });
     if (r.status !== 0) return `torch reference unavailable (${(r.stderr || r.error?.message || '').trim().split('\n').pop()})`;
-    return (JSON.parse(r.stdout) as { imagesPerSecond: number }).imagesPerSecond;
+    const out = JSON.parse(r.stdout) as { imagesPerSecond: number; cpuSecondsPerImage: number };
+    return { perSecond: out.imagesPerSecond, cpuPerImage: out.cpuSecondsPerImage };
   }
 }
 
@@ -121,28 +132,28 @@ const buaImgs = await decodeAll(jpegs.slice(0, N_BUA), bua.minSize, bua.maxSize)
 
 const torchSmall = await torchRate('small-c4', smallImgs, 'small');
 const bw = N_BUA > 0 ? await buaWeights() : undefined;
-const torchBua = bw ? await torchRate('bua-r101-c4', buaImgs, 'bua', bw.pkl) : NaN;
+const torchBua = bw ? await torchRate('bua-r101-c4', buaImgs, 'bua', bw.pkl) : undefined;
+/** One table row: ours and the reference, wall and CPU, and both ratios (above 1: tfjs faster). */
+const row = (label: string, b: string, x: Rate, t: Rate | string | undefined): string[] => {
+  if (typeof t !== 'object') return [label, b, fmt(x.perSecond), fmt(x.cpuPerImage), t ?? '', '', '', ''];
+  return [label, b, fmt(x.perSecond), fmt(x.cpuPerImage), fmt(t.perSecond), fmt(t.cpuPerImage), `${fmt(x.perSecond / t.perSecond)}x`, `${fmt(t.cpuPerImage / x.cpuPerImage)}x`];
+};
 for (const b of BACKENDS) {
   const choice = await selectBackend(b);
   console.error(describeBackend(choice));
   const s = await tfjsRate('small-c4', b === 'cpu' ? smallImgs.slice(0, Math.min(4, N_SMALL)) : smallImgs);
-  const ratio = (t: number | string, x: number) => (typeof t === 'number' ? `${fmt(x / t)}x` : '-');
-  rows.push([`small-c4 ${small.minSize}/${small.maxSize} model`, b, fmt(s), typeof torchSmall === 'number' ? fmt(torchSmall) : String(torchSmall), ratio(torchSmall, s)]);
+  rows.push(row(`small-c4 ${small.minSize}/${small.maxSize} model`, b, s, torchSmall));
   if (b === 'wasm') {
-    rows.push([`small-c4 ${small.minSize}/${small.maxSize} decode+model`, b, fmt(await pipelineRate(jpegs)), '', '']);
-    if (bw) {
-      const r = await tfjsRate('bua-r101-c4', buaImgs, bw.params);
-      const t = typeof torchBua === 'number' ? `${fmt(torchBua)} (${fmt(1 / torchBua)} s/img)` : String(torchBua);
-      rows.push([`bua-r101-c4 ${bua.minSize}/${bua.maxSize} model, ${bw.label} weights`, b, `${fmt(r)} (${fmt(1 / r)} s/img)`, t, ratio(torchBua, r)]);
-    }
+    rows.push([`small-c4 ${small.minSize}/${small.maxSize} decode+model`, b, fmt(await pipelineRate(jpegs)), '', '', '', '', '']);
+    if (bw) rows.push(row(`bua-r101-c4 ${bua.minSize}/${bua.maxSize} model, ${bw.label} weights`, b, await tfjsRate('bua-r101-c4', buaImgs, bw.params), torchBua));
   }
   tf.disposeVariables();
 }
 await rm(dir, { recursive: true, force: true });
 
-const head = ['case', 'backend', 'tfjs img/s', `torch img/s (${TORCH_THREADS} thr)`, 'tfjs/torch'];
+const head = ['case', 'backend', 'tfjs img/s', 'tfjs CPU s/img', `torch img/s (${TORCH_THREADS} thr)`, 'torch CPU s/img', 'tfjs/torch wall', 'tfjs/torch CPU'];
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-console.log(`images: small-c4 ${N_SMALL}, bua-r101-c4 ${N_BUA} (sample-like JPEGs 160-320 px); torch threads ${TORCH_THREADS}; peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
+console.log(`images: small-c4 ${N_SMALL}, bua-r101-c4 ${N_BUA} (sample-like JPEGs 160-320 px); torch threads ${TORCH_THREADS}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}; peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
 console.log(line(head));
 for (const r of rows) console.log(line(r));

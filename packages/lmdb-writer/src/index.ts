@@ -9,4 +9,3 @@ export * from './codecs/record-reader.ts';
 export { join, pvWithFinalSeparator, featureFiles, MISSING_IMAGE_POLICIES, type MissingImagePolicy, type KnowledgeEntry, type JoinEvent, type JoinOptions } from './join.ts';
 export * from './codecs/msgpack-numpy.ts';
 export * from './codecs/tensorpack-lmdb.ts';
-export { LmdbFileReader, LmdbFileWriter, LmdbFormatError, PAGE_SIZE, type LmdbMeta, type LeafNode } from './codecs/lmdb-file.ts';

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { LmdbFileReader, lmdbPath, RecordReader } from '../src/index.ts';
+import { lmdbPath, RecordReader, TensorpackLmdbReader } from '../src/index.ts';
 import { writeFixtureWorkDir } from '../src/testing.ts';
 import { CLI, python, pythonMissing, repoRoot, tempDir } from './helpers.ts';
 
@@ -24,11 +24,11 @@ const fixture = (workDir: string) =>
 
 const args = (workDir: string) => ['convert', '--work-dir', workDir, '--batch-records', '5', '--quiet', '--json'];
 
-/** Records committed in a partial LMDB so far (0 while it is unreadable or absent). */
+/** Entries committed in a partial LMDB so far (0 while it is unreadable or absent). */
 function committed(partial: string): number {
   try {
-    const r = LmdbFileReader.open(partial);
-    const n = r.meta.entries;
+    const r = TensorpackLmdbReader.open(partial);
+    const n = r.entries;
     r.close();
     return n;
   } catch {

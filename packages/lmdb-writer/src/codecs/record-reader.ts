@@ -77,19 +77,13 @@ export class RecordReader {
   }
 
   /**
-   * Record `i` decoded from a buffer this reader reuses: its arrays are valid only until the
-   * next `getTransient` call. Several times faster than {@link get} for 36-box records (no
-   * fresh memory per read), for callers that copy the arrays out at once (batch collation).
+   * Record `i` decoded from the buffer lmdb-js reuses for reads: its arrays are valid only
+   * until the next LMDB read in this process. Faster than {@link get} for 36-box records (no fresh memory
+   * per read), for callers that copy the arrays out at once (batch collation).
    */
   getTransient(i: number): K3mRecord {
-    const v = this.store.value(i, this.scratch);
-    if (v.buffer !== this.scratch.buffer && v.length > this.scratch.length) {
-      this.scratch = Buffer.allocUnsafeSlow(v.length * 2);
-    }
-    return decodeRecord(v).record;
+    return decodeRecord(this.store.valueTransient(i)).record;
   }
-
-  private scratch = Buffer.allocUnsafeSlow(1 << 20);
 
   /** The raw msgpack value of record `i`. */
   value(i: number): Buffer {

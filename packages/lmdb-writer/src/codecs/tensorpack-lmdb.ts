@@ -1,24 +1,103 @@
 /**
- * @file tensorpack 0.9.4 `LMDBSerializer` keys and store (design.md 6.3, k3m-reference.md 2.5).
+ * @file tensorpack 0.9.4 `LMDBSerializer` keys and store (design.md 6.3, k3m-reference.md 2.5),
+ * on LMDB itself through lmdb-js.
  *
  * Keys: record i is stored under the 8-digit zero-padded ASCII index (`b'00000000'`, ...); the
  * key `b'__keys__'` holds the msgpack list of every record key (as bin). tensorpack reads the
  * key list from `__keys__` and counts records as `entries - 1`, so a finished database holds
  * nothing else. While a conversion runs, each commit also carries `__progress__` (JSON: what
- * is being built and how far); it is replaced by `__keys__` in the final commit. Both sort
- * after every digit key ('_' > '9'), which the append-only file writer relies on.
+ * is being built and how far) in the same transaction; it is replaced by `__keys__` in the
+ * final commit. Values are opaque here (see msgpack-numpy.ts).
  *
- * Values are opaque here (see msgpack-numpy.ts); the file format is lmdb-file.ts.
+ * The file: single-file LMDB (`subdir=False`: `X.lmdb` and `X.lmdb-lock`) in LMDB data format 1,
+ * the format liblmdb 0.9 (Debian's python3-lmdb, so tensorpack) reads. lmdb-js's prebuilt
+ * binaries write format 2; the workspace's install builds it from source for format 1
+ * (scripts/build-lmdb.js), and every open checks the file's format, so a format-2 build fails
+ * loudly instead of writing files Python cannot open.
+ *
+ * lmdb-js options and why: `keyEncoding: 'binary'` (keys are the raw ASCII bytes Python
+ * expects; lmdb-js's default ordered-binary would add type tags), `encoding: 'binary'` (values
+ * are our msgpack bytes, stored as given), no `compression` (lmdb-js's LZ4 frames would be
+ * opaque to Python), no `useWritemap` (liblmdb 0.9 then truncates the file to the whole map
+ * size), LMDB's default durable commits (one fdatasync per transaction; transactions are
+ * {@link WRITE_CHUNK_BYTES} or a commit, whichever first). The map size is a 1 TiB
+ * reservation of address space, not of disk (the reference opens with 2 TiB): liblmdb 0.9
+ * cannot grow the map during a write, and lmdb-js only remaps with LMDB 1.x.
  */
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { open, type RootDatabase } from 'lmdb';
 import { decodeBinList, encodeBinList } from './msgpack-numpy.ts';
-import { LmdbFileReader, LmdbFileWriter, LmdbFormatError } from './lmdb-file.ts';
 
 export const KEYS_KEY = Buffer.from('__keys__');
 export const PROGRESS_KEY = Buffer.from('__progress__');
 /** `%08d` stops sorting in index order at 10^8 records. */
 export const MAX_RECORDS = 100_000_000;
+/** The LMDB data format liblmdb 0.9 reads. */
+export const LMDB_DATA_FORMAT = 1;
+/** Address space reserved for a database being written. */
+export const MAP_SIZE = 2 ** 40;
+/** Appended values are written in a transaction once this many bytes wait (bounds memory). */
+export const WRITE_CHUNK_BYTES = 64 << 20;
+
+const MDB_MAGIC = 0xbeefc0de;
+const HOW_TO_BUILD = 'run `npm ci` (its postinstall builds lmdb-js for data format 1) or `node packages/lmdb-writer/scripts/build-lmdb.js`';
+
+export class LmdbFormatError extends Error {
+  override name = 'LmdbFormatError';
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(`${path}: ${message}`);
+  }
+}
+
+/**
+ * The LMDB data format of a file, from its first meta page (the page header before it is 16
+ * bytes in format 1, 24 in format 2); undefined when the file is no LMDB.
+ */
+export function lmdbDataFormat(path: string): number | undefined {
+  const head = Buffer.alloc(32);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  for (const at of [16, 24]) if (head.readUInt32LE(at) === MDB_MAGIC) return head.readUInt32LE(at + 4);
+  return undefined;
+}
+
+type Db = RootDatabase<Buffer, Buffer>;
+
+function openDb(path: string, readOnly: boolean): Db {
+  let db: Db;
+  try {
+    db = open<Buffer, Buffer>({ path, noSubdir: true, keyEncoding: 'binary', encoding: 'binary', compression: false, readOnly, ...(readOnly ? {} : { mapSize: MAP_SIZE }) });
+  } catch (e) {
+    // A data format-2 build refuses format-1 files (MDB_VERSION_MISMATCH / MDB_INVALID).
+    const hint = existsSync(path) && lmdbDataFormat(path) === LMDB_DATA_FORMAT ? `; lmdb-js may be its prebuilt (format 2) binary: ${HOW_TO_BUILD}` : '';
+    throw new LmdbFormatError(path, `${(e as Error).message}${hint}`);
+  }
+  const format = lmdbDataFormat(path);
+  if (format !== LMDB_DATA_FORMAT) {
+    void db.close();
+    const why =
+      format === undefined
+        ? 'not an LMDB file'
+        : readOnly
+          ? `LMDB data format ${format}; tensorpack's Python lmdb (liblmdb 0.9) reads only format ${LMDB_DATA_FORMAT}`
+          : `lmdb-js wrote LMDB data format ${format}, which Python's lmdb (liblmdb 0.9) cannot open: it is the prebuilt binary; ${HOW_TO_BUILD}`;
+    throw new LmdbFormatError(path, why);
+  }
+  return db;
+}
+
+function removeDb(path: string): void {
+  rmSync(path, { force: true });
+  rmSync(`${path}-lock`, { force: true });
+}
 
 /**
  * The key of record `i`.
@@ -49,18 +128,37 @@ export interface Progress {
   [extra: string]: unknown;
 }
 
+function readProgress(db: Db): Progress | undefined {
+  const v = db.getBinary(PROGRESS_KEY);
+  if (!v) return undefined;
+  try {
+    const p = JSON.parse(v.toString('utf8')) as Progress;
+    return typeof p.fingerprint === 'string' && Number.isInteger(p.records) ? p : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Writes records under consecutive keys; `commit` stores a progress marker in the same
  * transaction; `finish` writes `__keys__` and renames the partial file into place.
+ * Appended values wait in memory until a commit or {@link WRITE_CHUNK_BYTES}; a kill loses
+ * only what no marker covers yet.
  */
 export class TensorpackLmdbWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private written: number;
+
   private constructor(
-    private readonly file: LmdbFileWriter,
+    private readonly db: Db,
     readonly partialPath: string,
     readonly finalPath: string,
     /** Records already in the file when it was opened (a resumed run). */
     readonly resumedFrom: number,
-  ) {}
+  ) {
+    this.written = resumedFrom;
+  }
 
   /**
    * Opens `<finalPath>.partial`: resumes it when its progress marker carries `fingerprint`,
@@ -70,61 +168,81 @@ export class TensorpackLmdbWriter {
     const partial = `${finalPath}.partial`;
     mkdirSync(dirname(partial), { recursive: true });
     if (existsSync(partial)) {
-      let progress: Progress | undefined;
+      let db: Db | undefined;
       try {
-        const r = LmdbFileReader.open(partial);
-        try {
-          const v = r.get(PROGRESS_KEY);
-          progress = v ? (JSON.parse(v.toString('utf8')) as Progress) : undefined;
-          if (progress && r.meta.entries !== progress.records + 1) progress = undefined;
-        } finally {
-          r.close();
-        }
-      } catch {
-        progress = undefined;
+        db = openDb(partial, false);
+      } catch (e) {
+        // A format-1 file this build cannot open is kept (its commits may be resumable later).
+        if (lmdbDataFormat(partial) === LMDB_DATA_FORMAT) throw e;
       }
-      if (progress?.fingerprint === fingerprint) {
-        const file = LmdbFileWriter.resume(partial, (k) => !k.equals(PROGRESS_KEY));
-        return { writer: new TensorpackLmdbWriter(file, partial, finalPath, file.count), progress };
+      const progress = db && readProgress(db);
+      if (db && progress?.fingerprint === fingerprint) {
+        // Chunks written after the last marker are not covered by it: drop them.
+        const stray = [...db.getKeys({ start: recordKey(progress.records), end: KEYS_KEY })];
+        db.transactionSync(() => {
+          for (const k of stray) db.removeSync(k);
+        });
+        return { writer: new TensorpackLmdbWriter(db, partial, finalPath, progress.records), progress };
       }
+      if (db) void db.close();
+      removeDb(partial);
     }
-    return { writer: new TensorpackLmdbWriter(LmdbFileWriter.create(partial), partial, finalPath, 0) };
+    return { writer: new TensorpackLmdbWriter(openDb(partial, false), partial, finalPath, 0) };
   }
 
   /** Records put so far (committed or not). */
   get count(): number {
-    return this.file.count;
+    return this.written + this.pending.length;
   }
 
-  /** Appends the next record's value. */
-  append(value: Uint8Array): number {
-    const i = this.file.count;
-    this.file.put(recordKey(i), value);
+  /** Appends the next record's value (kept by reference until written: do not reuse it). */
+  append(value: Buffer): number {
+    const i = this.count;
+    this.pending.push(value);
+    this.pendingBytes += value.length;
+    if (this.pendingBytes >= WRITE_CHUNK_BYTES) this.write([]);
     return i;
   }
 
   /** Makes the records so far durable, with `progress` in the same transaction. */
   commit(progress: Progress): void {
-    this.file.commit([{ key: PROGRESS_KEY, value: Buffer.from(JSON.stringify(progress)) }]);
+    this.write([[PROGRESS_KEY, Buffer.from(JSON.stringify(progress))]]);
   }
 
-  /** Final commit with `__keys__`, then the partial file (and its lock) takes the final name. */
+  /** Final commit with `__keys__`, then the partial file takes the final name. */
   finish(): void {
-    const n = this.file.count;
-    this.file.put(KEYS_KEY, encodeKeys(n));
-    this.file.commit();
-    this.file.close();
-    rmSync(this.finalPath, { force: true });
+    const n = this.count;
+    this.write([[KEYS_KEY, encodeKeys(n)]], [PROGRESS_KEY]);
+    this.close();
+    removeDb(this.finalPath);
     renameSync(this.partialPath, this.finalPath);
+    // The lock file belongs to the name LMDB was opened under; LMDB recreates it on open.
     rmSync(`${this.partialPath}-lock`, { force: true });
-    rmSync(`${this.finalPath}-lock`, { force: true });
-    // LMDB initialises an empty lock file on first open; tensorpack opens without locking.
-    LmdbFileWriter.touchLock(this.finalPath);
   }
 
-  /** Closes without finishing (the partial file stays resumable up to its last commit). */
+  /** Closes without writing what no commit covered (the partial file stays resumable). */
   abandon(): void {
-    this.file.close();
+    this.pending = [];
+    this.close();
+  }
+
+  /** One durable transaction: the pending values, then `extra` puts and `remove` keys. */
+  private write(extra: [Buffer, Buffer][], remove: Buffer[] = []): void {
+    const values = this.pending;
+    const from = this.written;
+    this.db.transactionSync(() => {
+      values.forEach((v, k) => this.db.putSync(recordKey(from + k), v));
+      for (const [k, v] of extra) this.db.putSync(k, v);
+      for (const k of remove) this.db.removeSync(k);
+    });
+    this.written += values.length;
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  private close(): void {
+    // Only synchronous transactions were used, so lmdb-js closes the environment at once.
+    void this.db.close();
   }
 }
 
@@ -132,47 +250,54 @@ export class TensorpackLmdbWriter {
 export class TensorpackLmdbReader {
   readonly keys: string[];
 
-  private constructor(private readonly file: LmdbFileReader) {
-    const kv = file.get(KEYS_KEY);
-    if (kv) this.keys = decodeKeys(kv);
-    else {
-      // tensorpack falls back to every key when `__keys__` is absent.
-      this.keys = [];
-      for (const n of file.nodes()) this.keys.push(n.key.toString('latin1'));
-    }
+  private constructor(
+    private readonly db: Db,
+    readonly path: string,
+  ) {
+    const kv = db.getBinary(KEYS_KEY);
+    // tensorpack falls back to every key when `__keys__` is absent.
+    this.keys = kv ? decodeKeys(kv) : [...db.getKeys()].map((k) => k.toString('latin1'));
   }
 
   static open(path: string): TensorpackLmdbReader {
     if (!existsSync(path)) throw new LmdbFormatError(path, 'no such file');
-    return new TensorpackLmdbReader(LmdbFileReader.open(path));
-  }
-
-  get path(): string {
-    return this.file.path;
+    return new TensorpackLmdbReader(openDb(path, true), path);
   }
 
   /** LMDB entries (records plus `__keys__`), as tensorpack's `txn.stat()['entries']`. */
   get entries(): number {
-    return this.file.meta.entries;
+    return (this.db.getStats() as { entryCount: number }).entryCount;
   }
 
   get length(): number {
     return this.keys.length;
   }
 
-  /**
-   * The value of record `i` in its own buffer (4-byte aligned start), or in `scratch` when it
-   * is large enough (valid until the caller reuses `scratch`).
-   */
-  value(i: number, scratch?: Buffer): Buffer {
-    const key = this.keys[i];
-    if (key === undefined) throw new RangeError(`record ${i} outside [0, ${this.keys.length})`);
-    const v = this.file.get(Buffer.from(key, 'latin1'), scratch);
-    if (!v) throw new LmdbFormatError(this.file.path, `key ${key} listed in __keys__ is missing`);
+  /** The value of record `i` in its own buffer (it starts 4-byte aligned). */
+  value(i: number): Buffer {
+    const v = this.db.getBinary(this.key(i));
+    if (!v) throw new LmdbFormatError(this.path, `key ${this.keys[i]} listed in __keys__ is missing`);
     return v;
   }
 
+  /**
+   * The value of record `i` in the buffer lmdb-js reuses for reads (one per process): valid
+   * only until the next LMDB read (no allocation per read).
+   */
+  valueTransient(i: number): Buffer {
+    const v = this.db.getBinaryFast(this.key(i));
+    if (!v) throw new LmdbFormatError(this.path, `key ${this.keys[i]} listed in __keys__ is missing`);
+    // lmdb-js reports the value's size as `length`; the view ends there.
+    return v.subarray(0, v.length);
+  }
+
+  private key(i: number): Buffer {
+    const key = this.keys[i];
+    if (key === undefined) throw new RangeError(`record ${i} outside [0, ${this.keys.length})`);
+    return Buffer.from(key, 'latin1');
+  }
+
   close(): void {
-    this.file.close();
+    void this.db.close();
   }
 }

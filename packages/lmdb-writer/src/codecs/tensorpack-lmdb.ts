@@ -26,6 +26,7 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { IoError } from '@k3m-kit/core';
 import { open, type RootDatabase } from 'lmdb';
 import { decodeBinList, encodeBinList } from './msgpack-numpy.ts';
 
@@ -43,14 +44,9 @@ export const WRITE_CHUNK_BYTES = 64 << 20;
 const MDB_MAGIC = 0xbeefc0de;
 const HOW_TO_BUILD = 'run `npm ci` (its postinstall builds lmdb-js for data format 1) or `node packages/lmdb-writer/scripts/build-lmdb.js`';
 
-export class LmdbFormatError extends Error {
+/** A file this store cannot use (an I/O error with its path: exit 1, one line). */
+export class LmdbFormatError extends IoError {
   override name = 'LmdbFormatError';
-  constructor(
-    readonly path: string,
-    message: string,
-  ) {
-    super(`${path}: ${message}`);
-  }
 }
 
 /**
@@ -76,8 +72,14 @@ function openDb(path: string, readOnly: boolean): Db {
   try {
     db = open<Buffer, Buffer>({ path, noSubdir: true, keyEncoding: 'binary', encoding: 'binary', compression: false, readOnly, ...(readOnly ? {} : { mapSize: MAP_SIZE }) });
   } catch (e) {
-    // A data format-2 build refuses format-1 files (MDB_VERSION_MISMATCH / MDB_INVALID).
-    const hint = existsSync(path) && lmdbDataFormat(path) === LMDB_DATA_FORMAT ? `; lmdb-js may be its prebuilt (format 2) binary: ${HOW_TO_BUILD}` : '';
+    // Each build refuses the other format's files (MDB_VERSION_MISMATCH / MDB_INVALID).
+    const format = existsSync(path) ? lmdbDataFormat(path) : undefined;
+    const hint =
+      format === LMDB_DATA_FORMAT
+        ? `; lmdb-js may be its prebuilt (format 2) binary: ${HOW_TO_BUILD}`
+        : format !== undefined
+          ? `; the file is LMDB data format ${format}, Python's lmdb (liblmdb 0.9) reads only format ${LMDB_DATA_FORMAT}`
+          : '';
     throw new LmdbFormatError(path, `${(e as Error).message}${hint}`);
   }
   const format = lmdbDataFormat(path);
@@ -187,7 +189,12 @@ export class TensorpackLmdbWriter {
       if (db) void db.close();
       removeDb(partial);
     }
-    return { writer: new TensorpackLmdbWriter(openDb(partial, false), partial, finalPath, 0) };
+    try {
+      return { writer: new TensorpackLmdbWriter(openDb(partial, false), partial, finalPath, 0) };
+    } catch (e) {
+      removeDb(partial); // a file in the wrong format, just created
+      throw e;
+    }
   }
 
   /** Records put so far (committed or not). */

@@ -2,6 +2,7 @@
  * @file `lmdb-writer convert | merge | verify`: a thin skin over {@link convert}, {@link merge}
  * and {@link verify}.
  */
+import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { addCommonOptions, enumOf, intArg, loadConfig, printReport, resolveCommon, runCli, UsageError } from '@k3m-kit/core';
@@ -29,6 +30,7 @@ const ConvertConfig = Common.extend({
   clsProb: z.boolean(),
   batchMb: z.number().int().positive(),
   verifySample: z.number().int().nonnegative(),
+  workers: z.number().int().nonnegative(),
 });
 
 function withSplitAndBatch(cmd: Command): Command {
@@ -51,6 +53,7 @@ withSplitAndBatch(
   .option('--no-cls-prob', 'store cls_prob as shape (num_boxes, 0): about two thirds smaller')
   .addOption(new Option('--batch-mb <mb>', 'commit at least every mb megabytes of values').argParser(intArg('--batch-mb', 1)).default(256))
   .addOption(new Option('--verify-sample <n>', 'records read back and compared at the end').argParser(intArg('--verify-sample')).default(32))
+  .addOption(new Option('--workers <n>', 'threads decoding feature rows (0: the main thread)').argParser(intArg('--workers')).default(availableParallelism(), 'one per core'))
   .action(async (_opts, cmd: Command) => {
     const cfg = await loadConfig(ConvertConfig, cmd, cmd.opts().config as string | undefined);
     const common = resolveCommon(cfg);
@@ -64,6 +67,7 @@ withSplitAndBatch(
       batchRecords: cfg.batchRecords,
       batchMb: cfg.batchMb,
       verifySample: cfg.verifySample,
+      workers: cfg.workers,
       quiet: common.quiet,
     });
     printReport(report, convertTable(report), common);

@@ -9,13 +9,14 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { readManifest, type Split } from '@k3m-kit/raw-ingest';
 import {
   createProgress,
-  finishReport,
   formatTable,
   IoError,
+  Ledger,
   ownsUnit,
   RejectLog,
   shardSuffix,
@@ -26,7 +27,6 @@ import {
 } from '@k3m-kit/core';
 import { KNOWLEDGE_FILE, readKnowledge } from '@k3m-kit/kg-triples';
 import { FEATURE_DIR, readFeatureMeta, type FeatureDims } from '@k3m-kit/region-features';
-import { encodeRecord, MsgpackWriter } from './codecs/msgpack-numpy.ts';
 import { TensorpackLmdbWriter, type Progress } from './codecs/tensorpack-lmdb.ts';
 import { featureFiles, join, type KnowledgeEntry, type MissingImagePolicy } from './join.ts';
 import { sha1, verify } from './codecs/record-reader.ts';
@@ -79,8 +79,13 @@ export interface ConvertOptions {
   verifySample: number;
   quiet: boolean;
   knowledge?: KnowledgeSource;
+  /** Threads decoding feature rows; default: one per core; 0: the main thread only. */
+  workers?: number;
+  /** MB of feature rows decoded on the main thread before workers start (default 64). */
+  workersAfterMb?: number;
 }
 
+/** One split's LMDB and its share of the counts (input rows, see join.ts). */
 export interface SplitReport {
   file: string;
   records: number;
@@ -91,10 +96,17 @@ export interface SplitReport {
   bytes: number;
   fingerprint: string;
   in: number;
+  written: number;
   rejected: number;
 }
 
+/**
+ * `in`: input rows read (item rows and feature rows), `written`: input rows in the LMDBs (a
+ * record carries its item row and, unless its image is missing, its feature row), `rejected`:
+ * reject lines; `records`: LMDB records.
+ */
 export interface ConvertReport extends StageReportBase {
+  records: number;
   splits: Partial<Record<Split, SplitReport>>;
   bytes: number;
   valueBytes: number;
@@ -108,7 +120,7 @@ function fingerprintOf(o: ConvertOptions, split: Split, knowledge: string, input
     const s = statSync(f);
     return [f, s.size, s.mtimeMs];
   });
-  const what = { v: 1, split, shard: o.shard, fp16: o.fp16, clsProb: o.clsProb, missingImage: o.missingImage, knowledge, dims, files };
+  const what = { v: 2, split, shard: o.shard, fp16: o.fp16, clsProb: o.clsProb, missingImage: o.missingImage, knowledge, dims, files };
   return createHash('sha256').update(JSON.stringify(what)).digest('hex').slice(0, 32);
 }
 
@@ -120,7 +132,12 @@ function previousReport(workDir: string, name: string): ConvertReport | undefine
   }
 }
 
-class ReplayMismatch extends Error {}
+/** The committed records of a partial LMDB no longer line up with the inputs. */
+class ReplayMismatch extends Error {
+  constructor(readonly partial: string) {
+    super(`${partial}: committed records do not line up with the inputs`);
+  }
+}
 
 /**
  * Runs the stage: one LMDB per split, rejects in `rejects/lmdb-writer[.shard-i-of-N].jsonl`,
@@ -128,6 +145,17 @@ class ReplayMismatch extends Error {}
  * @example await convert({ workDir: 'work', shard: WHOLE, missingImage: 'keep', fp16: false, ... })
  */
 export async function convert(o: ConvertOptions): Promise<ConvertReport> {
+  try {
+    return await convertRun(o);
+  } catch (e) {
+    if (!(e instanceof ReplayMismatch)) throw e;
+    // Start that split afresh; the whole run is redone so the reject log and counts are whole.
+    rmSync(e.partial, { force: true });
+    return convertRun(o);
+  }
+}
+
+async function convertRun(o: ConvertOptions): Promise<ConvertReport> {
   const t0 = performance.now();
   const name = STAGE + shardSuffix(o.shard);
   const meta = await readFeatureMeta(o.workDir);
@@ -135,7 +163,8 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
   const manifest = await readManifest(o.workDir);
   const knowledge = o.knowledge ?? defaultKnowledge(o.workDir);
   const prev = previousReport(o.workDir, name);
-  const rejects = await RejectLog.open(o.workDir, name);
+  const ledger = new Ledger();
+  const rejects = await RejectLog.open(o.workDir, name, ledger);
   const splits: Partial<Record<Split, SplitReport>> = {};
   let valueBytes = 0;
   try {
@@ -147,20 +176,15 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
       const done = prev?.splits?.[split];
       // A finished split is skipped only when it had no rejects: the reject log is rewritten per run.
       if (done?.fingerprint === fingerprint && existsSync(file) && !existsSync(`${file}.partial`) && done.rejected === 0) {
+        ledger.addCounts({ in: done.in, written: done.written, rejectedByReason: {} });
         splits[split] = { ...done, skipped: true };
         continue;
       }
       const total = segs.reduce((a, e) => a + e.items, 0);
-      let result: { report: SplitReport; valueBytes: number };
-      try {
-        result = await convertSplit(o, split, file, fingerprint, total, knowledge, rejects, dims, meta.maxBoxes);
-      } catch (e) {
-        if (!(e instanceof ReplayMismatch)) throw e;
-        // The committed records no longer line up with the inputs: start this split afresh.
-        rmSync(`${file}.partial`, { force: true });
-        result = await convertSplit(o, split, file, fingerprint, total, knowledge, rejects, dims, meta.maxBoxes);
-      }
-      splits[split] = result.report;
+      const before = ledger.counts();
+      const result = await convertSplit(o, { split, file, fingerprint, total, knowledge, rejects, ledger, dims, maxBoxes: meta.maxBoxes });
+      const after = ledger.counts();
+      splits[split] = { ...result.report, in: after.in - before.in, written: after.written - before.written, rejected: after.rejected - before.rejected };
       valueBytes += result.valueBytes;
     }
     await rejects.commit();
@@ -170,85 +194,82 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
   }
   const seconds = (performance.now() - t0) / 1000;
   const all = Object.values(splits);
-  const report = finishReport({
+  const report: ConvertReport = {
     stage: STAGE,
-    in: all.reduce((a, s) => a + s.in, 0),
-    written: all.reduce((a, s) => a + s.records, 0),
-    rejected: rejects.count,
-    rejectedByReason: rejects.reasons.toJSON(),
+    ...ledger.counts(),
     seconds,
+    records: all.reduce((a, s) => a + s.records, 0),
     splits,
     bytes: all.reduce((a, s) => a + s.bytes, 0),
     valueBytes,
     mbPerSecond: valueBytes / 1e6 / Math.max(seconds, 1e-9),
     knowledge: knowledge.name,
     options: { fp16: o.fp16, clsProb: o.clsProb, missingImage: o.missingImage, shard: `${o.shard.index}/${o.shard.count}` },
-  });
+  };
   await writeReport(o.workDir, name, report);
   return report;
 }
 
-async function convertSplit(
-  o: ConvertOptions,
-  split: Split,
-  file: string,
-  fingerprint: string,
-  total: number,
-  knowledge: KnowledgeSource,
-  rejects: RejectLog,
-  dims: FeatureDims,
-  maxBoxes: number,
-): Promise<{ report: SplitReport; valueBytes: number }> {
-  const { writer, progress: resumed } = TensorpackLmdbWriter.open(file, fingerprint);
+interface SplitJob {
+  split: Split;
+  file: string;
+  fingerprint: string;
+  total: number;
+  knowledge: KnowledgeSource;
+  rejects: RejectLog;
+  ledger: Ledger;
+  dims: FeatureDims;
+  maxBoxes: number;
+}
+
+async function convertSplit(o: ConvertOptions, j: SplitJob): Promise<{ report: Omit<SplitReport, 'in' | 'written' | 'rejected'>; valueBytes: number }> {
+  const { writer, progress: resumed } = TensorpackLmdbWriter.open(j.file, j.fingerprint);
   const skip = writer.resumedFrom;
-  const bar = createProgress(`${LMDB_NAMES[split]} records`, total, { quiet: o.quiet });
-  const w = new MsgpackWriter(1 << 20);
-  const stride = Math.max(1, Math.ceil(total / Math.max(1, o.verifySample)));
+  const bar = createProgress(`${LMDB_NAMES[j.split]} records`, j.total, { quiet: o.quiet });
+  const stride = Math.max(1, Math.ceil(j.total / Math.max(1, o.verifySample)));
   const expected = new Map<number, string>();
   const batchBytes = o.batchMb * 1e6;
   let index = 0;
-  let inCount = 0;
-  let rejected = 0;
   let imageMissing = 0;
   let valueBytes = 0;
   let sinceCommit = 0;
   let bytesSinceCommit = 0;
   let lastImageId = '';
-  const mark = (): Progress => ({ fingerprint, records: writer.count, lastImageId, split });
+  const mark = (): Progress => ({ fingerprint: j.fingerprint, records: writer.count, lastImageId, split: j.split });
   try {
     for await (const ev of join({
       workDir: o.workDir,
-      split,
-      dims,
-      maxBoxes,
+      split: j.split,
+      dims: j.dims,
+      maxBoxes: j.maxBoxes,
       shard: o.shard,
       missingImage: o.missingImage,
-      knowledge: knowledge.open?.(split),
+      encoding: { fp16: o.fp16, clsProb: o.clsProb },
+      workers: o.workers ?? availableParallelism(),
+      workersAfterBytes: (o.workersAfterMb ?? 64) * 1e6,
+      ledger: j.ledger,
+      knowledge: j.knowledge.open?.(j.split),
     })) {
-      inCount++;
       if (ev.kind === 'reject') {
-        rejected++;
-        await rejects.add(ev.reject);
+        await j.rejects.add(ev.reject);
         continue;
       }
       bar.increment();
+      // Records committed by an interrupted run are in the output too.
+      j.ledger.wrote(ev.rows);
       if (ev.imageMissing) imageMissing++;
-      lastImageId = ev.record.imageId;
+      lastImageId = ev.imageId;
       if (index < skip) {
-        if (index === skip - 1 && resumed && lastImageId !== resumed.lastImageId) {
-          writer.abandon();
-          throw new ReplayMismatch();
-        }
+        if (index === skip - 1 && resumed && lastImageId !== resumed.lastImageId) throw new ReplayMismatch(writer.partialPath);
         index++;
         continue;
       }
-      const value = encodeRecord(ev.record, { fp16: o.fp16, clsProb: o.clsProb }, w);
-      writer.append(value);
-      if (index % stride === 0) expected.set(index, sha1(value));
+      writer.append(ev.value);
+      if (index % stride === 0) expected.set(index, sha1(ev.value));
       index++;
-      valueBytes += value.length;
+      valueBytes += ev.value.length;
       sinceCommit++;
-      bytesSinceCommit += value.length;
+      bytesSinceCommit += ev.value.length;
       if (sinceCommit >= o.batchRecords || bytesSinceCommit >= batchBytes) {
         writer.commit(mark());
         sinceCommit = 0;
@@ -256,34 +277,30 @@ async function convertSplit(
       }
     }
     bar.stop();
-    if (index < skip) {
-      writer.abandon();
-      throw new ReplayMismatch();
-    }
+    if (index < skip) throw new ReplayMismatch(writer.partialPath);
     writer.finish();
   } catch (e) {
     bar.stop();
-    if (!(e instanceof ReplayMismatch)) {
-      try {
-        writer.abandon();
-      } catch {
-        // already closed
-      }
+    try {
+      writer.abandon();
+    } catch {
+      // already closed
     }
     throw e;
   }
-  const check = verify(file, { expected, sample: o.verifySample });
-  if (check.problems.length) throw new IoError(file, `read-back check failed: ${check.problems.slice(0, 3).join('; ')}`);
+  const check = verify(j.file, { expected, sample: o.verifySample });
+  if (check.problems.length) throw new IoError(j.file, `read-back check failed: ${check.problems.slice(0, 3).join('; ')}`);
   return {
-    report: { file, records: index, imageMissing, resumedFrom: skip, skipped: false, bytes: statSync(file).size, fingerprint, in: inCount, rejected },
+    report: { file: j.file, records: index, imageMissing, resumedFrom: skip, skipped: false, bytes: statSync(j.file).size, fingerprint: j.fingerprint },
     valueBytes,
   };
 }
 
 /** The report as a table for people. */
 export function convertTable(r: ConvertReport): string {
-  const rows: TableRow[] = [['in', r.in], ['written', r.written], ['rejected', r.rejected]];
+  const rows: TableRow[] = [['in (item + feature rows)', r.in], ['written (rows in records)', r.written], ['rejected', r.rejected]];
   for (const [reason, n] of Object.entries(r.rejectedByReason)) rows.push([`  ${reason}`, n]);
+  rows.push(['records', r.records]);
   for (const [split, s] of Object.entries(r.splits)) {
     rows.push([`${split} records`, s.records]);
     rows.push([`${split} image-missing`, s.imageMissing]);

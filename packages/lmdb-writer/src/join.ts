@@ -3,27 +3,35 @@
  *
  * All three come in manifest order (segments as listed in segments.json, items by `k` within
  * a segment; image-missing items have no feature row), so the join is a merge over positions
- * `(segment index, k)` that holds one row of each stream at a time. What it cannot place it
- * returns as a reject with a reason:
+ * `(segment index, k)` that holds one row of each stream at a time. It yields each record's
+ * finished value (the head its feature row was encoded into, see feature-rows.ts, completed
+ * with the item text) and, for what it cannot place, rejects with a reason:
  *
  * - `no-metadata`: a feature row whose id names no item of this split;
  * - `duplicate-id`: a second feature row, or a second item, with an id already seen;
  * - `out-of-order`: a feature row that arrives after its item was passed;
  * - the feature codec's reasons (`field-count`, `bad-base64`, `array-length`, ...), and
- *   `nan-value`, `inf-value`, `too-many-boxes`, which reject the item the row belongs to;
+ *   `nan-value`, `inf-value`, `too-many-boxes` for a row; its item is then rejected too, as
+ *   `feature-row-rejected`, so each input line has its own reject line;
  * - `image-missing`: only with `--missing-image drop`.
+ *
+ * Accounting: the join's input is lines of two kinds, item rows (segment files) and feature
+ * rows (TSV), and it tells the ledger about each as it streams in (`read`); a written record
+ * carries one item row, plus its feature row unless the image is missing (`rows`).
  *
  * Knowledge, when given (kg-triples' `readKnowledge`), is walked in lockstep with the items and
  * must match them id for id; a mismatch is an error (the kg/ output is stale), not a reject.
  *
- * Memory: one bit per item of the current split (to tell duplicates from strays).
+ * Memory: one bit per item of the current split (to tell duplicates from strays), and the
+ * feature rows in flight to the decoding threads.
  */
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { readItems, readManifest, type Split, type SegmentEntry } from '@k3m-kit/raw-ingest';
-import { featureTsvPath, readFeatureTsv, type DecodedFeatureLine, type FeatureDims } from '@k3m-kit/region-features';
-import { IoError, ownsUnit, type RejectRecord, type Shard } from '@k3m-kit/core';
-import type { K3mRecord } from './codecs/record.ts';
+import { featureTsvPath, type FeatureDims } from '@k3m-kit/region-features';
+import { IoError, ownsUnit, type Ledger, type RejectRecord, type Shard } from '@k3m-kit/core';
+import { encodeRecord, encodeRecordText, MsgpackWriter, type RecordEncoding } from './codecs/msgpack-numpy.ts';
+import { decodedRows, FeatureRowDecoder, ownsRow, parseImageId, type DecodedRow } from './feature-rows.ts';
 
 /** What to do with items that have no region features (design.md section 5). */
 export const MISSING_IMAGE_POLICIES = Object.freeze({
@@ -45,12 +53,20 @@ export interface JoinOptions {
   maxBoxes: number;
   shard: Shard;
   missingImage: MissingImagePolicy;
+  encoding: RecordEncoding;
+  /** Threads decoding feature rows (0: the main thread) ... */
+  workers: number;
+  /** ... once this many bytes of rows were decoded on the main thread. */
+  workersAfterBytes: number;
+  /** Told of every input row as it is read. */
+  ledger: Ledger;
   /** Cleaned knowledge in manifest order; default: the segment's `pv` with a final `;`. */
   knowledge?: AsyncIterable<KnowledgeEntry>;
 }
 
 export type JoinEvent =
-  | { kind: 'record'; record: K3mRecord; imageMissing: boolean }
+  /** `rows`: input rows the record carries (the item, and its feature row unless missing). */
+  | { kind: 'record'; value: Buffer; imageId: string; imageMissing: boolean; rows: number }
   | { kind: 'reject'; reject: RejectRecord };
 
 /** The reference's PV text form for the model: `p:v;` per pair, so a final `;` is added. */
@@ -65,30 +81,15 @@ interface Pos {
 const before = (a: Pos, b: Pos) => a.seg < b.seg || (a.seg === b.seg && a.k < b.k);
 const same = (a: Pos, b: Pos) => a.seg === b.seg && a.k === b.k;
 
-function parseId(id: string | undefined): { k: number; seg: number } | undefined {
-  const m = id === undefined ? null : /^(\d+)_s(\d+)$/.exec(id);
-  return m ? { k: Number(m[1]), seg: Number(m[2]) } : undefined;
-}
+const parseId = parseImageId;
 
-type FeatureLine = DecodedFeatureLine & { line: number; source: string };
+type FeatureLine = DecodedRow & { line: number; source: string };
 
 /** The feature files of a split in order: `<split>.tsv.0`, `.1`, ... while they exist. */
 export function featureFiles(workDir: string, split: Split): string[] {
   const out: string[] = [];
   for (let k = 0; existsSync(featureTsvPath(workDir, split, k)); k++) out.push(featureTsvPath(workDir, split, k));
   return out;
-}
-
-async function* featureLines(files: string[], dims: FeatureDims): AsyncGenerator<FeatureLine> {
-  for (const f of files) for await (const l of readFeatureTsv(f, dims)) yield { ...l, source: basename(f) };
-}
-
-function firstNonFinite(a: Float32Array): number | undefined {
-  for (let i = 0; i < a.length; i++) {
-    const v = a[i]!;
-    if (v - v !== 0) return v;
-  }
-  return undefined;
 }
 
 /**
@@ -98,6 +99,19 @@ function firstNonFinite(a: Float32Array): number | undefined {
 export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
   const manifest = await readManifest(o.workDir);
   const segs = manifest.segments.filter((e) => e.split === o.split);
+  const decoder = new FeatureRowDecoder({ ...o, segs: segs.map((e) => e.seg) });
+  try {
+    yield* joinRows(o, segs, decodedRows(featureFiles(o.workDir, o.split), decoder, AHEAD)[Symbol.asyncIterator]());
+  } finally {
+    await decoder.close();
+  }
+}
+
+/** Feature rows decoded ahead of the join: enough to keep every thread busy. */
+const AHEAD = 16;
+
+async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterator<FeatureLine>): AsyncGenerator<JoinEvent> {
+  const segIds = segs.map((e) => e.seg);
   // Position of a segment in manifest order; rows of segments owned by other shards are skipped.
   const order = new Map<number, { index: number; entry: SegmentEntry; owned: boolean }>();
   segs.forEach((e, index) => order.set(e.seg, { index, entry: e, owned: ownsUnit(o.shard, e.seg) }));
@@ -111,24 +125,23 @@ export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
     return p.k < bits.length * 8 && ((bits[p.k >> 3]! >> (p.k & 7)) & 1) === 1;
   };
 
-  const rows = featureLines(featureFiles(o.workDir, o.split), o.dims)[Symbol.asyncIterator]();
   // A row with a position, or one that can never match (reject it when met).
   type Row = { line: FeatureLine; pos?: Pos };
   const nextRow = async (): Promise<Row | undefined> => {
     for (;;) {
       const r = await rows.next();
       if (r.done) return undefined;
-      const id = r.value.ok ? r.value.row.imageId : r.value.imageId;
+      const id = r.value.imageId;
+      // Rows of other shards' segments are theirs; unplaceable rows are shard 0's, so N shards count them once.
+      if (!ownsRow(id, segIds, o.shard)) continue;
+      o.ledger.read();
       const parsed = parseId(id);
       const seg = parsed && order.get(parsed.seg);
-      if (seg && !seg.owned) continue;
-      // Unplaceable rows are reported by shard 0 only, so N shards count them once.
-      if (!seg && o.shard.index !== 0) continue;
       return { line: r.value, pos: seg ? { seg: seg.index, k: parsed!.k } : undefined };
     }
   };
   const strayReject = (row: Row): RejectRecord => {
-    const id = row.line.ok ? row.line.row.imageId : row.line.imageId;
+    const id = row.line.imageId;
     const base = { source: row.line.source, line: row.line.line, id };
     if (!row.line.ok && !row.pos) return { ...base, reason: row.line.reason, detail: row.line.detail };
     if (!row.pos) return { ...base, reason: 'no-metadata', detail: `no item ${id} in the ${o.split} segments` };
@@ -151,16 +164,25 @@ export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
     }
   };
 
+  const finish = (head: Buffer, headBytes: number, caption: string, pv: string, category: string): Buffer => {
+    const w = MsgpackWriter.continuing(head, headBytes);
+    encodeRecordText(w, caption, pv, category);
+    return w.take();
+  };
+  const empty = new Float32Array(0);
+
   let row = await nextRow();
   let last: Pos | undefined;
   for await (const item of readItems(o.workDir, o.split, (e) => ownsUnit(o.shard, e.seg))) {
+    o.ledger.read();
     const source = basename(order.get(item.seg)!.entry.file);
     const parsed = parseId(item.imageId);
     const pos: Pos = { seg: order.get(item.seg)!.index, k: parsed?.k ?? -1 };
     // Knowledge has one entry per segment row, rejected rows included: consume it first.
     const pv = know ? await knowledgeFor(item.imageId, item.seg) : pvWithFinalSeparator(item.pv);
+    const itemReject = { source, line: item.line, id: item.imageId };
     if (!parsed || parsed.seg !== item.seg || (last && !before(last, pos))) {
-      yield { kind: 'reject', reject: { source, line: item.line, id: item.imageId, reason: 'duplicate-id', detail: `item ${item.imageId} repeats or runs backwards in segment ${item.seg}` } };
+      yield { kind: 'reject', reject: { ...itemReject, reason: 'duplicate-id', detail: `item ${item.imageId} repeats or runs backwards in segment ${item.seg}` } };
       continue;
     }
     last = pos;
@@ -168,43 +190,26 @@ export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
       yield { kind: 'reject', reject: strayReject(row) };
       row = await nextRow();
     }
-    const text = { imageId: item.imageId, caption: item.title, pv, category: item.category };
     if (row && same(row.pos!, pos)) {
       const { line } = row;
       mark(pos);
       row = await nextRow();
-      const base = { source: line.source, line: line.line, id: item.imageId };
-      if (!line.ok) {
-        yield { kind: 'reject', reject: { ...base, reason: line.reason, detail: line.detail } };
+      if (!line.ok || line.problem) {
+        const problem = line.ok ? line.problem! : { reason: line.reason, detail: line.detail };
+        yield { kind: 'reject', reject: { source: line.source, line: line.line, id: item.imageId, ...problem } };
+        yield { kind: 'reject', reject: { ...itemReject, reason: 'feature-row-rejected', detail: `its feature row (${line.source} line ${line.line}) was rejected: ${problem.reason}` } };
         continue;
       }
-      const f = line.row;
-      if (f.numBoxes > o.maxBoxes) {
-        yield { kind: 'reject', reject: { ...base, reason: 'too-many-boxes', detail: `num_boxes ${f.numBoxes} > ${o.maxBoxes}` } };
-        continue;
-      }
-      const bad = [['boxes', f.boxes], ['features', f.features], ['cls_prob', f.clsProb]] as const;
-      const hit = bad.map(([n, a]) => [n, firstNonFinite(a)] as const).find(([, v]) => v !== undefined);
-      if (hit) {
-        yield { kind: 'reject', reject: { ...base, reason: Number.isNaN(hit[1]) ? 'nan-value' : 'inf-value', detail: `${hit[0]} holds ${hit[1]}` } };
-        continue;
-      }
-      yield {
-        kind: 'record',
-        imageMissing: false,
-        record: { ...text, features: f.features, clsProb: f.clsProb, boxes: f.boxes, numBoxes: f.numBoxes, imageH: f.imageH, imageW: f.imageW, featureDim: o.dims.featureDim, numClasses: o.dims.numClasses },
-      };
+      // An owned, clean row comes with its value head (decodeRow).
+      yield { kind: 'record', value: finish(line.head!, line.headBytes!, item.title, pv, item.category), imageId: item.imageId, imageMissing: false, rows: 2 };
       continue;
     }
     if (o.missingImage === 'drop') {
-      yield { kind: 'reject', reject: { source, line: item.line, id: item.imageId, reason: 'image-missing', detail: item.pic ? `no feature row for ${item.pic}` : 'no image' } };
+      yield { kind: 'reject', reject: { ...itemReject, reason: 'image-missing', detail: item.pic ? `no feature row for ${item.pic}` : 'no image' } };
       continue;
     }
-    yield {
-      kind: 'record',
-      imageMissing: true,
-      record: { ...text, features: new Float32Array(0), clsProb: new Float32Array(0), boxes: new Float32Array(0), numBoxes: 0, imageH: 0, imageW: 0, featureDim: o.dims.featureDim, numClasses: o.dims.numClasses },
-    };
+    const record = { imageId: item.imageId, caption: item.title, pv, category: item.category, features: empty, clsProb: empty, boxes: empty, numBoxes: 0, imageH: 0, imageW: 0, featureDim: o.dims.featureDim, numClasses: o.dims.numClasses };
+    yield { kind: 'record', value: encodeRecord(record, o.encoding), imageId: item.imageId, imageMissing: true, rows: 1 };
   }
   while (row) {
     yield { kind: 'reject', reject: strayReject(row) };

@@ -3,7 +3,7 @@
  * meta.json, written through the owners' encoders (raw-ingest, region-features), and the real
  * sample's item text.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeRawTsvFile, encodeKnowledge, encodeManifest, encodeSegmentRow, segmentFileName, stripHashes, type Split } from '@k3m-kit/raw-ingest';
 import { encodeFeatureRow, featureTsvPath, writeFeatureMeta, type FeatureRow } from '@k3m-kit/region-features';
@@ -82,7 +82,10 @@ export async function writeFixtureWorkDir(o: FixtureOptions): Promise<Map<string
     const path = featureTsvPath(o.workDir, split, 0);
     mkdirSync(join(path, '..'), { recursive: true });
     const lines = o.editTsv ? o.editTsv(split, tsv[split]) : tsv[split];
-    writeFileSync(path, lines.length ? lines.join('\n') + '\n' : '');
+    // Line by line: a benchmark's TSV is larger than the longest string V8 allows.
+    const fd = openSync(path, 'w');
+    for (const l of lines) writeSync(fd, l + '\n');
+    closeSync(fd);
   }
   await writeFeatureMeta(o.workDir, { featureDim, numClasses, maxBoxes: 36, preset: 'fixture', weights: 'random-init', form: 'k3m' });
   return rows;

@@ -80,11 +80,12 @@ describe('convert', () => {
       },
     });
     const report = await convert(baseOptions(workDir));
-    expect(report.rejectedByReason).toEqual({ 'array-length': 1, 'duplicate-id': 1, 'field-count': 1, 'nan-value': 1, 'no-metadata': 2 });
+    // A bad row of an item rejects both: the row (its reason) and the item (feature-row-rejected).
+    expect(report.rejectedByReason).toEqual({ 'array-length': 1, 'duplicate-id': 1, 'field-count': 1, 'nan-value': 1, 'no-metadata': 2, 'feature-row-rejected': 2 });
     expect(report.reconciles).toBe(true);
-    expect(report.in).toBe(report.written + report.rejected);
     const lines = readFileSync(join(workDir, 'rejects/lmdb-writer.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines.find((l) => l.reason === 'nan-value')).toMatchObject({ source: 'train.tsv.0', line: 3 });
+    expect(lines.find((l) => l.reason === 'nan-value')).toMatchObject({ source: 'train.tsv.0', line: 3, id: '2_s0' });
+    expect(lines.find((l) => l.id === '2_s0' && l.reason === 'feature-row-rejected')).toMatchObject({ source: 'id_title_pvs_cls.txt0', line: 3 });
     expect(report.splits.train!.records).toBe(18);
   });
 
@@ -176,10 +177,10 @@ describe('convert', () => {
   test('a finished split is skipped on rerun; the report still reconciles', async () => {
     const workDir = tempDir('rerun');
     await writeFixtureWorkDir({ workDir });
-    await convert(baseOptions(workDir));
+    const first = await convert(baseOptions(workDir));
     const again = await convert(baseOptions(workDir));
     expect(again.splits.train!.skipped).toBe(true);
-    expect(again.written).toBe(28);
+    expect([again.records, again.in, again.written]).toEqual([28, first.in, first.written]);
     expect(again.reconciles).toBe(true);
   });
 });

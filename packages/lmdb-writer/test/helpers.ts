@@ -37,5 +37,7 @@ export const baseOptions = (workDir: string, over: Partial<ConvertOptions> = {})
   batchMb: 256,
   verifySample: 8,
   quiet: true,
+  // Fixtures are small: decode on the main thread unless a test asks for workers.
+  workers: 0,
   ...over,
 });

@@ -98,7 +98,10 @@ describe('msgpack-numpy codec', () => {
     }
     const f = specialFloats().subarray(0, 3);
     const more = Float32Array.from({ length: 4000 }, (_, i) => (i % 2 ? -1 : 1) * 2 ** (((i % 60) - 30) / 1.7) * (1 + i / 4001));
-    const all = Float32Array.from([...f, ...more]);
+    // Random bit patterns (every exponent, subnormal halves, halfway cases), NaNs left out.
+    const rng = new Rng(9);
+    const bits = Uint32Array.from({ length: 200_000 }, () => Math.floor(rng.next() * 2 ** 32)).filter((b) => (b & 0x7fffffff) <= 0x7f800000);
+    const all = Float32Array.from([...f, ...more, ...new Float32Array(bits.buffer, 0, bits.length)]);
     const py = spawnSync(PYTHON, ['-c', 'import sys, numpy as np; sys.stdout.buffer.write(np.frombuffer(sys.stdin.buffer.read(), np.float32).astype(np.float16).tobytes())'], { input: bytes(all) });
     expect(bytes(toFloat16(all)).equals(py.stdout)).toBe(true);
   });

@@ -54,6 +54,14 @@ export class MsgpackWriter {
     this.buf = Buffer.allocUnsafe(initial);
   }
 
+  /** A writer that goes on after the first `pos` bytes of `buf` (a head encoded elsewhere). */
+  static continuing(buf: Buffer, pos: number): MsgpackWriter {
+    const w = new MsgpackWriter(0);
+    w.buf = buf;
+    w.pos = pos;
+    return w;
+  }
+
   private room(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     let size = this.buf.length * 2;
@@ -143,6 +151,14 @@ export class MsgpackWriter {
     return Buffer.from(this.buf.subarray(0, this.pos));
   }
 
+  /** The bytes written so far, without a copy: the writer lets go of its buffer. */
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.pos);
+    this.buf = Buffer.allocUnsafe(0);
+    this.pos = 0;
+    return out;
+  }
+
   reset(): this {
     this.pos = 0;
     return this;
@@ -158,33 +174,25 @@ const KEY = {
 };
 const EMPTY = new Uint8Array(0);
 
-// float32 -> float16 bits, round half to even (what numpy's astype(float16) does).
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-function halfBits(v: number): number {
-  f32[0] = v;
-  const x = u32[0]!;
+// float32 bits -> float16 bits, round half to even (what numpy's astype(float16) does), in
+// integer arithmetic on the bits (F. Giesen's float_to_half_fast3_rtne); NaN becomes a quiet NaN.
+// Results equal the straightforward bit-by-bit rounding for every float32 (checked exhaustively).
+const DENORM_MAGIC = (127 - 15 + (23 - 10) + 1) << 23;
+const scratch = new Float32Array(2);
+const scratchBits = new Uint32Array(scratch.buffer);
+scratchBits[1] = DENORM_MAGIC;
+function halfBits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 112;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && h & 1)) h++;
-    return sign | h;
+  let f = x & 0x7fffffff;
+  if (f >= 0x47800000) return sign | (f > 0x7f800000 ? 0x7e00 : 0x7c00); // overflow to infinity; NaN
+  if (f < 0x38800000) {
+    // A subnormal half: adding 0.5 in float32 lines the 10 mantissa bits up at the bottom, rounded to even.
+    scratchBits[0] = f;
+    scratch[0] = scratch[0]! + scratch[1]!;
+    return sign | (scratchBits[0]! - DENORM_MAGIC);
   }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  // A carry out of the mantissa correctly bumps the exponent (up to infinity).
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
-  return sign | h;
+  f += ((15 - 127) << 23) + 0xfff + ((f >>> 13) & 1);
+  return sign | (f >>> 13);
 }
 
 let HALF_TABLE: Float32Array | undefined;
@@ -202,8 +210,9 @@ function halfTable(): Float32Array {
 
 /** float32 values to IEEE half-precision bits (little-endian when viewed as bytes). */
 export function toFloat16(a: Float32Array): Uint16Array {
+  const bits = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const out = new Uint16Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = halfBits(a[i]!);
+  for (let i = 0; i < a.length; i++) out[i] = halfBits(bits[i]!);
   return out;
 }
 
@@ -284,20 +293,43 @@ export interface RecordEncoding {
   clsProb?: boolean;
 }
 
+/** What the head of a value holds: the arrays and the image fields (all but the item text). */
+export type RecordHead = Pick<K3mRecord, 'features' | 'clsProb' | 'boxes' | 'numBoxes' | 'imageH' | 'imageW' | 'imageId' | 'featureDim' | 'numClasses'>;
+
+/** Bytes of a value's head: an upper bound, exact for the array data. */
+export function recordHeadBytes(r: RecordHead, enc: RecordEncoding = {}): number {
+  const wide = enc.fp16 ? 2 : 4;
+  const cls = enc.clsProb !== false ? r.clsProb.length : 0;
+  return 512 + Buffer.byteLength(r.imageId) + (r.features.length + cls) * wide + r.boxes.length * 4;
+}
+
+/**
+ * The first seven fields of a value: features, cls_prob, boxes, num_boxes, image_h, image_w,
+ * image_id. {@link encodeRecordText} completes it (a worker can encode the head before the
+ * item text is known).
+ */
+export function encodeRecordHead(r: RecordHead, enc: RecordEncoding, w: MsgpackWriter): void {
+  const dtype: DtypeName = enc.fp16 ? 'float16' : 'float32';
+  w.array(10);
+  encodeNdarray(w, r.features, r.numBoxes, r.featureDim, dtype);
+  if (enc.clsProb !== false) encodeNdarray(w, r.clsProb, r.numBoxes, r.numClasses, dtype);
+  else encodeNdarray(w, new Float32Array(0), r.numBoxes, 0, dtype);
+  encodeNdarray(w, r.boxes, r.numBoxes, 4, 'float32');
+  w.str(String(r.numBoxes)).str(String(r.imageH)).str(String(r.imageW)).str(r.imageId);
+}
+
+/** The last three fields of a value: caption, pv, category. */
+export function encodeRecordText(w: MsgpackWriter, caption: string, pv: string, category: string): void {
+  w.str(caption).str(pv).str(category);
+}
+
 /**
  * One datapoint value, exactly as tensorpack 0.9.4 + msgpack_numpy would write it.
  * @example encodeRecord(record, { fp16: false, clsProb: true })
  */
 export function encodeRecord(r: K3mRecord, enc: RecordEncoding = {}, w = new MsgpackWriter(1 << 20)): Buffer {
-  const dtype: DtypeName = enc.fp16 ? 'float16' : 'float32';
-  const keepCls = enc.clsProb !== false;
-  w.reset().array(10);
-  encodeNdarray(w, r.features, r.numBoxes, r.featureDim, dtype);
-  if (keepCls) encodeNdarray(w, r.clsProb, r.numBoxes, r.numClasses, dtype);
-  else encodeNdarray(w, new Float32Array(0), r.numBoxes, 0, dtype);
-  encodeNdarray(w, r.boxes, r.numBoxes, 4, 'float32');
-  w.str(String(r.numBoxes)).str(String(r.imageH)).str(String(r.imageW));
-  w.str(r.imageId).str(r.caption).str(r.pv).str(r.category);
+  encodeRecordHead(r, enc, w.reset());
+  encodeRecordText(w, r.caption, r.pv, r.category);
   return w.bytes();
 }
 

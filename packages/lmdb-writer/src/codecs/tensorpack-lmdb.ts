@@ -39,7 +39,7 @@ export const LMDB_DATA_FORMAT = 1;
 /** Address space reserved for a database being written. */
 export const MAP_SIZE = 2 ** 40;
 /** Appended values are written in a transaction once this many bytes wait (bounds memory). */
-export const WRITE_CHUNK_BYTES = 64 << 20;
+export const WRITE_CHUNK_BYTES = 16 << 20;
 
 const MDB_MAGIC = 0xbeefc0de;
 const HOW_TO_BUILD = 'run `npm ci` (its postinstall builds lmdb-js for data format 1) or `node packages/lmdb-writer/scripts/build-lmdb.js`';
@@ -70,7 +70,7 @@ type Db = RootDatabase<Buffer, Buffer>;
 function openDb(path: string, readOnly: boolean): Db {
   let db: Db;
   try {
-    db = open<Buffer, Buffer>({ path, noSubdir: true, keyEncoding: 'binary', encoding: 'binary', compression: false, readOnly, ...(readOnly ? {} : { mapSize: MAP_SIZE }) });
+    db = open<Buffer, Buffer>({ path, noSubdir: true, keyEncoding: 'binary', encoding: 'binary', compression: false, readOnly, ...(readOnly ? {} : { mapSize: MAP_SIZE}) });
   } catch (e) {
     // Each build refuses the other format's files (MDB_VERSION_MISMATCH / MDB_INVALID).
     const format = existsSync(path) ? lmdbDataFormat(path) : undefined;

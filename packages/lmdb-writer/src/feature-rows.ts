@@ -1,0 +1,224 @@
+/**
+ * @file Region-feature TSV rows for the join, decoded and encoded on worker threads.
+ *
+ * Per row, base64-decoding ~700 KB of text, checking every float and encoding the value's head
+ * (the msgpack arrays) is most of convert's CPU time, so {@link FeatureRowDecoder} runs it on
+ * worker threads (one per core by default) while the main thread reads lines, joins and writes
+ * the LMDB. Lines are cut here as the codec's `readFeatureTsv` cuts them (bytes split on `\n`,
+ * latin1, a trailing `\r` dropped, empty lines skipped but numbered) and each is decoded by the
+ * codec's `decodeFeatureLine`. Results come back in file order whatever the number of workers,
+ * so the output is byte-identical to decoding on the main thread (tested).
+ *
+ * Small runs never start a worker: rows are decoded on the main thread until
+ * `workersAfterBytes` of lines have gone through (starting a worker costs about a second).
+ */
+import { createReadStream } from 'node:fs';
+import { basename } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { IoError, ownsUnit, type Shard } from '@k3m-kit/core';
+// The codec's own entry: the package index would load TensorFlow.js and sharp into every worker.
+import { decodeFeatureLine, type FeatureDims } from '@k3m-kit/region-features/feature-tsv';
+import { encodeRecordHead, MsgpackWriter, recordHeadBytes, type RecordEncoding } from './codecs/msgpack-numpy.ts';
+
+/** Spare bytes after a value's head, for the item text the main thread appends in place. */
+export const TEXT_ROOM = 4096;
+
+/** What every row of a run is decoded against. */
+export interface RowOptions {
+  dims: FeatureDims;
+  maxBoxes: number;
+  encoding: RecordEncoding;
+  /** The segments of the split and this run's shard: rows of other shards are not encoded. */
+  segs: readonly number[];
+  shard: Shard;
+}
+
+/** A row the join can place: its id, and the value's head or why the row is unusable. */
+export type DecodedRow =
+  | { ok: false; reason: string; detail: string; imageId?: string }
+  | { ok: true; imageId: string; problem?: { reason: string; detail: string }; head?: Buffer; headBytes?: number };
+
+/** `<k>_s<seg>` → its parts, or undefined for an id that names no item position. */
+export function parseImageId(id: string | undefined): { k: number; seg: number } | undefined {
+  const m = id === undefined ? null : /^(\d+)_s(\d+)$/.exec(id);
+  return m ? { k: Number(m[1]), seg: Number(m[2]) } : undefined;
+}
+
+/** Whether this shard accounts for a row: rows of its segments, and unplaceable rows on shard 0. */
+export function ownsRow(imageId: string | undefined, segs: readonly number[], shard: Shard): boolean {
+  const p = parseImageId(imageId);
+  if (p && segs.includes(p.seg)) return ownsUnit(shard, p.seg);
+  return shard.index === 0;
+}
+
+function firstNonFinite(a: Float32Array): number | undefined {
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i]!;
+    if (v - v !== 0) return v;
+  }
+  return undefined;
+}
+
+/**
+ * One line: decoded by the codec, checked (too many boxes, NaN, infinity) and, when usable
+ * and owned, encoded as a value head in its own buffer with {@link TEXT_ROOM} to spare.
+ */
+export function decodeRow(line: Uint8Array, o: RowOptions): DecodedRow {
+  let text = Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString('latin1');
+  if (text.endsWith('\r')) text = text.slice(0, -1);
+  const d = decodeFeatureLine(text, o.dims);
+  if (!d.ok) return { ok: false, reason: d.reason, detail: d.detail, imageId: d.imageId };
+  const f = d.row;
+  if (!ownsRow(f.imageId, o.segs, o.shard)) return { ok: true, imageId: f.imageId };
+  if (f.numBoxes > o.maxBoxes) return { ok: true, imageId: f.imageId, problem: { reason: 'too-many-boxes', detail: `num_boxes ${f.numBoxes} > ${o.maxBoxes}` } };
+  for (const [name, a] of [['boxes', f.boxes], ['features', f.features], ['cls_prob', f.clsProb]] as const) {
+    const v = firstNonFinite(a);
+    if (v !== undefined) return { ok: true, imageId: f.imageId, problem: { reason: Number.isNaN(v) ? 'nan-value' : 'inf-value', detail: `${name} holds ${v}` } };
+  }
+  const head = { ...f, featureDim: o.dims.featureDim, numClasses: o.dims.numClasses };
+  // A dedicated ArrayBuffer (not Node's shared pool), so it can be transferred between threads.
+  const w = MsgpackWriter.continuing(Buffer.allocUnsafeSlow(recordHeadBytes(head, o.encoding) + TEXT_ROOM), 0);
+  encodeRecordHead(head, o.encoding, w);
+  const out = w.take();
+  return { ok: true, imageId: f.imageId, head: Buffer.from(out.buffer, 0, out.buffer.byteLength), headBytes: out.length };
+}
+
+/** One line of a feature file (a view into the read buffer, valid until the next line is read). */
+export interface RawLine {
+  bytes: Uint8Array;
+  line: number;
+  source: string;
+}
+
+/** The non-empty lines of the split's feature files in order, with 1-based line numbers. */
+export async function* readRawLines(files: readonly string[]): AsyncGenerator<RawLine> {
+  for (const path of files) {
+    const source = basename(path);
+    const stream = createReadStream(path, { highWaterMark: 1 << 22 });
+    let line = 0;
+    let pending: Buffer[] = [];
+    const emit = (parts: Buffer[]): RawLine | undefined => {
+      line++;
+      const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      if (bytes.length === 0 || (bytes.length === 1 && bytes[0] === 13)) return undefined;
+      return { bytes, line, source };
+    };
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        let from = 0;
+        for (let nl = chunk.indexOf(10, from); nl !== -1; nl = chunk.indexOf(10, from)) {
+          const out = emit([...pending, chunk.subarray(from, nl)]);
+          pending = [];
+          from = nl + 1;
+          if (out) yield out;
+        }
+        if (from < chunk.length) pending.push(chunk.subarray(from));
+      }
+      if (pending.length) {
+        const out = emit(pending);
+        if (out) yield out;
+      }
+    } catch (e) {
+      throw new IoError(path, e);
+    } finally {
+      stream.destroy();
+    }
+  }
+}
+
+export interface DecoderOptions extends RowOptions {
+  /** Worker threads; 0 decodes on the main thread. */
+  workers: number;
+  /** Bytes of lines decoded on the main thread before the workers start. */
+  workersAfterBytes: number;
+}
+
+interface Job {
+  resolve: (r: DecodedRow) => void;
+  reject: (e: Error) => void;
+}
+
+/** A pool of decoding threads; `decode` answers in any order, callers keep file order. */
+export class FeatureRowDecoder {
+  private readonly pool: Worker[] = [];
+  private readonly jobs = new Map<number, Job>();
+  private nextId = 0;
+  private inlineBytes = 0;
+  private failure: Error | undefined;
+
+  constructor(private readonly o: DecoderOptions) {}
+
+  /** How many worker threads are running. */
+  get threads(): number {
+    return this.pool.length;
+  }
+
+  decode(line: RawLine): Promise<DecodedRow> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.o.workers <= 0 || this.inlineBytes < this.o.workersAfterBytes) {
+      this.inlineBytes += line.bytes.byteLength;
+      return Promise.resolve(decodeRow(line.bytes, this.o));
+    }
+    if (!this.pool.length) this.start();
+    const id = this.nextId++;
+    const worker = this.pool[id % this.pool.length]!;
+    // The line's own copy, handed over (posting a view would copy its whole read buffer).
+    const bytes = new Uint8Array(line.bytes);
+    return new Promise<DecodedRow>((resolve, reject) => {
+      this.jobs.set(id, { resolve, reject });
+      worker.postMessage({ id, bytes }, [bytes.buffer]);
+    });
+  }
+
+  private start(): void {
+    const { workers, workersAfterBytes: _, ...rowOptions } = this.o;
+    for (let i = 0; i < workers; i++) {
+      const w = new Worker(new URL('./tsx-worker.js', import.meta.url), {
+        workerData: { module: new URL('./feature-row-worker.ts', import.meta.url).href, options: rowOptions },
+      });
+      w.on('message', (m: { id: number; row: DecodedRow }) => {
+        const job = this.jobs.get(m.id);
+        this.jobs.delete(m.id);
+        // A transferred head arrives as a Uint8Array over the buffer.
+        if (m.row.ok && m.row.head) m.row.head = Buffer.from(m.row.head.buffer, m.row.head.byteOffset, m.row.head.byteLength);
+        job?.resolve(m.row);
+      });
+      w.on('error', (e) => this.fail(new Error(`feature decoding worker ${i} failed: ${e.message}`, { cause: e })));
+      w.on('exit', (code) => {
+        if (code !== 0) this.fail(new Error(`feature decoding worker ${i} exited with code ${code}`));
+      });
+      this.pool.push(w);
+    }
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    for (const job of this.jobs.values()) job.reject(this.failure);
+    this.jobs.clear();
+  }
+
+  async close(): Promise<void> {
+    this.failure ??= new Error('feature decoding closed');
+    await Promise.all(this.pool.splice(0).map((w) => w.terminate()));
+  }
+}
+
+/**
+ * The split's feature rows decoded, in file order, with at most `ahead` lines in flight.
+ * @example for await (const r of decodedRows(files, decoder, 8)) ...
+ */
+export async function* decodedRows(files: readonly string[], decoder: FeatureRowDecoder, ahead: number): AsyncGenerator<DecodedRow & { line: number; source: string }> {
+  const queue: Promise<DecodedRow & { line: number; source: string }>[] = [];
+  try {
+    for await (const raw of readRawLines(files)) {
+      const { line, source } = raw;
+      const p = decoder.decode(raw).then((r) => ({ ...r, line, source }));
+      p.catch(() => undefined); // awaited below; this only keeps an early exit from crashing
+      queue.push(p);
+      if (queue.length >= ahead) yield await queue.shift()!;
+    }
+    while (queue.length) yield await queue.shift()!;
+  } finally {
+    queue.length = 0;
+  }
+}

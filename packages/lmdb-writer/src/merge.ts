@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { readManifest, type Split } from '@k3m-kit/raw-ingest';
-import { createProgress, finishReport, formatTable, IoError, UsageError, writeReport, type StageReportBase, type TableRow } from '@k3m-kit/core';
+import { createProgress, formatTable, IoError, Ledger, UsageError, writeReport, type StageReportBase, type TableRow } from '@k3m-kit/core';
 import { decodeRecord } from './codecs/msgpack-numpy.ts';
 import { TensorpackLmdbReader, TensorpackLmdbWriter } from './codecs/tensorpack-lmdb.ts';
 import { LMDB_DIR, LMDB_NAMES, lmdbPath, SPLIT_NAMES, STAGE } from './convert.ts';
@@ -55,7 +55,9 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
   const manifest = await readManifest(o.workDir);
   const splits: MergeReport['splits'] = {};
   let n = 0;
-  let inCount = 0;
+  // in: records read from the parts; written: records in the merged LMDBs (a record that fits
+  // no segment is an error, so nothing is rejected).
+  const ledger = new Ledger();
   for (const split of o.splits ?? SPLIT_NAMES) {
     const parts = partsOf(o.workDir, split, o.numShards);
     n = parts.length;
@@ -81,8 +83,11 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
           const id = decodeRecord(v).record.imageId;
           if (segOf(id) !== e.seg) break;
           next[shard]!++;
+          ledger.read();
           bar.increment();
           last = id;
+          // Records an interrupted merge committed are in the output already.
+          ledger.wrote();
           if (index++ < skip) continue;
           writer.append(v);
           if (writer.count % o.batchRecords === 0) writer.commit({ fingerprint, records: writer.count, lastImageId: last });
@@ -97,25 +102,21 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
       writer.finish();
       const check = verify(file, { sample: 16 });
       if (check.problems.length) throw new IoError(file, `read-back check failed: ${check.problems[0]}`);
-      inCount += total;
       splits[split] = { file, parts, records: index, bytes: statSync(file).size, resumedFrom: skip };
     } finally {
       for (const r of readers) r.close();
     }
   }
   const all = Object.values(splits);
-  const report = finishReport({
+  const report: MergeReport = {
     stage: STAGE,
-    mode: 'merge' as const,
+    mode: 'merge',
     numShards: n,
-    in: inCount,
-    written: all.reduce((a, s) => a + s.records, 0),
-    rejected: 0,
-    rejectedByReason: {},
+    ...ledger.counts(),
     seconds: (performance.now() - t0) / 1000,
     splits,
     bytes: all.reduce((a, s) => a + s.bytes, 0),
-  });
+  };
   await writeReport(o.workDir, `${STAGE}.merge`, report);
   return report;
 }

@@ -140,6 +140,9 @@ describe('convert', () => {
     }
     const m = await merge({ workDir: sharded, batchRecords: 4, quiet: true });
     expect(m.numShards).toBe(3);
+    const records = (paths: string[]) => paths.reduce((a, p) => a + allRecords(p).length, 0);
+    const parts = [0, 1, 2].flatMap((i) => (['train', 'val'] as const).map((s) => lmdbPath(sharded, s, { index: i, count: 3 })));
+    expect([m.in, m.written, m.rejected, m.reconciles]).toEqual([records(parts), records([lmdbPath(sharded, 'train'), lmdbPath(sharded, 'val')]), 0, true]);
     for (const split of ['train', 'val'] as const) {
       const a = RecordReader.open(lmdbPath(single, split));
       const b = RecordReader.open(lmdbPath(sharded, split));

@@ -1,122 +1,140 @@
 /**
- * @file Benchmark of lmdb-writer (not a test). Prints figures and ratios:
+ * @file Benchmark of lmdb-writer (not a test). One run prints, each with the peak RSS of the
+ * process that did it (every measured part runs in its own child process):
  *
- * 1. encode + write: N records of 36x2048 + 36x1601 float32 (+ boxes) through the msgpack-numpy
- *    codec into a tensorpack-layout LMDB (records/s, MB/s), next to a dd-style sequential write
- *    of the same bytes on the same disk (the physical limit);
- * 2. random reads through the trainer's reader (records/s, decoded, warm page cache), with
- *    `get` (a fresh buffer per record) and `getTransient` (one reused buffer);
- * 3. convert from a region-feature TSV (the whole stage: TSV parse, base64, join, encode,
- *    write) next to a Python reference doing what the original script does with Debian's
- *    lmdb/msgpack/msgpack_numpy (skipped when they are missing).
+ * 1. convert from region-feature TSVs (the whole stage: read, base64, checks, join, msgpack,
+ *    LMDB commits, read-back check) of K3M-shaped rows (36 boxes, 2048 + 1601 floats), in
+ *    records/s, next to a dd-style write of the same bytes (8 MB writes + fdatasync): the
+ *    goal is convert / dd >= 0.9 with float32;
+ * 2. the same with --fp16: the goal is fp16 records/s >= 1.8x the float32 records/s;
+ * 3. convert with the decoding on the main thread only (--workers 0), to show what the
+ *    worker threads bring;
+ * 4. the trainer's random reads through `RecordReader` (`get`: fresh buffers, `getTransient`:
+ *    one reused buffer), warm page cache;
+ * 5. the Python reference (the original step 3 with Debian's lmdb/msgpack/msgpack_numpy),
+ *    skipped with its reason when they are missing.
  *
- *   npx tsx tools/bench/convert.ts                 # N=1000 encode+write, 300 TSV rows
- *   BENCH_N=4000 BENCH_TSV=1000 BENCH_DIR=/data npx tsx tools/bench/convert.ts
+ *   npx tsx tools/bench/convert.ts                       # 400 rows (~280 MB TSV)
+ *   BENCH_TSV=1000 BENCH_READS=5000 BENCH_DIR=/data npx tsx tools/bench/convert.ts
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng, WHOLE } from '@k3m-kit/core';
-import { convert, encodeRecord, lmdbPath, MsgpackWriter, RecordReader, TensorpackLmdbWriter, type K3mRecord } from '@k3m-kit/lmdb-writer';
+import { convert, lmdbPath, RecordReader } from '@k3m-kit/lmdb-writer';
 import { writeFixtureWorkDir } from '@k3m-kit/lmdb-writer/testing';
-import { featureTsvPath } from '@k3m-kit/region-features';
+import { featureTsvPath } from '@k3m-kit/region-features/feature-tsv';
 
-const N = Number(process.env.BENCH_N ?? 1000);
-const TSV_ROWS = Number(process.env.BENCH_TSV ?? 300);
-const READS = Number(process.env.BENCH_READS ?? 5000);
-const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'bench-lmdb-'));
-const here = dirname(fileURLToPath(import.meta.url));
-const fmt = (x: number, d = 1) => x.toFixed(d);
+const self = fileURLToPath(import.meta.url);
+const here = dirname(self);
+const peakMb = () => process.resourceUsage().maxRSS / 1024;
 
-function record(i: number, pool: Float32Array[]): K3mRecord {
-  // A few distinct arrays reused: generating 3 M random floats per record would dominate.
-  const p = pool[i % pool.length]!;
-  return {
-    features: p.subarray(0, 36 * 2048),
-    clsProb: p.subarray(36 * 2048, 36 * (2048 + 1601)),
-    boxes: p.subarray(36 * (2048 + 1601), 36 * (2048 + 1601 + 4)),
-    numBoxes: 36,
-    imageH: 480,
-    imageW: 640,
-    imageId: `${i}_s0`,
-    caption: '夏季新款纯棉短袖T恤',
-    pv: '颜色:红色;材质:棉;',
-    category: 'cat',
-    featureDim: 2048,
-    numClasses: 1601,
-  };
+/** What a child process measured. */
+interface Part {
+  seconds: number;
+  peakMb: number;
+  /** CPU seconds of the whole process, worker threads included. */
+  cpuSeconds?: number;
+  records?: number;
+  fileBytes?: number;
+  valueBytes?: number;
+  getPerS?: number;
+  transientPerS?: number;
 }
 
-const rng = new Rng(1);
-const pool = Array.from({ length: 8 }, () => Float32Array.from({ length: 36 * (2048 + 1601 + 4) }, () => rng.next()));
+/** The measured parts, each run in a child process of this file (`<file> part <name> <json>`). */
+const PARTS = {
+  async convert(a: { workDir: string; fp16: boolean; workers: number }): Promise<Part> {
+    const t = performance.now();
+    const c0 = process.cpuUsage();
+    const r = await convert({ workDir: a.workDir, splits: ['train'], shard: WHOLE, missingImage: 'keep', fp16: a.fp16, clsProb: true, batchRecords: 1000, batchMb: 256, verifySample: 8, quiet: true, workers: a.workers });
+    const seconds = (performance.now() - t) / 1000;
+    const cpu = process.cpuUsage(c0);
+    return { seconds, peakMb: peakMb(), cpuSeconds: (cpu.user + cpu.system) / 1e6, records: r.records, fileBytes: statSync(lmdbPath(a.workDir, 'train')).size, valueBytes: r.valueBytes };
+  },
+  async dd(a: { path: string; bytes: number }): Promise<Part> {
+    const chunk = Buffer.alloc(8 << 20, 7);
+    const t = performance.now();
+    const fd = openSync(a.path, 'w');
+    for (let left = a.bytes; left > 0; left -= chunk.length) writeSync(fd, chunk, 0, Math.min(left, chunk.length));
+    fdatasyncSync(fd);
+    closeSync(fd);
+    const seconds = (performance.now() - t) / 1000;
+    rmSync(a.path);
+    return { seconds, peakMb: peakMb() };
+  },
+  async reads(a: { path: string; reads: number }): Promise<Part> {
+    const rd = RecordReader.open(a.path);
+    const pick = new Rng(2);
+    for (let i = 0; i < Math.min(rd.length, 200); i++) rd.get(i); // warm up
+    let sink = 0;
+    let t = performance.now();
+    for (let i = 0; i < a.reads; i++) sink += rd.get(pick.int(rd.length)).features[0]!;
+    const getS = (performance.now() - t) / 1000;
+    t = performance.now();
+    for (let i = 0; i < a.reads; i++) sink += rd.getTransient(pick.int(rd.length)).features[0]!;
+    const transientS = (performance.now() - t) / 1000;
+    rd.close();
+    if (!(sink > 0)) throw new Error('reads returned nothing');
+    return { seconds: getS + transientS, peakMb: peakMb(), getPerS: a.reads / getS, transientPerS: a.reads / transientS };
+  },
+} as const;
 
-// 1. encode + write
-const path = join(dir, 'bench_feat_all.lmdb');
-let t = performance.now();
-const { writer } = TensorpackLmdbWriter.open(path, 'bench');
-const w = new MsgpackWriter(1 << 21);
-let valueBytes = 0;
-for (let i = 0; i < N; i++) {
-  const v = encodeRecord(record(i, pool), {}, w);
-  valueBytes += v.length;
-  writer.append(v);
-  if ((i + 1) % 1000 === 0) writer.commit({ fingerprint: 'bench', records: writer.count, lastImageId: `${i}_s0` });
+function child(name: keyof typeof PARTS, args: object): Part {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', self, 'part', name, JSON.stringify(args)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`bench part ${name} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Part;
 }
-writer.finish();
-const writeS = (performance.now() - t) / 1000;
-const fileBytes = statSync(path).size;
 
-// dd-style: the same number of bytes in 8 MB writes, then fdatasync.
-const ddPath = join(dir, 'dd.bin');
-const chunk = Buffer.alloc(8 << 20, 7);
-t = performance.now();
-const fd = openSync(ddPath, 'w');
-for (let left = fileBytes; left > 0; left -= chunk.length) writeSync(fd, chunk, 0, Math.min(left, chunk.length));
-fdatasyncSync(fd);
-closeSync(fd);
-const ddS = (performance.now() - t) / 1000;
-rmSync(ddPath);
+async function main(): Promise<void> {
+  const rows = Number(process.env.BENCH_TSV ?? 400);
+  const reads = Number(process.env.BENCH_READS ?? 3000);
+  const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'bench-convert-'));
+  const fmt = (x: number, d = 1) => x.toFixed(d);
+  try {
+    const workDir = join(dir, 'work');
+    await writeFixtureWorkDir({ workDir, featureDim: 2048, numClasses: 1601, segments: [{ seg: 0, split: 'train', items: rows }], boxes: () => 36, missing: () => false });
+    const tsv = featureTsvPath(workDir, 'train', 0);
+    const tsvMb = statSync(tsv).size / 1e6;
+    const cores = availableParallelism();
+    console.log(`lmdb-writer convert: ${rows} K3M-shaped rows (36 boxes, 2048 + 1601 floats), ${fmt(tsvMb)} MB of TSV, ${cores} cores; load average ${loadavg().map((l) => fmt(l, 2)).join(' ')} (a shared machine slows every figure)`);
 
-// 2. random reads
-const rd = RecordReader.open(path);
-const pickRng = new Rng(2);
-for (let i = 0; i < Math.min(N, 200); i++) rd.get(i); // warm up
-t = performance.now();
-let sink = 0;
-for (let i = 0; i < READS; i++) sink += rd.get(pickRng.int(rd.length)).features[0]!;
-const readS = (performance.now() - t) / 1000;
-t = performance.now();
-for (let i = 0; i < READS; i++) sink += rd.getTransient(pickRng.int(rd.length)).features[0]!;
-const transientS = (performance.now() - t) / 1000;
-rd.close();
+    const fp32 = child('convert', { workDir, fp16: false, workers: cores });
+    const lmdb = lmdbPath(workDir, 'train');
+    const reading = child('reads', { path: lmdb, reads });
+    rmSync(lmdb);
+    const dd = child('dd', { path: join(dir, 'dd.bin'), bytes: fp32.fileBytes! });
+    const serial = child('convert', { workDir, fp16: false, workers: 0 });
+    rmSync(lmdb);
+    const fp16 = child('convert', { workDir, fp16: true, workers: cores });
+    rmSync(lmdb);
 
-console.log(`encode+write  ${N} records, ${fmt(valueBytes / 1e6)} MB of values, file ${fmt(fileBytes / 1e6)} MB (+${fmt((fileBytes / valueBytes - 1) * 100, 2)}%)`);
-console.log(`              ${fmt(N / writeS, 0)} records/s, ${fmt(valueBytes / 1e6 / writeS)} MB/s`);
-console.log(`dd-style      ${fmt(fileBytes / 1e6 / ddS)} MB/s sequential write of the same bytes; ratio ${fmt(fileBytes / writeS / (fileBytes / ddS), 2)}`);
-console.log(`random read   ${READS} reads, ${fmt(READS / readS, 0)} records/s decoded with get (fresh buffers), ${fmt(READS / transientS, 0)} records/s with getTransient (${sink > 0 ? 'ok' : '?'})`);
-rmSync(path);
+    const perS = (p: Part) => p.records! / p.seconds;
+    const cpuMs = (p: Part) => `${fmt((p.cpuSeconds! * 1000) / p.records!)} ms CPU/record`;
+    const ddMbS = fp32.fileBytes! / 1e6 / dd.seconds;
+    const ratio = dd.seconds / fp32.seconds;
+    console.log(`convert fp32      ${fmt(perS(fp32), 0)} records/s, ${fmt(fp32.fileBytes! / 1e6 / fp32.seconds)} MB/s of LMDB (${fmt(fp32.fileBytes! / 1e6)} MB, +${fmt((fp32.fileBytes! / fp32.valueBytes! - 1) * 100, 2)}% over the values), ${cores} decoding workers, ${cpuMs(fp32)}; peak RSS ${fmt(fp32.peakMb, 0)} MB`);
+    console.log(`dd-style write    ${fmt(ddMbS)} MB/s, the same ${fmt(fp32.fileBytes! / 1e6)} MB + fdatasync; peak RSS ${fmt(dd.peakMb, 0)} MB`);
+    console.log(`  convert / dd    ${fmt(ratio, 2)} (goal >= 0.90: ${ratio >= 0.9 ? 'met' : 'MISSED'})`);
+    console.log(`convert fp16      ${fmt(perS(fp16), 0)} records/s (${fmt(fp16.fileBytes! / 1e6)} MB of LMDB), ${cpuMs(fp16)}; peak RSS ${fmt(fp16.peakMb, 0)} MB`);
+    const fp16Ratio = perS(fp16) / perS(fp32);
+    console.log(`  fp16 / fp32     ${fmt(fp16Ratio, 2)}x records/s (goal >= 1.80: ${fp16Ratio >= 1.8 ? 'met' : 'MISSED'})`);
+    console.log(`convert fp32, main thread only (--workers 0)  ${fmt(perS(serial), 0)} records/s, ${cpuMs(serial)}; peak RSS ${fmt(serial.peakMb, 0)} MB; workers bring ${fmt(perS(fp32) / perS(serial), 2)}x`);
+    console.log(`random reads      ${reads} reads: ${fmt(reading.getPerS!, 0)} records/s decoded with get, ${fmt(reading.transientPerS!, 0)} records/s with getTransient; peak RSS ${fmt(reading.peakMb, 0)} MB`);
 
-// 3. convert from TSV vs the Python reference
-const workDir = join(dir, 'work');
-await writeFixtureWorkDir({
-  workDir,
-  featureDim: 2048,
-  numClasses: 1601,
-  segments: [{ seg: 0, split: 'train', items: TSV_ROWS }],
-  boxes: () => 36,
-  missing: () => false,
-});
-const tsvBytes = statSync(featureTsvPath(workDir, 'train', 0)).size;
-const report = await convert({ workDir, splits: ['train'], shard: WHOLE, missingImage: 'keep', fp16: false, clsProb: true, batchRecords: 1000, batchMb: 256, verifySample: 8, quiet: true });
-const convS = report.seconds;
-console.log(`convert       ${TSV_ROWS} TSV rows (${fmt(tsvBytes / 1e6)} MB TSV): ${fmt(TSV_ROWS / convS, 0)} records/s, ${fmt(report.valueBytes / 1e6 / convS)} MB/s of values, ${fmt(tsvBytes / 1e6 / convS)} MB/s of TSV`);
-rmSync(lmdbPath(workDir, 'train'));
-const py = spawnSync('/usr/bin/python3', [resolve(here, '../../packages/lmdb-writer/scripts/reference_convert.py'), featureTsvPath(workDir, 'train', 0), join(dir, 'py.lmdb')], { encoding: 'utf8' });
-if (py.status === 0) {
-  const pyS = Number(py.stdout.trim().split(' ')[1]);
-  console.log(`python ref    ${fmt(TSV_ROWS / pyS, 0)} records/s, ${fmt(tsvBytes / 1e6 / pyS)} MB/s of TSV; ours / python = ${fmt(pyS / convS, 2)}x`);
-} else console.log(`python ref    skipped: ${(py.stdout + py.stderr).trim().split('\n').pop()}`);
-console.log(`(convert / dd = ${fmt(report.valueBytes / convS / (fileBytes / ddS), 2)})`);
-rmSync(dir, { recursive: true, force: true });
+    const py = spawnSync('/usr/bin/python3', [resolve(here, '../../packages/lmdb-writer/scripts/reference_convert.py'), tsv, join(dir, 'py.lmdb')], { encoding: 'utf8' });
+    if (py.status === 0) {
+      const [, s, rss] = py.stdout.trim().split(' ').map(Number) as [number, number, number];
+      console.log(`python reference  ${fmt(rows / s, 0)} records/s; peak RSS ${fmt(rss, 0)} MB; ours (fp32) / python = ${fmt(perS(fp32) / (rows / s), 2)}x`);
+    } else console.log(`python reference  skipped: ${(py.stdout + py.stderr).trim().split('\n').pop()}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === 'part') {
+  const part = PARTS[process.argv[3] as keyof typeof PARTS];
+  process.stdout.write(JSON.stringify(await part(JSON.parse(process.argv[4]!))) + '\n');
+} else await main();

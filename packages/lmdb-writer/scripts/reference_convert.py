@@ -5,10 +5,11 @@ benchmarks: parse the region-feature TSV, strip b'...', base64-decode, reshape, 
 The metadata join is a dict lookup in the reference; here text fields are constants.
 
 Usage: reference_convert.py TSV OUT.lmdb [--feature-dim 2048] [--num-classes 1601]
-Prints "<records> <seconds>". Exit 77 when a module is missing.
+Prints "<records> <seconds> <peak RSS MB>". Exit 77 when a module is missing.
 """
 import argparse
 import base64
+import resource
 import sys
 import time
 
@@ -53,7 +54,7 @@ def main():
         txn.put(b"__keys__", msgpack.dumps(keys, use_bin_type=True))
     db.sync()
     db.close()
-    print("%d %.3f" % (idx + 1, time.time() - t0))
+    print("%d %.3f %.1f" % (idx + 1, time.time() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import {
   type TableRow,
 } from '@k3m-kit/core';
 import { KNOWLEDGE_FILE, readKnowledge } from '@k3m-kit/kg-triples';
-import { FEATURE_DIR, readFeatureMeta, type FeatureDims } from '@k3m-kit/region-features';
+import { FEATURE_DIR, readFeatureMeta, type FeatureDims } from '@k3m-kit/region-features/feature-tsv';
 import { TensorpackLmdbWriter, type Progress } from './codecs/tensorpack-lmdb.ts';
 import { featureFiles, join, type KnowledgeEntry, type MissingImagePolicy } from './join.ts';
 import { sha1, verify } from './codecs/record-reader.ts';

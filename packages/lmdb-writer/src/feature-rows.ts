@@ -1,10 +1,10 @@
 /**
- * @file Region-feature TSV rows for the join, decoded and encoded on worker threads.
+ * @file Region-feature TSV rows for the join, decoded on worker threads.
  *
- * Per row, base64-decoding ~700 KB of text, checking every float and encoding the value's head
- * (the msgpack arrays) is most of convert's CPU time, so {@link FeatureRowDecoder} runs it on
- * worker threads (one per core by default) while the main thread reads lines, joins and writes
- * the LMDB. Lines are cut here as the codec's `readFeatureTsv` cuts them (bytes split on `\n`,
+ * Per row, base64-decoding ~700 KB of text, checking every float and converting to float16 is
+ * most of convert's CPU time, so {@link FeatureRowDecoder} runs it on worker threads (one per
+ * core by default) while the main thread reads lines, joins, packs the values and writes the
+ * LMDB. The arrays come back transferred, not copied. Lines are cut here as the codec's `readFeatureTsv` cuts them (bytes split on `\n`,
  * latin1, a trailing `\r` dropped, empty lines skipped but numbered) and each is decoded by the
  * codec's `decodeFeatureLine`. Results come back in file order whatever the number of workers,
  * so the output is byte-identical to decoding on the main thread (tested).
@@ -18,10 +18,7 @@ import { Worker } from 'node:worker_threads';
 import { IoError, ownsUnit, type Shard } from '@k3m-kit/core';
 // The codec's own entry: the package index would load TensorFlow.js and sharp into every worker.
 import { decodeFeatureLine, type FeatureDims } from '@k3m-kit/region-features/feature-tsv';
-import { encodeRecordHead, MsgpackWriter, recordHeadBytes, type RecordEncoding } from './codecs/msgpack-numpy.ts';
-
-/** Spare bytes after a value's head, for the item text the main thread appends in place. */
-export const TEXT_ROOM = 4096;
+import { storedArrays, type RecordEncoding, type StoredArrays } from './codecs/msgpack-numpy.ts';
 
 /** What every row of a run is decoded against. */
 export interface RowOptions {
@@ -33,10 +30,13 @@ export interface RowOptions {
   shard: Shard;
 }
 
-/** A row the join can place: its id, and the value's head or why the row is unusable. */
+/** A usable row's image fields and arrays, in the form they are stored in. */
+export type StoredRow = StoredArrays & { imageW: number; imageH: number; numBoxes: number; boxes: Float32Array };
+
+/** A row the join can place: its id, and its arrays or why the row is unusable. */
 export type DecodedRow =
   | { ok: false; reason: string; detail: string; imageId?: string }
-  | { ok: true; imageId: string; problem?: { reason: string; detail: string }; head?: Buffer; headBytes?: number };
+  | { ok: true; imageId: string; problem?: { reason: string; detail: string }; row?: StoredRow };
 
 /** `<k>_s<seg>` → its parts, or undefined for an id that names no item position. */
 export function parseImageId(id: string | undefined): { k: number; seg: number } | undefined {
@@ -61,7 +61,7 @@ function firstNonFinite(a: Float32Array): number | undefined {
 
 /**
  * One line: decoded by the codec, checked (too many boxes, NaN, infinity) and, when usable
- * and owned, encoded as a value head in its own buffer with {@link TEXT_ROOM} to spare.
+ * and owned by this shard, its arrays put in stored form.
  */
 export function decodeRow(line: Uint8Array, o: RowOptions): DecodedRow {
   let text = Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString('latin1');
@@ -75,12 +75,13 @@ export function decodeRow(line: Uint8Array, o: RowOptions): DecodedRow {
     const v = firstNonFinite(a);
     if (v !== undefined) return { ok: true, imageId: f.imageId, problem: { reason: Number.isNaN(v) ? 'nan-value' : 'inf-value', detail: `${name} holds ${v}` } };
   }
-  const head = { ...f, featureDim: o.dims.featureDim, numClasses: o.dims.numClasses };
-  // A dedicated ArrayBuffer (not Node's shared pool), so it can be transferred between threads.
-  const w = MsgpackWriter.continuing(Buffer.allocUnsafeSlow(recordHeadBytes(head, o.encoding) + TEXT_ROOM), 0);
-  encodeRecordHead(head, o.encoding, w);
-  const out = w.take();
-  return { ok: true, imageId: f.imageId, head: Buffer.from(out.buffer, 0, out.buffer.byteLength), headBytes: out.length };
+  const stored = storedArrays({ ...f, numClasses: o.dims.numClasses }, o.encoding);
+  return { ok: true, imageId: f.imageId, row: { ...stored, imageW: f.imageW, imageH: f.imageH, numBoxes: f.numBoxes, boxes: f.boxes } };
+}
+
+/** The buffers of a row's arrays (each its own ArrayBuffer: the codec and toFloat16 allocate them). */
+export function rowBuffers(r: DecodedRow): ArrayBuffer[] {
+  return r.ok && r.row ? [r.row.features.buffer, r.row.clsProb.buffer, r.row.boxes.buffer] as ArrayBuffer[] : [];
 }
 
 /** One line of a feature file (a view into the read buffer, valid until the next line is read). */
@@ -179,8 +180,6 @@ export class FeatureRowDecoder {
       w.on('message', (m: { id: number; row: DecodedRow }) => {
         const job = this.jobs.get(m.id);
         this.jobs.delete(m.id);
-        // A transferred head arrives as a Uint8Array over the buffer.
-        if (m.row.ok && m.row.head) m.row.head = Buffer.from(m.row.head.buffer, m.row.head.byteOffset, m.row.head.byteLength);
         job?.resolve(m.row);
       });
       w.on('error', (e) => this.fail(new Error(`feature decoding worker ${i} failed: ${e.message}`, { cause: e })));

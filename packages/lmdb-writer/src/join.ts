@@ -4,8 +4,8 @@
  * All three come in manifest order (segments as listed in segments.json, items by `k` within
  * a segment; image-missing items have no feature row), so the join is a merge over positions
  * `(segment index, k)` that holds one row of each stream at a time. It yields each record's
- * finished value (the head its feature row was encoded into, see feature-rows.ts, completed
- * with the item text) and, for what it cannot place, rejects with a reason:
+ * value (its feature row's arrays, decoded on worker threads by feature-rows.ts, packed with
+ * the item text) and, for what it cannot place, rejects with a reason:
  *
  * - `no-metadata`: a feature row whose id names no item of this split;
  * - `duplicate-id`: a second feature row, or a second item, with an id already seen;
@@ -28,9 +28,9 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { readItems, readManifest, type Split, type SegmentEntry } from '@k3m-kit/raw-ingest';
-import { featureTsvPath, type FeatureDims } from '@k3m-kit/region-features';
+import { featureTsvPath, type FeatureDims } from '@k3m-kit/region-features/feature-tsv';
 import { IoError, ownsUnit, type Ledger, type RejectRecord, type Shard } from '@k3m-kit/core';
-import { encodeRecord, encodeRecordText, MsgpackWriter, type RecordEncoding } from './codecs/msgpack-numpy.ts';
+import { encodeRecord, encodeStoredRecord, type RecordEncoding } from './codecs/msgpack-numpy.ts';
 import { decodedRows, FeatureRowDecoder, ownsRow, parseImageId, type DecodedRow } from './feature-rows.ts';
 
 /** What to do with items that have no region features (design.md section 5). */
@@ -164,11 +164,6 @@ async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterat
     }
   };
 
-  const finish = (head: Buffer, headBytes: number, caption: string, pv: string, category: string): Buffer => {
-    const w = MsgpackWriter.continuing(head, headBytes);
-    encodeRecordText(w, caption, pv, category);
-    return w.take();
-  };
   const empty = new Float32Array(0);
 
   let row = await nextRow();
@@ -200,8 +195,9 @@ async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterat
         yield { kind: 'reject', reject: { ...itemReject, reason: 'feature-row-rejected', detail: `its feature row (${line.source} line ${line.line}) was rejected: ${problem.reason}` } };
         continue;
       }
-      // An owned, clean row comes with its value head (decodeRow).
-      yield { kind: 'record', value: finish(line.head!, line.headBytes!, item.title, pv, item.category), imageId: item.imageId, imageMissing: false, rows: 2 };
+      // An owned, clean row comes with its arrays (decodeRow).
+      const record = { ...line.row!, imageId: item.imageId, caption: item.title, pv, category: item.category, featureDim: o.dims.featureDim };
+      yield { kind: 'record', value: encodeStoredRecord(record), imageId: item.imageId, imageMissing: false, rows: 2 };
       continue;
     }
     if (o.missingImage === 'drop') {

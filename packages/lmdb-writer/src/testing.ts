@@ -6,7 +6,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeRawTsvFile, encodeKnowledge, encodeManifest, encodeSegmentRow, segmentFileName, stripHashes, type Split } from '@k3m-kit/raw-ingest';
-import { encodeFeatureRow, featureTsvPath, writeFeatureMeta, type FeatureRow } from '@k3m-kit/region-features';
+import { encodeFeatureRow, featureTsvPath, writeFeatureMeta, type FeatureRow } from '@k3m-kit/region-features/feature-tsv';
 import { Rng } from '@k3m-kit/core';
 
 export interface FixtureSegment {

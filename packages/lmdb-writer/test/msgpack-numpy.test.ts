@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
-import { decodeNdarray, decodeRecord, encodeNdarray, encodeRecord, fromFloat16, MsgpackWriter, toFloat16, type K3mRecord } from '../src/index.ts';
+import { decodeNdarray, decodeRecord, encodeRecord, fromFloat16, ndarrayMap, toFloat16, type K3mRecord } from '../src/index.ts';
 import { Rng } from '@k3m-kit/core';
 import { PYTHON, pythonMissing } from './helpers.ts';
-import { Unpackr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
 
 const bytes = (a: Float32Array | Uint16Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
@@ -43,9 +43,7 @@ function record(n: number, featureDim: number, numClasses: number): K3mRecord {
 describe('msgpack-numpy codec', () => {
   test('Float32Array survives the msgpack round trip byte for byte (NaN payloads, -0, subnormals)', () => {
     const a = specialFloats();
-    const w = new MsgpackWriter(16);
-    encodeNdarray(w, a, 8, 8);
-    const m = new Unpackr({ mapsAsObjects: false }).unpack(w.bytes());
+    const m = new Unpackr({ mapsAsObjects: false }).unpack(new Packr({ useRecords: false }).pack(ndarrayMap(a, 8, 8)));
     const back = decodeNdarray(m);
     expect(back.shape).toEqual([8, 8]);
     expect(bytes(back.data).equals(bytes(a))).toBe(true);
@@ -78,31 +76,33 @@ describe('msgpack-numpy codec', () => {
 
   const missing = pythonMissing();
   test.skipIf(missing !== undefined)('values are byte-identical to Python msgpack + msgpack_numpy, fp16 equals numpy astype', () => {
-    // Python decodes our value with msgpack_numpy and dumps it again the way tensorpack does.
+    // Python decodes each of our values with msgpack_numpy and dumps it again the way tensorpack does.
     const script = [
       'import sys, msgpack, msgpack_numpy, numpy as np',
       'msgpack_numpy.patch()',
-      'data = sys.stdin.buffer.read()',
-      'dp = msgpack.loads(data, raw=False)',
-      'sys.stdout.buffer.write(msgpack.dumps(dp, use_bin_type=True))',
+      'for dp in msgpack.Unpacker(sys.stdin.buffer, raw=False, max_bin_len=1 << 30, max_str_len=1 << 30):',
+      '    sys.stdout.buffer.write(msgpack.dumps(dp, use_bin_type=True))',
     ].join('\n');
-    for (const [r, fp16, clsProb] of [
+    // Text around every msgpack str size boundary (fixstr 31, str8 255, str16 65535 bytes of UTF-8),
+    // in one- and three-byte characters.
+    const texts = [0, 1, 31, 32, 255, 256, 65535, 65536].flatMap((n) => ['a'.repeat(n), '棉'.repeat(Math.floor(n / 3)) + 'a'.repeat(n % 3)]);
+    const cases: [K3mRecord, boolean, boolean][] = [
       [record(36, 2048, 1601), false, true],
       [record(0, 2048, 1601), false, true],
       [record(5, 64, 9), true, false],
-    ] as const) {
-      const ours = encodeRecord(r, { fp16, clsProb });
-      const py = spawnSync(PYTHON, ['-c', script], { input: ours, maxBuffer: 1 << 26 });
-      expect(py.status, py.stderr?.toString()).toBe(0);
-      expect(Buffer.compare(py.stdout, ours)).toBe(0);
-    }
+      ...texts.map((t, i): [K3mRecord, boolean, boolean] => [{ ...record(i % 3, 8, 3), caption: t, pv: texts[(i + 5) % texts.length]! }, i % 2 === 1, true]),
+    ];
+    const ours = cases.map(([r, fp16, clsProb]) => encodeRecord(r, { fp16, clsProb }));
+    const py = spawnSync(PYTHON, ['-c', script], { input: Buffer.concat(ours), maxBuffer: 1 << 28 });
+    expect(py.status, py.stderr?.toString()).toBe(0);
+    expect(Buffer.compare(py.stdout, Buffer.concat(ours))).toBe(0);
     const f = specialFloats().subarray(0, 3);
     const more = Float32Array.from({ length: 4000 }, (_, i) => (i % 2 ? -1 : 1) * 2 ** (((i % 60) - 30) / 1.7) * (1 + i / 4001));
     // Random bit patterns (every exponent, subnormal halves, halfway cases), NaNs left out.
     const rng = new Rng(9);
     const bits = Uint32Array.from({ length: 200_000 }, () => Math.floor(rng.next() * 2 ** 32)).filter((b) => (b & 0x7fffffff) <= 0x7f800000);
     const all = Float32Array.from([...f, ...more, ...new Float32Array(bits.buffer, 0, bits.length)]);
-    const py = spawnSync(PYTHON, ['-c', 'import sys, numpy as np; sys.stdout.buffer.write(np.frombuffer(sys.stdin.buffer.read(), np.float32).astype(np.float16).tobytes())'], { input: bytes(all) });
-    expect(bytes(toFloat16(all)).equals(py.stdout)).toBe(true);
+    const half = spawnSync(PYTHON, ['-c', 'import sys, numpy as np; sys.stdout.buffer.write(np.frombuffer(sys.stdin.buffer.read(), np.float32).astype(np.float16).tobytes())'], { input: bytes(all) });
+    expect(bytes(toFloat16(all)).equals(half.stdout)).toBe(true);
   });
 });

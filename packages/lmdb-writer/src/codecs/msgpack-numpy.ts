@@ -1,6 +1,6 @@
 /**
  * @file The record value: tensorpack's msgpack datapoint with msgpack_numpy arrays
- * (design.md 6.3, k3m-reference.md 2.5), both directions.
+ * (design.md 6.3, k3m-reference.md 2.5), both directions, through msgpackr.
  *
  * A value is a msgpack array of 10 fields in the reference order:
  *
@@ -11,16 +11,18 @@
  *   { b'nd': true, b'type': '<f4' | '<f2' (str), b'kind': b'' (bin), b'shape': [rows, cols],
  *     b'data': <raw little-endian C-order bytes> (bin) }
  *
- * num_boxes, image_h, image_w are decimal strings; text fields are msgpack str. The encoder
- * emits exactly what Python `msgpack.dumps(dp, use_bin_type=True)` with msgpack_numpy emits
- * (smallest int/str/bin forms), so values are byte-identical to the reference writer's. With
- * 36 rows the `data` payload of features and cls_prob starts 4-byte aligned in the value,
- * which lets the reader hand out Float32Array views without copying.
+ * num_boxes, image_h, image_w are decimal strings; text fields are msgpack str. msgpackr with
+ * `useRecords: false` packs a `Map` with Buffer keys and Buffer data into exactly what Python
+ * `msgpack.dumps(dp, use_bin_type=True)` with msgpack_numpy emits: smallest int, str (fixstr,
+ * str8/16/32 by UTF-8 length) and bin (bin8/16/32) forms, so values are byte-identical to the
+ * reference writer's (tested against Python, boundary lengths included). With 36 rows the
+ * `data` payload of features and cls_prob starts 4-byte aligned in the value, which lets the
+ * reader hand out Float32Array views without copying.
  *
  * The decoder (msgpackr, maps as Map so binary keys survive) also accepts what older Python
  * writers produce: str keys, float NaN for empty text (pandas), missing `kind`.
  */
-import { Unpackr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
 import type { K3mRecord } from './record.ts';
 
 /** numpy dtype strings this codec reads and writes. */
@@ -45,125 +47,8 @@ export class MsgpackNumpyError extends Error {
   override name = 'MsgpackNumpyError';
 }
 
-/** A growable msgpack writer for the handful of types a datapoint uses. */
-export class MsgpackWriter {
-  private buf: Buffer;
-  private pos = 0;
-
-  constructor(initial = 1 << 16) {
-    this.buf = Buffer.allocUnsafe(initial);
-  }
-
-  /** A writer that goes on after the first `pos` bytes of `buf` (a head encoded elsewhere). */
-  static continuing(buf: Buffer, pos: number): MsgpackWriter {
-    const w = new MsgpackWriter(0);
-    w.buf = buf;
-    w.pos = pos;
-    return w;
-  }
-
-  private room(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.pos + n) size *= 2;
-    const next = Buffer.allocUnsafe(size);
-    this.buf.copy(next, 0, 0, this.pos);
-    this.buf = next;
-  }
-
-  private header(fixBase: number | undefined, fixMax: number, c8: number | undefined, c16: number, c32: number, n: number): void {
-    this.room(5);
-    const b = this.buf;
-    if (fixBase !== undefined && n <= fixMax) b[this.pos++] = fixBase | n;
-    else if (c8 !== undefined && n < 256) {
-      b[this.pos++] = c8;
-      b[this.pos++] = n;
-    } else if (n < 65536) {
-      b[this.pos++] = c16;
-      b.writeUInt16BE(n, this.pos);
-      this.pos += 2;
-    } else {
-      b[this.pos++] = c32;
-      b.writeUInt32BE(n, this.pos);
-      this.pos += 4;
-    }
-  }
-
-  bool(v: boolean): this {
-    this.room(1);
-    this.buf[this.pos++] = v ? 0xc3 : 0xc2;
-    return this;
-  }
-
-  /** Non-negative integers (shapes, lengths). */
-  uint(v: number): this {
-    if (!Number.isInteger(v) || v < 0) throw new MsgpackNumpyError(`uint: ${v} is not a non-negative integer`);
-    this.room(9);
-    const b = this.buf;
-    if (v < 128) b[this.pos++] = v;
-    else if (v < 256) {
-      b[this.pos++] = 0xcc;
-      b[this.pos++] = v;
-    } else if (v < 65536) {
-      b[this.pos++] = 0xcd;
-      b.writeUInt16BE(v, this.pos);
-      this.pos += 2;
-    } else if (v < 2 ** 32) {
-      b[this.pos++] = 0xce;
-      b.writeUInt32BE(v, this.pos);
-      this.pos += 4;
-    } else {
-      b[this.pos++] = 0xcf;
-      b.writeBigUInt64BE(BigInt(v), this.pos);
-      this.pos += 8;
-    }
-    return this;
-  }
-
-  str(s: string): this {
-    const n = Buffer.byteLength(s, 'utf8');
-    this.header(0xa0, 31, 0xd9, 0xda, 0xdb, n);
-    this.room(n);
-    this.pos += this.buf.write(s, this.pos, 'utf8');
-    return this;
-  }
-
-  bin(data: Uint8Array): this {
-    this.header(undefined, 0, 0xc4, 0xc5, 0xc6, data.byteLength);
-    this.room(data.byteLength);
-    this.buf.set(data, this.pos);
-    this.pos += data.byteLength;
-    return this;
-  }
-
-  array(n: number): this {
-    this.header(0x90, 15, undefined, 0xdc, 0xdd, n);
-    return this;
-  }
-
-  map(n: number): this {
-    this.header(0x80, 15, undefined, 0xde, 0xdf, n);
-    return this;
-  }
-
-  /** The bytes written so far (a copy, so the writer can be reused). */
-  bytes(): Buffer {
-    return Buffer.from(this.buf.subarray(0, this.pos));
-  }
-
-  /** The bytes written so far, without a copy: the writer lets go of its buffer. */
-  take(): Buffer {
-    const out = this.buf.subarray(0, this.pos);
-    this.buf = Buffer.allocUnsafe(0);
-    this.pos = 0;
-    return out;
-  }
-
-  reset(): this {
-    this.pos = 0;
-    return this;
-  }
-}
+/** Packs as Python's msgpack does: plain maps and arrays, no msgpackr record extension. */
+const packr = new Packr({ useRecords: false });
 
 const KEY = {
   nd: Buffer.from('nd'),
@@ -172,7 +57,7 @@ const KEY = {
   shape: Buffer.from('shape'),
   data: Buffer.from('data'),
 };
-const EMPTY = new Uint8Array(0);
+const EMPTY = Buffer.alloc(0);
 
 // float32 bits -> float16 bits, round half to even (what numpy's astype(float16) does), in
 // integer arithmetic on the bits (F. Giesen's float_to_half_fast3_rtne); NaN becomes a quiet NaN.
@@ -224,21 +109,24 @@ export function fromFloat16(h: Uint16Array): Float32Array {
   return out;
 }
 
-const bytesOf = (a: Float32Array | Uint16Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+const bytesOf = (a: Float32Array | Uint16Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /**
- * Appends one 2-D numpy array map. `cols` is the second dimension, kept even for 0 rows so an
- * image-missing record still says `(0, 2048)`.
- * @example encodeNdarray(w, new Float32Array(8), 2, 4, 'float32')
+ * One 2-D numpy array as msgpack_numpy's map (for msgpackr to pack). `cols` is the second
+ * dimension, kept even for 0 rows so an image-missing record still says `(0, 2048)`. Float16
+ * data is given as its bits (see {@link toFloat16}).
+ * @example packr.pack(ndarrayMap(new Float32Array(8), 2, 4))
  */
-export function encodeNdarray(w: MsgpackWriter, a: Float32Array, rows: number, cols: number, dtype: DtypeName = 'float32'): void {
+export function ndarrayMap(a: Float32Array | Uint16Array, rows: number, cols: number): Map<Buffer, unknown> {
   if (a.length !== rows * cols) throw new MsgpackNumpyError(`ndarray: ${a.length} values for shape (${rows}, ${cols})`);
-  w.map(5);
-  w.bin(KEY.nd).bool(true);
-  w.bin(KEY.type).str(DTYPES[dtype]);
-  w.bin(KEY.kind).bin(EMPTY);
-  w.bin(KEY.shape).array(2).uint(rows).uint(cols);
-  w.bin(KEY.data).bin(a.length === 0 ? EMPTY : dtype === 'float16' ? bytesOf(toFloat16(a)) : bytesOf(a));
+  const dtype = a instanceof Uint16Array ? DTYPES.float16 : DTYPES.float32;
+  return new Map<Buffer, unknown>([
+    [KEY.nd, true],
+    [KEY.type, dtype],
+    [KEY.kind, EMPTY],
+    [KEY.shape, [rows, cols]],
+    [KEY.data, a.length === 0 ? EMPTY : bytesOf(a)],
+  ]);
 }
 
 /** A decoded numpy array, widened to float32; `dtype` tells what was stored. */
@@ -293,44 +181,52 @@ export interface RecordEncoding {
   clsProb?: boolean;
 }
 
-/** What the head of a value holds: the arrays and the image fields (all but the item text). */
-export type RecordHead = Pick<K3mRecord, 'features' | 'clsProb' | 'boxes' | 'numBoxes' | 'imageH' | 'imageW' | 'imageId' | 'featureDim' | 'numClasses'>;
-
-/** Bytes of a value's head: an upper bound, exact for the array data. */
-export function recordHeadBytes(r: RecordHead, enc: RecordEncoding = {}): number {
-  const wide = enc.fp16 ? 2 : 4;
-  const cls = enc.clsProb !== false ? r.clsProb.length : 0;
-  return 512 + Buffer.byteLength(r.imageId) + (r.features.length + cls) * wide + r.boxes.length * 4;
+/** A record's arrays in the form they are stored in (float16 bits with `fp16`). */
+export interface StoredArrays {
+  features: Float32Array | Uint16Array;
+  clsProb: Float32Array | Uint16Array;
+  /** 0 when cls_prob is not stored (shape (num_boxes, 0)). */
+  numClasses: number;
 }
 
 /**
- * The first seven fields of a value: features, cls_prob, boxes, num_boxes, image_h, image_w,
- * image_id. {@link encodeRecordText} completes it (a worker can encode the head before the
- * item text is known).
+ * A record's arrays as they are stored: features and cls_prob as float16 bits with `fp16`,
+ * cls_prob empty without `clsProb` (boxes stay float32). Workers call this, so the conversion
+ * runs off the main thread.
  */
-export function encodeRecordHead(r: RecordHead, enc: RecordEncoding, w: MsgpackWriter): void {
-  const dtype: DtypeName = enc.fp16 ? 'float16' : 'float32';
-  w.array(10);
-  encodeNdarray(w, r.features, r.numBoxes, r.featureDim, dtype);
-  if (enc.clsProb !== false) encodeNdarray(w, r.clsProb, r.numBoxes, r.numClasses, dtype);
-  else encodeNdarray(w, new Float32Array(0), r.numBoxes, 0, dtype);
-  encodeNdarray(w, r.boxes, r.numBoxes, 4, 'float32');
-  w.str(String(r.numBoxes)).str(String(r.imageH)).str(String(r.imageW)).str(r.imageId);
+export function storedArrays(r: Pick<K3mRecord, 'features' | 'clsProb' | 'numClasses'>, enc: RecordEncoding): StoredArrays {
+  const keepCls = enc.clsProb !== false;
+  const clsProb = keepCls ? r.clsProb : new Float32Array(0);
+  const numClasses = keepCls ? r.numClasses : 0;
+  return enc.fp16 ? { features: toFloat16(r.features), clsProb: toFloat16(clsProb), numClasses } : { features: r.features, clsProb, numClasses };
 }
 
-/** The last three fields of a value: caption, pv, category. */
-export function encodeRecordText(w: MsgpackWriter, caption: string, pv: string, category: string): void {
-  w.str(caption).str(pv).str(category);
+/** A record whose arrays are already in their stored form ({@link storedArrays}). */
+export type StoredRecord = Omit<K3mRecord, 'features' | 'clsProb' | 'numClasses'> & StoredArrays;
+
+/** The value of a record whose arrays are in stored form. */
+export function encodeStoredRecord(r: StoredRecord): Buffer {
+  return packr.pack([
+    ndarrayMap(r.features, r.numBoxes, r.featureDim),
+    ndarrayMap(r.clsProb, r.numBoxes, r.numClasses),
+    ndarrayMap(r.boxes, r.numBoxes, 4),
+    String(r.numBoxes),
+    String(r.imageH),
+    String(r.imageW),
+    r.imageId,
+    r.caption,
+    r.pv,
+    r.category,
+  ]);
 }
 
 /**
- * One datapoint value, exactly as tensorpack 0.9.4 + msgpack_numpy would write it.
+ * One datapoint value, exactly as tensorpack 0.9.4 + msgpack_numpy would write it. The value
+ * shares memory with msgpackr's output buffer: treat it as read-only.
  * @example encodeRecord(record, { fp16: false, clsProb: true })
  */
-export function encodeRecord(r: K3mRecord, enc: RecordEncoding = {}, w = new MsgpackWriter(1 << 20)): Buffer {
-  encodeRecordHead(r, enc, w.reset());
-  encodeRecordText(w, r.caption, r.pv, r.category);
-  return w.bytes();
+export function encodeRecord(r: K3mRecord, enc: RecordEncoding = {}): Buffer {
+  return encodeStoredRecord({ ...r, ...storedArrays(r, enc) });
 }
 
 const unpackr = new Unpackr({ mapsAsObjects: false, useRecords: false, int64AsType: 'number' });
@@ -397,10 +293,7 @@ export function decodeRecord(value: Uint8Array): DecodedRecord {
 
 /** msgpack of a list of byte strings (tensorpack's `__keys__` value). */
 export function encodeBinList(items: readonly Uint8Array[]): Buffer {
-  const w = new MsgpackWriter(items.length * 10 + 16);
-  w.array(items.length);
-  for (const it of items) w.bin(it);
-  return w.bytes();
+  return packr.pack(items.map((it) => Buffer.from(it.buffer, it.byteOffset, it.byteLength)));
 }
 
 /** Decodes a msgpack list of byte strings (or str, as some writers produce). */

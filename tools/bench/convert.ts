@@ -18,18 +18,25 @@
  *   BENCH_TSV=1000 BENCH_READS=5000 BENCH_DIR=/data npx tsx tools/bench/convert.ts
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng, WHOLE } from '@k3m-kit/core';
-import { convert, lmdbPath, RecordReader } from '@k3m-kit/lmdb-writer';
+import { convert, defaultWorkers, lmdbPath, RecordReader } from '@k3m-kit/lmdb-writer';
 import { writeFixtureWorkDir } from '@k3m-kit/lmdb-writer/testing';
 import { featureTsvPath } from '@k3m-kit/region-features/feature-tsv';
 
 const self = fileURLToPath(import.meta.url);
 const here = dirname(self);
-const peakMb = () => process.resourceUsage().maxRSS / 1024;
+/**
+ * Peak RSS of this process in MB: VmHWM of its own address space. (getrusage's maxRSS is no use
+ * in a child: Linux carries the parent's high-water mark across fork and exec.)
+ */
+function peakMb(): number {
+  const hwm = existsSync('/proc/self/status') ? /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8')) : null;
+  return hwm ? Number(hwm[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
+}
 
 /** What a child process measured. */
 interface Part {
@@ -54,17 +61,6 @@ const PARTS = {
     const cpu = process.cpuUsage(c0);
     return { seconds, peakMb: peakMb(), cpuSeconds: (cpu.user + cpu.system) / 1e6, records: r.records, fileBytes: statSync(lmdbPath(a.workDir, 'train')).size, valueBytes: r.valueBytes };
   },
-  async dd(a: { path: string; bytes: number }): Promise<Part> {
-    const chunk = Buffer.alloc(8 << 20, 7);
-    const t = performance.now();
-    const fd = openSync(a.path, 'w');
-    for (let left = a.bytes; left > 0; left -= chunk.length) writeSync(fd, chunk, 0, Math.min(left, chunk.length));
-    fdatasyncSync(fd);
-    closeSync(fd);
-    const seconds = (performance.now() - t) / 1000;
-    rmSync(a.path);
-    return { seconds, peakMb: peakMb() };
-  },
   async reads(a: { path: string; reads: number }): Promise<Part> {
     const rd = RecordReader.open(a.path);
     const pick = new Rng(2);
@@ -81,6 +77,28 @@ const PARTS = {
     return { seconds: getS + transientS, peakMb: peakMb(), getPerS: a.reads / getS, transientPerS: a.reads / transientS };
   },
 } as const;
+
+/**
+ * The dd-style write in a bare Node process (no modules loaded, so its peak RSS is dd's, not
+ * this benchmark's): 8 MB writes, then fdatasync.
+ */
+function ddWrite(path: string, bytes: number): Part {
+  const code = `
+    import { closeSync, existsSync, fdatasyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+    const peakMb = ${peakMb.toString()};
+    const chunk = Buffer.alloc(8 << 20, 7);
+    const t = performance.now();
+    const fd = openSync(${JSON.stringify(path)}, 'w');
+    for (let left = ${bytes}; left > 0; left -= chunk.length) writeSync(fd, chunk, 0, Math.min(left, chunk.length));
+    fdatasyncSync(fd);
+    closeSync(fd);
+    const seconds = (performance.now() - t) / 1000;
+    rmSync(${JSON.stringify(path)});
+    console.log(JSON.stringify({ seconds, peakMb: peakMb() }));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`dd-style write failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Part;
+}
 
 function child(name: keyof typeof PARTS, args: object): Part {
   const r = spawnSync(process.execPath, ['--import', 'tsx', self, 'part', name, JSON.stringify(args)], { encoding: 'utf8', maxBuffer: 1 << 24 });
@@ -99,23 +117,24 @@ async function main(): Promise<void> {
     const tsv = featureTsvPath(workDir, 'train', 0);
     const tsvMb = statSync(tsv).size / 1e6;
     const cores = availableParallelism();
+    const workers = defaultWorkers();
     console.log(`lmdb-writer convert: ${rows} K3M-shaped rows (36 boxes, 2048 + 1601 floats), ${fmt(tsvMb)} MB of TSV, ${cores} cores; load average ${loadavg().map((l) => fmt(l, 2)).join(' ')} (a shared machine slows every figure)`);
 
-    const fp32 = child('convert', { workDir, fp16: false, workers: cores });
+    const fp32 = child('convert', { workDir, fp16: false, workers });
     const lmdb = lmdbPath(workDir, 'train');
     const reading = child('reads', { path: lmdb, reads });
     rmSync(lmdb);
-    const dd = child('dd', { path: join(dir, 'dd.bin'), bytes: fp32.fileBytes! });
+    const dd = ddWrite(join(dir, 'dd.bin'), fp32.fileBytes!);
     const serial = child('convert', { workDir, fp16: false, workers: 0 });
     rmSync(lmdb);
-    const fp16 = child('convert', { workDir, fp16: true, workers: cores });
+    const fp16 = child('convert', { workDir, fp16: true, workers });
     rmSync(lmdb);
 
     const perS = (p: Part) => p.records! / p.seconds;
     const cpuMs = (p: Part) => `${fmt((p.cpuSeconds! * 1000) / p.records!)} ms CPU/record`;
     const ddMbS = fp32.fileBytes! / 1e6 / dd.seconds;
     const ratio = dd.seconds / fp32.seconds;
-    console.log(`convert fp32      ${fmt(perS(fp32), 0)} records/s, ${fmt(fp32.fileBytes! / 1e6 / fp32.seconds)} MB/s of LMDB (${fmt(fp32.fileBytes! / 1e6)} MB, +${fmt((fp32.fileBytes! / fp32.valueBytes! - 1) * 100, 2)}% over the values), ${cores} decoding workers, ${cpuMs(fp32)}; peak RSS ${fmt(fp32.peakMb, 0)} MB`);
+    console.log(`convert fp32      ${fmt(perS(fp32), 0)} records/s, ${fmt(fp32.fileBytes! / 1e6 / fp32.seconds)} MB/s of LMDB (${fmt(fp32.fileBytes! / 1e6)} MB, +${fmt((fp32.fileBytes! / fp32.valueBytes! - 1) * 100, 2)}% over the values), ${workers} decoding worker(s) (the default), ${cpuMs(fp32)}; peak RSS ${fmt(fp32.peakMb, 0)} MB`);
     console.log(`dd-style write    ${fmt(ddMbS)} MB/s, the same ${fmt(fp32.fileBytes! / 1e6)} MB + fdatasync; peak RSS ${fmt(dd.peakMb, 0)} MB`);
     console.log(`  convert / dd    ${fmt(ratio, 2)} (goal >= 0.90: ${ratio >= 0.9 ? 'met' : 'MISSED'})`);
     console.log(`convert fp16      ${fmt(perS(fp16), 0)} records/s (${fmt(fp16.fileBytes! / 1e6)} MB of LMDB), ${cpuMs(fp16)}; peak RSS ${fmt(fp16.peakMb, 0)} MB`);

@@ -54,7 +54,19 @@ def main():
         txn.put(b"__keys__", msgpack.dumps(keys, use_bin_type=True))
     db.sync()
     db.close()
-    print("%d %.3f %.1f" % (idx + 1, time.time() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    print("%d %.3f %.1f" % (idx + 1, time.time() - t0, peak_rss_mb()))
+
+
+def peak_rss_mb():
+    """VmHWM of this address space (ru_maxrss carries the parent's high-water mark across exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

@@ -2,11 +2,10 @@
  * @file `lmdb-writer convert | merge | verify`: a thin skin over {@link convert}, {@link merge}
  * and {@link verify}.
  */
-import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { addCommonOptions, enumOf, intArg, loadConfig, printReport, resolveCommon, runCli, UsageError } from '@k3m-kit/core';
-import { convert, convertTable, SPLIT_NAMES } from './convert.ts';
+import { convert, convertTable, defaultWorkers, SPLIT_NAMES } from './convert.ts';
 import { MISSING_IMAGE_POLICIES } from './join.ts';
 import { merge, mergeTable } from './merge.ts';
 import { verify } from './codecs/record-reader.ts';
@@ -53,7 +52,7 @@ withSplitAndBatch(
   .option('--no-cls-prob', 'store cls_prob as shape (num_boxes, 0): about two thirds smaller')
   .addOption(new Option('--batch-mb <mb>', 'commit at least every mb megabytes of values').argParser(intArg('--batch-mb', 1)).default(256))
   .addOption(new Option('--verify-sample <n>', 'records read back and compared at the end').argParser(intArg('--verify-sample')).default(32))
-  .addOption(new Option('--workers <n>', 'threads decoding feature rows (0: the main thread)').argParser(intArg('--workers')).default(availableParallelism(), 'one per core'))
+  .addOption(new Option('--workers <n>', 'threads decoding feature rows (0: the main thread)').argParser(intArg('--workers')).default(defaultWorkers(), 'cores - 1'))
   .action(async (_opts, cmd: Command) => {
     const cfg = await loadConfig(ConvertConfig, cmd, cmd.opts().config as string | undefined);
     const common = resolveCommon(cfg);

@@ -79,10 +79,18 @@ export interface ConvertOptions {
   verifySample: number;
   quiet: boolean;
   knowledge?: KnowledgeSource;
-  /** Threads decoding feature rows; default: one per core; 0: the main thread only. */
+  /** Threads decoding feature rows; default {@link defaultWorkers}; 0: the main thread only. */
   workers?: number;
   /** MB of feature rows decoded on the main thread before workers start (default 64). */
   workersAfterMb?: number;
+}
+
+/**
+ * Decoding threads by default: one per core but one, since the main thread keeps a core busy
+ * with reading, the join, packing and the LMDB writes (measured: it needs ~40% of a record's CPU).
+ */
+export function defaultWorkers(): number {
+  return Math.max(0, availableParallelism() - 1);
 }
 
 /** One split's LMDB and its share of the counts (input rows, see join.ts). */
@@ -245,7 +253,7 @@ async function convertSplit(o: ConvertOptions, j: SplitJob): Promise<{ report: O
       shard: o.shard,
       missingImage: o.missingImage,
       encoding: { fp16: o.fp16, clsProb: o.clsProb },
-      workers: o.workers ?? availableParallelism(),
+      workers: o.workers ?? defaultWorkers(),
       workersAfterBytes: (o.workersAfterMb ?? 64) * 1e6,
       ledger: j.ledger,
       knowledge: j.knowledge.open?.(j.split),

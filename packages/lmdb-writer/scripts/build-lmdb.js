@@ -8,16 +8,18 @@
  *
  * Idempotent: a child process writes a one-key probe database through the lmdb-js that Node
  * would load and reads the format from the file's meta page; when it is already 1 nothing is
- * built (about 0.2 s). Otherwise it checks the C++ tool chain node-gyp needs, says what is
- * missing and fails the install, or runs `node-gyp rebuild` in node_modules/lmdb (about 40 s)
- * and probes again. Node's headers come from npm's `nodedir` setting, or from the headers next
- * to this Node binary (`<prefix>/include/node`), so nothing is downloaded when they exist.
+ * built (under a second). `npm ci` deletes node_modules, so a build is also kept in
+ * `<workspace>/.cache/lmdb-data-v1/<lmdb, Node, platform>/` and restored from there. Otherwise
+ * it checks the C++ tool chain node-gyp needs, says what is missing and fails the install, or
+ * runs `node-gyp rebuild` in node_modules/lmdb (about 40 s) and probes again. Node's headers
+ * come from npm's `nodedir` setting, or from the headers next to this Node binary
+ * (`<prefix>/include/node`), so nothing is downloaded when they exist.
  *
  *   node packages/lmdb-writer/scripts/build-lmdb.js          # check, build when needed
  *   node packages/lmdb-writer/scripts/build-lmdb.js --probe  # print the data format only
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readSync, closeSync, rmSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,6 +95,20 @@ function packageDir(name) {
   }
 }
 
+/** Where a format-1 build of this lmdb for this Node is kept across `npm ci` runs. */
+function cachedBuild(lmdbDir) {
+  const { version } = JSON.parse(readFileSync(join(lmdbDir, 'package.json'), 'utf8'));
+  const workspace = dirname(dirname(lmdbDir));
+  return join(workspace, '.cache', 'lmdb-data-v1', `lmdb-${version}-node-${process.versions.node}-${process.platform}-${process.arch}`, 'lmdb.node');
+}
+
+/** Copies a file under a temporary name and renames it: a loaded copy of the target is never overwritten in place. */
+function replaceFile(from, to) {
+  mkdirSync(dirname(to), { recursive: true });
+  copyFileSync(from, `${to}.tmp`);
+  renameSync(`${to}.tmp`, to);
+}
+
 async function main() {
   if (process.argv.includes('--probe')) {
     process.stdout.write(`${await probe()}\n`);
@@ -104,10 +120,22 @@ async function main() {
     process.exitCode = 1;
     return;
   }
+  const built = join(lmdbDir, 'build/Release/lmdb.node');
+  const cache = cachedBuild(lmdbDir);
   const before = probeInChild(lmdbDir);
   if (before.format === WANTED_FORMAT) {
+    if (!existsSync(cache) && existsSync(built)) replaceFile(built, cache);
     say(`lmdb-js writes LMDB data format ${WANTED_FORMAT} (already built from source); nothing to do`);
     return;
+  }
+  if (existsSync(cache)) {
+    replaceFile(cache, built);
+    const restored = probeInChild(lmdbDir);
+    if (restored.format === WANTED_FORMAT) {
+      say(`lmdb-js writes LMDB data format ${WANTED_FORMAT}: restored the build kept in ${cache}`);
+      return;
+    }
+    if (restored.error) rmSync(cache, { force: true }); // a kept build that no longer loads
   }
   say(`lmdb-js writes ${before.format ? `LMDB data format ${before.format}` : `nothing usable (${before.error})`}; Python's lmdb (liblmdb 0.9) reads only format ${WANTED_FORMAT}: building it from source with LMDB_DATA_V1=true (about 40 s)`);
   const missing = missingToolChain();
@@ -138,7 +166,8 @@ async function main() {
     process.exitCode = 1;
     return;
   }
-  say(`built ${join(lmdbDir, 'build/Release/lmdb.node')}: lmdb-js writes LMDB data format ${WANTED_FORMAT}`);
+  replaceFile(built, cache);
+  say(`built ${built}: lmdb-js writes LMDB data format ${WANTED_FORMAT} (kept in ${cache} for the next npm ci)`);
 }
 
 await main();

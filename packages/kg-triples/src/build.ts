@@ -5,11 +5,11 @@
  */
 import { join } from 'node:path';
 import { readManifest } from '@k3m-kit/raw-ingest';
-import { WHOLE, createProgress, finishReport, ownsUnit, shardSuffix, writeReport, type Shard } from '@k3m-kit/core';
+import { Ledger, WHOLE, createProgress, ownsUnit, shardSuffix, writeReport, type Shard } from '@k3m-kit/core';
 import { readPartMarker, type PartMarker } from './codecs/part.ts';
 import { merge, pendingSegments } from './merge.ts';
 import { BuildOptionsSchema, type KgOptions } from './options.ts';
-import { STAGE, shardLabel, sortedCounts, summarise, type KgReport, type KgShardReport } from './report.ts';
+import { STAGE, shardLabel, summarise, type KgReport, type KgShardReport } from './report.ts';
 import { processSegment, segmentFingerprint } from './segment-pass.ts';
 
 export interface BuildRun extends Partial<KgOptions> {
@@ -51,22 +51,21 @@ export async function build(run: BuildRun): Promise<KgReport | KgShardReport> {
   if (pending.length === 0) return merge(workDir, { ...options, quiet, fingerprint });
 
   const markers = [...done, ...processed].sort((a, b) => a.seg - b.seg);
-  const { rejectedByReason, ...summary } = summarise(markers, options.maxPairs);
-  const report: KgShardReport = finishReport({
+  const summary = summarise(markers, options.maxPairs);
+  // This shard's output is its parts: pairs read, written to part triples, rejected by cleaning.
+  const ledger = new Ledger();
+  for (const m of markers) ledger.addCounts({ in: m.stats.pairsIn, written: m.stats.pairsOut, rejectedByReason: m.stats.rejectedByReason });
+  const report: KgShardReport = {
     stage: STAGE,
-    merged: false as const,
+    merged: false,
     shard: shardLabel(shard),
-    in: summary.pairsIn,
-    written: summary.pairsCleaned,
-    rejected: [...rejectedByReason.values()].reduce((a, b) => a + b, 0),
-    rejectedByReason: sortedCounts(rejectedByReason),
-    reconciles: false,
+    ...ledger.counts(),
     seconds: (performance.now() - started) / 1000,
     segmentsProcessed: processed.length,
     segmentsSkipped: done.length,
     segmentsPending: pending,
     ...summary,
-  });
+  };
   await writeReport(workDir, `${STAGE}${shardSuffix(shard)}`, report);
   return report;
 }

@@ -42,3 +42,47 @@ export function holdoutSetOf(u: number, ratio: number): HoldoutSet {
   if (u >= ratio) return 'train';
   return u < ratio / 2 ? 'valid' : 'test';
 }
+
+/**
+ * Per kept relation and value entity (by id), the lowest hash of its triples: that triple stays
+ * in train (the guard above). Found by the merge's second pass over every kept triple.
+ */
+export interface Anchors {
+  relMin: Float64Array;
+  valMin: Float64Array;
+}
+
+export function emptyAnchors(relations: number, values: number): Anchors {
+  return { relMin: new Float64Array(relations).fill(Infinity), valMin: new Float64Array(values).fill(Infinity) };
+}
+
+/** Takes a kept triple (relation id `r`, value id `v`, hash `u`) into account. */
+export function noteAnchor(a: Anchors, r: number, v: number, u: number): void {
+  if (u < a.relMin[r]!) a.relMin[r] = u;
+  if (u < a.valMin[v]!) a.valMin[v] = u;
+}
+
+/** A kept triple with its relation id, value id and hash. */
+export interface Hashed<T> {
+  t: T;
+  r: number;
+  v: number;
+  u: number;
+}
+
+/**
+ * The sets of one item's kept triples: by hash, with the three guards (a relation's or value's
+ * lowest-hash triple stays in train; an item keeps at least its lowest-hash triple in train).
+ */
+export function assignSets<T>(kept: readonly Hashed<T>[], anchors: Anchors, ratio: number): (Hashed<T> & { set: HoldoutSet })[] {
+  const placed = kept.map((k) => {
+    const set = holdoutSetOf(k.u, ratio);
+    return { ...k, set: set !== 'train' && (k.u === anchors.relMin[k.r] || k.u === anchors.valMin[k.v]) ? ('train' as const) : set };
+  });
+  if (placed.length && placed.every((k) => k.set !== 'train')) {
+    let lowest = placed[0]!;
+    for (const k of placed) if (k.u < lowest.u) lowest = k;
+    lowest.set = 'train';
+  }
+  return placed;
+}

@@ -3,35 +3,30 @@
  * thresholds, OpenKE files, triples.tsv, knowledge.tsv, the reject log and the report).
  *
  * It reads only part files, in segment-manifest order, so N shards give the same bytes as one
- * run. Three streaming passes over the part triples: (1) count properties and values,
- * (2) find each kept relation's and value's lowest-hash triple (holdout.ts), (3) write.
- * Memory holds the vocabularies (distinct properties and values), never the triples or items:
- * item entity ids are handed out as items stream past.
+ * run. Three streaming passes over the part triples: {@link countVocabulary} (frequencies and
+ * thresholds), {@link findAnchors} (each kept relation's and value's lowest-hash triple, see
+ * holdout.ts) and {@link writeGraph}. Memory holds the vocabularies (distinct properties and
+ * values), never the triples or items: item entity ids are handed out as items stream past.
+ *
+ * Counts (core's Ledger): `in` and the cleaning rejects are what the segment passes counted as
+ * they read and dropped pairs (their markers); the graph writer counts the triples it writes
+ * and the threshold rejects it adds.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { access, mkdir, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readManifest, type SegmentEntry } from '@k3m-kit/raw-ingest';
-import { AtomicWriter, IoError, createProgress, finishReport, writeReport } from '@k3m-kit/core';
-import { BatchWriter } from './batch-writer.ts';
+import { IoError, Ledger, createProgress, writeReport, type Progress } from '@k3m-kit/core';
 import { KNOWLEDGE_FILE } from './codecs/knowledge-tsv.ts';
-import {
-  ENTITY_FILE,
-  RELATION_FILE,
-  TEST_FILE,
-  TRAIN_FILE,
-  VALID_FILE,
-  encodeTriple2idLine,
-  encodeVocabLine,
-  itemEntity,
-} from './codecs/openke.ts';
+import { ENTITY_FILE, RELATION_FILE, TEST_FILE, TRAIN_FILE, VALID_FILE } from './codecs/openke.ts';
 import { encodePartMarker, partPaths, readPartMarker, type PartMarker } from './codecs/part.ts';
-import { TRIPLES_FILE, TRIPLES_HEADER, encodeTripleLine, readPartTripleBatches, type PartTriple } from './codecs/triples-tsv.ts';
-import { holdoutSetOf, tripleHash, type HoldoutSet } from './holdout.ts';
-import { MergeOptionsSchema, type MergeOptions } from './options.ts';
-import { STAGE, sortedCounts, summarise, type KgReport } from './report.ts';
+import { TRIPLES_FILE, readPartItemBatches, type PartTriple } from './codecs/triples-tsv.ts';
+import { GraphWriter } from './graph-writer.ts';
+import { assignSets, emptyAnchors, noteAnchor, tripleHash, type Anchors, type Hashed } from './holdout.ts';
+import { MergeOptionsSchema, type MergeOptions, type SegmentOptions } from './options.ts';
+import { STAGE, summarise, type KgReport, type SegmentSummary } from './report.ts';
 import type { PairReject } from './segment-pass.ts';
+import { countVocabulary, type Vocabulary } from './vocabulary.ts';
 
 export const REJECTS_FILE = `${STAGE}.jsonl`;
 
@@ -66,42 +61,161 @@ export async function pendingSegments(
   return { markers, pending };
 }
 
-function byCountThenName(a: [string, number], b: [string, number]): number {
-  return b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
-}
-
-/** Groups a part's triples by item (they are consecutive), a read chunk of items at a time. */
-async function* itemBatches(path: string): AsyncGenerator<PartTriple[][]> {
-  let group: PartTriple[] = [];
-  for await (const batch of readPartTripleBatches(path)) {
-    const items: PartTriple[][] = [];
-    for (const t of batch) {
-      if (group.length && group[0]!.imageId !== t.imageId) {
-        items.push(group);
-        group = [];
-      }
-      group.push(t);
-    }
-    yield items;
-  }
-  if (group.length) yield [group];
-}
-
-async function copyInto(w: BatchWriter, path: string): Promise<void> {
-  await w.flush();
-  const stream = createReadStream(path);
-  try {
-    for await (const chunk of stream) await w.writer.write(chunk as Buffer);
-  } catch (e) {
-    throw new IoError(path, e);
-  }
-}
-
 async function exists(path: string): Promise<boolean> {
   return access(path).then(
     () => true,
     () => false,
   );
+}
+
+/** What a merge works from: the segments, their current part markers and the run's fingerprint. */
+interface MergeInputs {
+  segments: SegmentEntry[];
+  markers: PartMarker[];
+  /** Identifies the parts and merge options; an unchanged rerun skips the merge. */
+  fingerprint: string;
+}
+
+/** The manifest's segments and their part markers; an {@link IoError} naming pending segments. */
+async function mergeInputs(workDir: string, options: MergeOptions, partFingerprint: string | undefined): Promise<MergeInputs> {
+  const manifest = await readManifest(workDir);
+  const { markers, pending } = await pendingSegments(workDir, manifest.segments, partFingerprint);
+  if (pending.length) {
+    throw new IoError(join(workDir, 'kg', 'parts'), `segments ${pending.join(', ')} have no current part (run kg-triples build for them)`);
+  }
+  const fingerprint = createHash('sha256')
+    .update(markers.map(encodePartMarker).join(''))
+    .update(JSON.stringify(options))
+    .digest('hex')
+    .slice(0, 16);
+  return { segments: manifest.segments, markers, fingerprint };
+}
+
+/** The previous report when it was made from the same inputs and every output is still there. */
+async function upToDate(workDir: string, fingerprint: string): Promise<KgReport | undefined> {
+  const reportPath = join(workDir, 'reports', `${STAGE}.json`);
+  if (!(await exists(reportPath))) return undefined;
+  const previous = JSON.parse(await readFile(reportPath, 'utf8')) as KgReport;
+  const all = await Promise.all(MERGE_OUTPUTS.map((f) => exists(join(workDir, f))));
+  return previous.merged && previous.fingerprint === fingerprint && all.every(Boolean) ? previous : undefined;
+}
+
+/** An item's triple with its relation and value ids, when both pass the thresholds. */
+function idsOf(t: PartTriple, vocab: Vocabulary): { r: number; v: number } | undefined {
+  const r = vocab.relId.get(t.p);
+  const v = vocab.valId.get(t.v);
+  return r === undefined || v === undefined ? undefined : { r, v };
+}
+
+/**
+ * Second pass: each kept relation's and value's lowest-hash triple, and how many items keep a
+ * triple (each gets an entity).
+ */
+async function findAnchors(tripleFiles: readonly string[], vocab: Vocabulary, seed: number, progress: Progress): Promise<{ anchors: Anchors; itemEntities: number }> {
+  const anchors = emptyAnchors(vocab.relId.size, vocab.valId.size);
+  let itemEntities = 0;
+  for (const path of tripleFiles) {
+    for await (const items of readPartItemBatches(path)) {
+      for (const group of items) {
+        let keeps = false;
+        for (const t of group) {
+          const ids = idsOf(t, vocab);
+          if (!ids) continue;
+          keeps = true;
+          noteAnchor(anchors, ids.r, ids.v, tripleHash(t.itemId, t.p, t.v, seed));
+        }
+        if (keeps) itemEntities++;
+        progress.increment(group.length);
+      }
+    }
+  }
+  return { anchors, itemEntities };
+}
+
+/** One item's triples split by the thresholds: the kept ones hashed, the others as rejects. */
+function applyThresholds(group: readonly PartTriple[], vocab: Vocabulary, seed: number, source: string): { kept: Hashed<PartTriple>[]; rejects: PairReject[] } {
+  const kept: Hashed<PartTriple>[] = [];
+  const rejects: PairReject[] = [];
+  for (const t of group) {
+    const ids = idsOf(t, vocab);
+    if (ids) kept.push({ t, ...ids, u: tripleHash(t.itemId, t.p, t.v, seed) });
+    else rejects.push({ source, line: t.line, id: t.imageId, reason: vocab.relId.has(t.p) ? 'rare-entity' : 'rare-relation', property: t.p, value: t.v });
+  }
+  return { kept, rejects };
+}
+
+/**
+ * Third pass: every file of the graph, segment by segment in manifest order. Returns the
+ * triples per held-out set and the items that kept no triple.
+ */
+async function writeGraph(
+  workDir: string,
+  inputs: MergeInputs,
+  vocab: Vocabulary,
+  found: { anchors: Anchors; itemEntities: number },
+  options: MergeOptions,
+  ledger: Ledger,
+  progress: Progress,
+): Promise<{ counts: GraphWriter['counts']; itemsWithoutTriples: number }> {
+  const out = await GraphWriter.open(workDir, REJECTS_FILE, vocab, found.itemEntities, ledger);
+  let itemsWithoutTriples = 0;
+  try {
+    for (const e of inputs.segments) {
+      const paths = partPaths(join(workDir, 'kg'), e.seg);
+      await out.copyPart(paths);
+      let itemsWithTriples = 0;
+      for await (const items of readPartItemBatches(paths.triples)) {
+        for (const group of items) {
+          progress.increment(group.length);
+          const { kept, rejects } = applyThresholds(group, vocab, options.seed, e.file);
+          await out.reject(rejects);
+          if (kept.length === 0) continue;
+          itemsWithTriples++;
+          await out.writeItem(group[0]!.imageId, assignSets(kept, found.anchors, options.holdoutRatio));
+        }
+      }
+      itemsWithoutTriples += e.items - itemsWithTriples;
+    }
+    await out.commit();
+  } catch (err) {
+    await out.abort();
+    throw err;
+  }
+  return { counts: out.counts, itemsWithoutTriples };
+}
+
+/** The merged run's report from the segments' summary and what the three passes found. */
+function mergeReport(
+  inputs: MergeInputs,
+  options: SegmentOptions & MergeOptions,
+  summary: SegmentSummary,
+  ledger: Ledger,
+  vocab: Vocabulary,
+  found: { itemEntities: number },
+  graph: { counts: GraphWriter['counts']; itemsWithoutTriples: number },
+  seconds: number,
+): KgReport {
+  const counts = ledger.counts();
+  const thresholdDropped = (counts.rejectedByReason['rare-relation'] ?? 0) + (counts.rejectedByReason['rare-entity'] ?? 0);
+  return {
+    stage: STAGE,
+    merged: true,
+    fingerprint: inputs.fingerprint,
+    options,
+    ...counts,
+    seconds,
+    ...summary,
+    steps: [...summary.steps, { step: 'thresholds', enabled: true, in: summary.pairsCleaned, changed: 0, dropped: thresholdDropped, out: counts.written }],
+    itemsWithoutTriples: graph.itemsWithoutTriples,
+    relations: { seen: vocab.relSeen, kept: vocab.relId.size, droppedByThreshold: vocab.relSeen - vocab.relId.size },
+    entities: {
+      values: { seen: vocab.valSeen, kept: vocab.valId.size, droppedByThreshold: vocab.valSeen - vocab.valId.size },
+      items: found.itemEntities,
+      total: vocab.valId.size + found.itemEntities,
+    },
+    triples: { ...graph.counts, total: counts.written },
+    topProperties: vocab.topProperties,
+  };
 }
 
 /**
@@ -111,212 +225,26 @@ async function exists(path: string): Promise<boolean> {
  */
 export async function merge(workDir: string, run: MergeRunOptions = {}): Promise<KgReport> {
   const started = performance.now();
-  const options = MergeOptionsSchema.parse({
-    minRelationFreq: run.minRelationFreq,
-    minEntityFreq: run.minEntityFreq,
-    holdoutRatio: run.holdoutRatio,
-    seed: run.seed,
-  });
-  const kgDir = join(workDir, 'kg');
-  const manifest = await readManifest(workDir);
-  const { markers, pending } = await pendingSegments(workDir, manifest.segments, run.fingerprint);
-  if (pending.length) {
-    throw new IoError(join(kgDir, 'parts'), `segments ${pending.join(', ')} have no current part (run kg-triples build for them)`);
-  }
-  const segOptions = markers[0]?.options;
-  const fingerprint = createHash('sha256')
-    .update(markers.map(encodePartMarker).join(''))
-    .update(JSON.stringify(options))
-    .digest('hex')
-    .slice(0, 16);
-  const reportPath = join(workDir, 'reports', `${STAGE}.json`);
-  if (await exists(reportPath)) {
-    const previous = JSON.parse(await readFile(reportPath, 'utf8')) as KgReport;
-    const all = await Promise.all(MERGE_OUTPUTS.map((f) => exists(join(workDir, f))));
-    if (previous.merged && previous.fingerprint === fingerprint && all.every(Boolean)) return previous;
-  }
+  const options = MergeOptionsSchema.parse({ minRelationFreq: run.minRelationFreq, minEntityFreq: run.minEntityFreq, holdoutRatio: run.holdoutRatio, seed: run.seed });
+  const inputs = await mergeInputs(workDir, options, run.fingerprint);
+  const previous = await upToDate(workDir, inputs.fingerprint);
+  if (previous) return previous;
 
-  const summary = summarise(markers, segOptions?.maxPairs ?? 10);
-  const entries = manifest.segments;
-  const triplePaths = entries.map((e) => partPaths(kgDir, e.seg));
+  const segOptions = inputs.markers[0]?.options;
+  const summary = summarise(inputs.markers, segOptions?.maxPairs ?? 10);
+  // The pairs the segment passes read and the ones their cleaning dropped, as they counted them.
+  const ledger = new Ledger();
+  for (const m of inputs.markers) ledger.addCounts({ in: m.stats.pairsIn, written: 0, rejectedByReason: m.stats.rejectedByReason });
+  const tripleFiles = inputs.segments.map((e) => partPaths(join(workDir, 'kg'), e.seg).triples);
   const progress = createProgress('kg-triples merge', summary.pairsCleaned * 3, { quiet: run.quiet });
-
-  // Pass 1: frequencies.
-  const relCount = new Map<string, number>();
-  const valCount = new Map<string, number>();
-  for (const paths of triplePaths) {
-    let n = 0;
-    for await (const batch of readPartTripleBatches(paths.triples)) {
-      for (const t of batch) {
-        relCount.set(t.p, (relCount.get(t.p) ?? 0) + 1);
-        valCount.set(t.v, (valCount.get(t.v) ?? 0) + 1);
-      }
-      n += batch.length;
-    }
-    progress.increment(n);
-  }
-  const relSorted = [...relCount.entries()].sort(byCountThenName);
-  const topProperties = relSorted.slice(0, 20).map(([property, count]) => ({ property, count }));
-  const relId = new Map<string, number>();
-  for (const [name, c] of relSorted) if (c >= options.minRelationFreq) relId.set(name, relId.size);
-  const valId = new Map<string, number>();
-  for (const [name, c] of [...valCount.entries()].sort(byCountThenName)) if (c >= options.minEntityFreq) valId.set(name, valId.size);
-  const relSeen = relCount.size;
-  const valSeen = valCount.size;
-  relCount.clear();
-  valCount.clear();
-
-  // Pass 2: each kept relation's and value's lowest hash, and the items that keep a triple.
-  const relMin = new Float64Array(relId.size).fill(Infinity);
-  const valMin = new Float64Array(valId.size).fill(Infinity);
-  let itemEntities = 0;
-  for (const paths of triplePaths) {
-    let n = 0;
-    for await (const items of itemBatches(paths.triples)) for (const group of items) {
-      let keeps = false;
-      for (const t of group) {
-        n++;
-        const r = relId.get(t.p);
-        const v = valId.get(t.v);
-        if (r === undefined || v === undefined) continue;
-        keeps = true;
-        const u = tripleHash(t.itemId, t.p, t.v, options.seed);
-        if (u < relMin[r]!) relMin[r] = u;
-        if (u < valMin[v]!) valMin[v] = u;
-      }
-      if (keeps) itemEntities++;
-    }
-    progress.increment(n);
-  }
-
-  // Pass 3: write.
-  // pid alone can repeat across pods sharing a volume (often pid 1 in each).
-  const tmpDir = join(kgDir, `.merge-${process.pid}-${randomBytes(4).toString('hex')}`);
-  await mkdir(tmpDir, { recursive: true });
-  const open = async (path: string) => new BatchWriter(await AtomicWriter.create(path));
-  const entity = await open(join(kgDir, ENTITY_FILE));
-  const relation = await open(join(kgDir, RELATION_FILE));
-  const triplesTsv = await open(join(kgDir, TRIPLES_FILE));
-  const knowledge = await open(join(kgDir, KNOWLEDGE_FILE));
-  const rejects = await open(join(workDir, 'rejects', REJECTS_FILE));
-  const bodies: Record<HoldoutSet, BatchWriter> = {
-    train: await open(join(tmpDir, 'train.body')),
-    valid: await open(join(tmpDir, 'valid.body')),
-    test: await open(join(tmpDir, 'test.body')),
-  };
-  const finals = [entity, relation, triplesTsv, knowledge, rejects];
-  const counts: Record<HoldoutSet, number> = { train: 0, valid: 0, test: 0 };
-  const thresholdReasons = new Map<string, number>();
-  let itemsWithoutTriples = 0;
   try {
-    await relation.write(`${relId.size}\n`);
-    for (const [name, id] of relId) await relation.write(encodeVocabLine(name, id) + '\n');
-    await entity.write(`${valId.size + itemEntities}\n`);
-    for (const [name, id] of valId) await entity.write(encodeVocabLine(name, id) + '\n');
-    await triplesTsv.write(TRIPLES_HEADER + '\n');
-
-    let nextItem = valId.size;
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i]!;
-      const paths = triplePaths[i]!;
-      await copyInto(knowledge, paths.knowledge);
-      await copyInto(rejects, paths.rejects);
-      let n = 0;
-      let itemsWithTriples = 0;
-      for await (const items of itemBatches(paths.triples)) for (const group of items) {
-        n += group.length;
-        const kept: { t: PartTriple; r: number; v: number; u: number; set: HoldoutSet }[] = [];
-        let chunk = '';
-        for (const t of group) {
-          const r = relId.get(t.p);
-          const v = valId.get(t.v);
-          if (r === undefined || v === undefined) {
-            const reason = r === undefined ? 'rare-relation' : 'rare-entity';
-            thresholdReasons.set(reason, (thresholdReasons.get(reason) ?? 0) + 1);
-            const rec: PairReject = { source: e.file, line: t.line, id: t.imageId, reason, property: t.p, value: t.v };
-            chunk += JSON.stringify(rec) + '\n';
-            continue;
-          }
-          const u = tripleHash(t.itemId, t.p, t.v, options.seed);
-          let set = holdoutSetOf(u, options.holdoutRatio);
-          if (set !== 'train' && (u === relMin[r] || u === valMin[v])) set = 'train';
-          kept.push({ t, r, v, u, set });
-        }
-        if (chunk) await rejects.write(chunk);
-        if (kept.length === 0) continue;
-        itemsWithTriples++;
-        if (kept.every((k) => k.set !== 'train')) {
-          let lowest = kept[0]!;
-          for (const k of kept) if (k.u < lowest.u) lowest = k;
-          lowest.set = 'train';
-        }
-        const head = nextItem++;
-        await entity.write(encodeVocabLine(itemEntity(group[0]!.imageId), head) + '\n');
-        let tsv = '';
-        const lines: Record<HoldoutSet, string> = { train: '', valid: '', test: '' };
-        for (const k of kept) {
-          tsv += encodeTripleLine(k.t) + '\n';
-          lines[k.set] += encodeTriple2idLine(head, k.v, k.r) + '\n';
-          counts[k.set]++;
-        }
-        await triplesTsv.write(tsv);
-        for (const s of ['train', 'valid', 'test'] as const) if (lines[s]) await bodies[s].write(lines[s]);
-      }
-      itemsWithoutTriples += e.items - itemsWithTriples;
-      progress.increment(n);
-    }
-    for (const s of ['train', 'valid', 'test'] as const) await bodies[s].commit();
-    for (const [file, s] of [
-      [TRAIN_FILE, 'train'],
-      [VALID_FILE, 'valid'],
-      [TEST_FILE, 'test'],
-    ] as const) {
-      const w = await open(join(kgDir, file));
-      await w.write(`${counts[s]}\n`);
-      await copyInto(w, join(tmpDir, `${s}.body`));
-      await w.commit();
-    }
-    for (const w of finals) await w.commit();
-  } catch (err) {
-    for (const w of [...finals, ...Object.values(bodies)]) await w.abort();
-    throw err;
+    const vocab = await countVocabulary(tripleFiles, options, progress);
+    const found = await findAnchors(tripleFiles, vocab, options.seed, progress);
+    const graph = await writeGraph(workDir, inputs, vocab, found, options, ledger, progress);
+    const report = mergeReport(inputs, { ...segOptions!, ...options }, summary, ledger, vocab, found, graph, (performance.now() - started) / 1000);
+    await writeReport(workDir, STAGE, report);
+    return report;
   } finally {
-    await rm(tmpDir, { recursive: true, force: true });
     progress.stop();
   }
-
-  const reasons = summary.rejectedByReason;
-  for (const [k, v] of thresholdReasons) reasons.set(k, (reasons.get(k) ?? 0) + v);
-  const thresholdDropped = (thresholdReasons.get('rare-relation') ?? 0) + (thresholdReasons.get('rare-entity') ?? 0);
-  const written = counts.train + counts.valid + counts.test;
-  const { rejectedByReason: _, ...rest } = summary;
-  const report: KgReport = finishReport({
-    stage: STAGE,
-    merged: true as const,
-    fingerprint,
-    options: { ...segOptions!, ...options },
-    in: summary.pairsIn,
-    written,
-    rejected: [...reasons.values()].reduce((a, b) => a + b, 0),
-    rejectedByReason: sortedCounts(reasons),
-    reconciles: false,
-    seconds: 0,
-    ...rest,
-    steps: [
-      ...summary.steps,
-      { step: 'thresholds', enabled: true, in: summary.pairsCleaned, changed: 0, dropped: thresholdDropped, out: written },
-    ],
-    itemsWithoutTriples,
-    relations: { seen: relSeen, kept: relId.size, droppedByThreshold: relSeen - relId.size },
-    entities: {
-      values: { seen: valSeen, kept: valId.size, droppedByThreshold: valSeen - valId.size },
-      items: itemEntities,
-      total: valId.size + itemEntities,
-    },
-    triples: { ...counts, total: written },
-    topProperties,
-  });
-  report.seconds = (performance.now() - started) / 1000;
-  await writeReport(workDir, STAGE, report);
-  return report;
 }

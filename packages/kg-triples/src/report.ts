@@ -1,8 +1,9 @@
 /**
  * @file The stage report (`reports/kg-triples.json`) and its readable table: sums of the
- * segments' statistics plus what the merge measured. `in` counts pairs read, `written` triples
- * kept in the knowledge graph, `rejected` pairs dropped (cleaning plus thresholds), so
- * `in === written + rejected` (issue 3, build step 7).
+ * segments' statistics plus what the merge measured. `in` counts pairs read (by the segment
+ * passes, as rows stream in), `written` triples kept in the knowledge graph (by the graph
+ * writer), `rejected` pairs dropped (cleaning plus thresholds, as each reject line is written);
+ * `reconciles` compares `in` with `written + rejected` (issue 3, build step 7).
  */
 import { formatTable, type StageReportBase, type TableRow, type Shard } from '@k3m-kit/core';
 import type { PartMarker } from './codecs/part.ts';
@@ -95,7 +96,7 @@ function addHistogram(into: Map<number, number>, from: Record<string, number>): 
 }
 
 /** Sums part markers (all from the same options). */
-export function summarise(markers: readonly PartMarker[], maxPairs: number): SegmentSummary & { rejectedByReason: Map<string, number> } {
+export function summarise(markers: readonly PartMarker[], maxPairs: number): SegmentSummary {
   const steps: StepStats[] = STEPS.map((step, i) => ({
     step,
     enabled: markers[0]?.stats.steps[i]?.enabled ?? true,
@@ -107,7 +108,6 @@ export function summarise(markers: readonly PartMarker[], maxPairs: number): Seg
   const t = { items: 0, itemsWithoutKnowledge: 0, itemsEmptyAfterCleaning: 0, pairsIn: 0, pairsOut: 0, ri: 0, rt: 0, it: 0, pt: 0 };
   const hIn = new Map<number, number>();
   const hOut = new Map<number, number>();
-  const reasons = new Map<string, number>();
   for (const { stats: s } of markers) {
     t.items += s.items;
     t.itemsWithoutKnowledge += s.itemsWithoutKnowledge;
@@ -127,7 +127,6 @@ export function summarise(markers: readonly PartMarker[], maxPairs: number): Seg
     });
     addHistogram(hIn, s.pairsPerItemIn);
     addHistogram(hOut, s.pairsPerItemOut);
-    for (const [k, v] of Object.entries(s.rejectedByReason)) reasons.set(k, (reasons.get(k) ?? 0) + v);
   }
   return {
     segments: markers.length,
@@ -140,13 +139,7 @@ export function summarise(markers: readonly PartMarker[], maxPairs: number): Seg
     repeatedProperties: { items: t.ri, triples: t.rt },
     knowledge: { items: t.items, maxPairs, itemsTruncated: t.it, pairsTruncated: t.pt },
     pairsPerItem: { before: distribution(hIn), after: distribution(hOut) },
-    rejectedByReason: reasons,
   };
-}
-
-/** Reasons sorted by name, so reports are byte-stable. */
-export function sortedCounts(m: Map<string, number>): Record<string, number> {
-  return Object.fromEntries([...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 const BUCKETS: [string, number, number][] = [

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { readSegmentFile, type SegmentEntry } from '@k3m-kit/raw-ingest';
-import { AtomicWriter, writeFileAtomic, type Progress, type RejectRecord } from '@k3m-kit/core';
+import { AtomicWriter, Ledger, writeFileAtomic, type Progress, type RejectRecord } from '@k3m-kit/core';
 import { BatchWriter } from './batch-writer.ts';
 import { encodeKnowledgeLine } from './codecs/knowledge-tsv.ts';
 import { encodePartMarker, partPaths, type PartMarker, type SegmentStats } from './codecs/part.ts';
@@ -35,7 +35,11 @@ function histogram(h: Map<number, number>): Record<string, number> {
   return Object.fromEntries([...h.entries()].sort((a, b) => a[0] - b[0]).map(([k, v]) => [String(k), v]));
 }
 
-/** Processes segment `entry` of `workDir` into `kg/parts/` and returns its marker. */
+/**
+ * Processes segment `entry` of `workDir` into `kg/parts/` and returns its marker. Its counts
+ * come from a Ledger: the pairs of each row as the segment file is read (`pairsIn`), the pairs
+ * written to the part triples (`pairsOut`) and the ones written to the part's reject file.
+ */
 export async function processSegment(
   workDir: string,
   entry: SegmentEntry,
@@ -48,15 +52,13 @@ export async function processSegment(
   const knowledge = new BatchWriter(await AtomicWriter.create(paths.knowledge));
   const rejects = new BatchWriter(await AtomicWriter.create(paths.rejects));
   const writers = [triples, knowledge, rejects];
-  const reasons = new Map<string, number>();
+  const ledger = new Ledger();
   const hIn = new Map<number, number>();
   const hOut = new Map<number, number>();
   const s = {
     items: 0,
     itemsWithoutKnowledge: 0,
     itemsEmptyAfterCleaning: 0,
-    pairsIn: 0,
-    pairsOut: 0,
     itemsWithRepeatedProperties: 0,
     repeatedPropertyTriples: 0,
     itemsTruncated: 0,
@@ -67,9 +69,8 @@ export async function processSegment(
       s.items++;
       if (row.pv === '') s.itemsWithoutKnowledge++;
       const parsed = parsePv(row.pv);
+      ledger.read(parsed.length);
       const { kept, dropped } = cleaner.clean(parsed);
-      s.pairsIn += parsed.length;
-      s.pairsOut += kept.length;
       bump(hIn, parsed.length);
       bump(hOut, kept.length);
       if (kept.length === 0) s.itemsEmptyAfterCleaning++;
@@ -84,9 +85,10 @@ export async function processSegment(
       let chunk = '';
       for (const { p, v } of kept) chunk += encodePartTripleLine({ imageId: row.imageId, itemId: row.itemId, line: row.line, p, v }) + '\n';
       if (chunk) await triples.write(chunk);
+      ledger.wrote(kept.length);
       chunk = '';
       for (const d of dropped) {
-        reasons.set(d.reason, (reasons.get(d.reason) ?? 0) + 1);
+        ledger.rejected(d.reason);
         const rec: PairReject = { source: entry.file, line: row.line, id: row.imageId, reason: d.reason, property: d.pair.p, value: d.pair.v };
         chunk += JSON.stringify(rec) + '\n';
       }
@@ -104,10 +106,13 @@ export async function processSegment(
     for (const w of writers) await w.abort();
     throw e;
   }
+  const counts = ledger.counts();
   const stats: SegmentStats = {
     ...s,
+    pairsIn: counts.in,
+    pairsOut: counts.written,
     steps: cleaner.steps,
-    rejectedByReason: Object.fromEntries([...reasons.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+    rejectedByReason: counts.rejectedByReason,
     pairsPerItemIn: histogram(hIn),
     pairsPerItemOut: histogram(hOut),
   };

@@ -104,6 +104,26 @@ export async function* readPartTripleBatches(path: string): AsyncGenerator<PartT
   }
 }
 
+/**
+ * Streams a part file's triples grouped by item (an item's triples are consecutive), the items
+ * of a read chunk at a time.
+ */
+export async function* readPartItemBatches(path: string): AsyncGenerator<PartTriple[][]> {
+  let group: PartTriple[] = [];
+  for await (const batch of readPartTripleBatches(path)) {
+    const items: PartTriple[][] = [];
+    for (const t of batch) {
+      if (group.length && group[0]!.imageId !== t.imageId) {
+        items.push(group);
+        group = [];
+      }
+      group.push(t);
+    }
+    yield items;
+  }
+  if (group.length) yield [group];
+}
+
 /** Streams a part file's triples. */
 export async function* readPartTriples(path: string): AsyncGenerator<PartTriple> {
   for await (const batch of readPartTripleBatches(path)) yield* batch;

@@ -7,6 +7,8 @@ import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { buildData } from './build-data.ts';
 import { BuildDataConfigSchema, MISSING_IMAGE_POLICIES } from './config.ts';
+import { FORMATS } from './sources/formats.ts';
+import { CAPTION_CHOICES } from './sources/source.ts';
 import { mergeBuildData, reportTable } from './finalize.ts';
 import {
   addCommonOptions,
@@ -29,16 +31,19 @@ const CliSchema = BuildDataConfigSchema.omit({ shard: true }).extend({
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 const program = new Command()
-  .description('Raw product TSV to K3M-compatible segment files, verified images, CSV and JSON.');
+  .description('Raw product data (K3M TSV, P9D, Product1M, TaiSu) to K3M-compatible segment files, verified images, CSV and JSON.');
+const listing = (registry: Record<string, string>) => Object.entries(registry).map(([k, v]) => `${k} = ${v}`).join('; ');
 
 const buildCmd = addCommonOptions(
   program
     .command('build-data')
     .description(
-      'Validate and segment raw 5-field TSV, fetch and verify every image, write segments, image/, ' +
-        'image_lmdb_json/ tables, reports/build-data.json and rejects/build-data.jsonl.',
+      'Validate and segment raw items (K3M TSV, P9D JSON, Product1M text, TaiSu captions + archives), fetch and verify every ' +
+        'image, write segments, image/, image_lmdb_json/ tables, reports/build-data.json and rejects/build-data.jsonl.',
     )
-    .option('--input <file[:train|:val]>', 'raw TSV and its split role (repeatable); no role = train, or hash split with --val-ratio', collect)
+    .option('--input <file[:train|:val]>', 'an input file and its split role (repeatable); no role = train, or hash split with --val-ratio; TaiSu: the captions JSON and each archive', collect)
+    .addOption(new Option('--format <name>', `input format, told from the files when not given: ${listing(FORMATS)}`).choices(Object.keys(FORMATS)))
+    .addOption(new Option('--caption <which>', `TaiSu: ${listing(CAPTION_CHOICES)} (default w)`).choices(Object.keys(CAPTION_CHOICES)))
     .addOption(new Option('--val-ratio <r>', 'send this fraction of the items of role-less inputs to val, by a stable hash of the item id').argParser(floatArg('--val-ratio', 0, 1)))
     .addOption(new Option('--segment-size <n>', 'items per segment (the unit of resume and sharding)').default(100_000).argParser(intArg('--segment-size', 1)))
     .addOption(new Option('--concurrency <n>', 'images in flight (fetch + verify + write)').default(64).argParser(intArg('--concurrency', 1)))
@@ -52,7 +57,7 @@ const buildCmd = addCommonOptions(
     .addOption(new Option('--min-side <px>', 'resize so the shorter side is this (never enlarges)').argParser(intArg('--min-side', 1)))
     .addOption(new Option('--max-side <px>', 'resize so the longer side is at most this (never enlarges)').argParser(intArg('--max-side', 1)))
     .addOption(new Option('--jpeg-quality <q>', 'quality when an image is re-encoded').default(90).argParser(intArg('--jpeg-quality', 1)))
-    .addOption(new Option('--missing-image <policy>', 'items whose image fails: ' + Object.entries(MISSING_IMAGE_POLICIES).map(([k, v]) => `${k} = ${v}`).join('; ')).choices(Object.keys(MISSING_IMAGE_POLICIES)).default('keep'))
+    .addOption(new Option('--missing-image <policy>', `items whose image fails: ${listing(MISSING_IMAGE_POLICIES)}`).choices(Object.keys(MISSING_IMAGE_POLICIES)).default('keep'))
     .option('--retry-failed', 're-attempt the images that failed in complete segments (others are skipped)', false),
 );
 

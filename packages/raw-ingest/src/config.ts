@@ -4,6 +4,8 @@
  */
 import { z } from 'zod';
 import { enumOf, WHOLE } from '@k3m-kit/core';
+import { FORMATS } from './sources/formats.ts';
+import { CAPTION_CHOICES, InputSchema, parseInputSpec } from './sources/source.ts';
 
 /** What happens to an item whose image cannot be fetched or decoded. */
 export const MISSING_IMAGE_POLICIES = Object.freeze({
@@ -12,25 +14,16 @@ export const MISSING_IMAGE_POLICIES = Object.freeze({
 });
 export type MissingImagePolicy = keyof typeof MISSING_IMAGE_POLICIES;
 
-/** One input file and its split role; no role means train, or hash-split with --val-ratio. */
-export const InputSchema = z.object({ path: z.string().min(1), split: z.enum(['train', 'val']).optional() });
-export type InputSpec = z.infer<typeof InputSchema>;
-
-/**
- * Parses `FILE[:train|:val]`.
- * @example parseInputSpec('raw/valid.tsv:val') // { path: 'raw/valid.tsv', split: 'val' }
- */
-export function parseInputSpec(text: string): InputSpec {
-  const m = /^(.*):(train|val)$/.exec(text);
-  return m ? { path: m[1]!, split: m[2] as 'train' | 'val' } : { path: text };
-}
-
 const INPUT_REQUIRED = 'at least one --input FILE[:train|:val] is required';
 const inputEntry = z.union([z.string().min(1).transform(parseInputSpec), InputSchema]);
 
 export const BuildDataConfigSchema = z.object({
   workDir: z.string().min(1).default('work'),
   input: z.array(inputEntry, { error: INPUT_REQUIRED }).min(1, INPUT_REQUIRED),
+  /** The input format; guessed from the inputs' first bytes when not given. */
+  format: enumOf(FORMATS).optional(),
+  /** TaiSu only: which caption(s) make the text records (default `w`). */
+  caption: enumOf(CAPTION_CHOICES).optional(),
   valRatio: z.number().min(0).max(1).optional(),
   segmentSize: z.number().int().min(1).default(100_000),
   concurrency: z.number().int().min(1).max(4096).default(64),

@@ -12,6 +12,7 @@ import { JSON_FIELDS, encodeFieldJsonEnd, encodeFieldJsonEntry, fieldJsonFileNam
 import { parseRejectsPath, readParseSummary, type ParseSummary } from './codecs/parse-summary.ts';
 import { MANIFEST_FILE, SPLITS, encodeManifest, readManifest, readSegmentFile, type Split } from './codecs/segment.ts';
 import { readSegmentStatus, type SegmentStatus } from './codecs/segment-status.ts';
+import { positionFields } from './sources/source.ts';
 import {
   AtomicWriter,
   writeFileAtomic,
@@ -104,7 +105,7 @@ async function writeRejects(path: string, parseRejects: string, statuses: readon
     for (const s of statuses) {
       for (const m of s.missing) {
         if (!m.dropped) continue;
-        const rec = { source: m.source, line: m.line, reason: 'image-missing', detail: `${m.reason}: ${m.detail}`, id: m.itemId };
+        const rec = { source: m.source, ...positionFields(m), reason: 'image-missing', detail: `${m.reason}: ${m.detail}`, id: m.itemId };
         await w.write(JSON.stringify(rec) + '\n');
       }
     }

@@ -23,7 +23,7 @@ describe('raw-tsv codec', () => {
     expect(recs[0]).toMatchObject({ ok: true, title: '中文标题', pairs: [['颜色', '红色']], category: '服饰' });
   });
 
-  it('rejects 4 and 6 fields, empty ids, empty or unusable image refs and duplicates (first wins)', async () => {
+  it('rejects 4 and 6 fields, empty ids, empty or unusable image refs; duplicates are left to the stage', async () => {
     const recs = await decode(
       '1\tt\ta.jpg\tp#:#v\n',
       '2\tt\ta.jpg\tp#:#v\tc\textra\n',
@@ -40,7 +40,7 @@ describe('raw-tsv codec', () => {
       '4:no-image-ref',
       '5:bad-image-ref',
       'ok:first',
-      '7:duplicate-id',
+      'ok:second',
     ]);
   });
 

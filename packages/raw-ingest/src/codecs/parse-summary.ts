@@ -10,8 +10,9 @@
  *     "in": 400, "items": 398, "rejectedByReason": { "duplicate-id": 2 },
  *     "malformedPairs": 3, "itemsWithMalformedPairs": 2, "emptyTitle": 1, "emptyKnowledge": 0 }
  *
- * `split` is `train`, `val` or `hash` (split by --val-ratio). `in` counts records (blank lines
- * are not records), `items` those that passed validation.
+ * `split` is `train`, `val`, `hash` (split by --val-ratio) or `archive` (TaiSu image archives,
+ * whose records are the members that served no item). `in` counts records as the readers read
+ * them (blank lines are not records), `items` those that passed validation.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,7 +25,7 @@ export const PARSE_REJECTS_FILE = 'parse-rejects.jsonl';
 
 export const ParseSummarySchema = z.object({
   version: z.literal(1),
-  inputs: z.array(z.object({ path: z.string(), split: z.enum(['train', 'val', 'hash']), records: z.number().int().nonnegative() })),
+  inputs: z.array(z.object({ path: z.string(), split: z.enum(['train', 'val', 'hash', 'archive']), records: z.number().int().nonnegative() })),
   in: z.number().int().nonnegative(),
   items: z.number().int().nonnegative(),
   rejectedByReason: z.record(z.string(), z.number().int().nonnegative()),

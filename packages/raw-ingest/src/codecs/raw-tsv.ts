@@ -28,7 +28,6 @@ export const RAW_REJECT_REASONS = Object.freeze({
   'field-count': 'not exactly 5 TAB-separated fields',
   'invalid-utf8': 'the line is not valid UTF-8',
   'empty-id': 'the item id is empty',
-  'duplicate-id': 'the item id was already seen (the first one wins)',
   'no-image-ref': 'the image reference is empty',
   'bad-image-ref': 'the image reference is not an http(s) URL, a file: URL or a relative path',
   'line-break-in-field': 'a field holds a stray carriage return',
@@ -120,14 +119,14 @@ function stripBom(): Transform {
 }
 
 /**
- * Decodes raw lines one by one, validating each. `seen` carries ids across files, so
- * "first wins" holds over all inputs of a run.
+ * Decodes raw lines one by one, validating each line on its own (duplicate ids across lines and
+ * files are the stage's concern, not the codec's).
  *
  * The bytes are parsed as latin1 (one char per byte, TAB and line ends are ASCII) and each field
  * is then decoded as strict UTF-8, so an invalid byte rejects its own line and nothing else.
  * @example for await (const r of decodeRawTsv(createReadStream('train.tsv'))) if (r.ok) use(r)
  */
-export async function* decodeRawTsv(input: Readable, seen: Set<string> = new Set()): AsyncGenerator<RawRecord> {
+export async function* decodeRawTsv(input: Readable): AsyncGenerator<RawRecord> {
   const parser = input.pipe(stripBom()).pipe(
     parse({
       delimiter: '\t',
@@ -142,16 +141,16 @@ export async function* decodeRawTsv(input: Readable, seen: Set<string> = new Set
   );
   input.on('error', (e) => parser.destroy(e));
   for await (const { record, info } of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
-    yield decodeFields(record, info.lines, seen);
+    yield decodeFields(record, info.lines);
   }
 }
 
 /** Decodes the raw file at `path`; see {@link decodeRawTsv}. */
-export function decodeRawTsvFile(path: string, seen?: Set<string>): AsyncGenerator<RawRecord> {
-  return decodeRawTsv(createReadStream(path), seen);
+export function decodeRawTsvFile(path: string): AsyncGenerator<RawRecord> {
+  return decodeRawTsv(createReadStream(path));
 }
 
-function decodeFields(latin1Fields: string[], line: number, seen: Set<string>): RawRecord {
+function decodeFields(latin1Fields: string[], line: number): RawRecord {
   const fields: string[] = [];
   for (const f of latin1Fields) {
     try {
@@ -172,8 +171,6 @@ function decodeFields(latin1Fields: string[], line: number, seen: Set<string>): 
   if (itemId.trim() === '') return { ok: false, line, reason: 'empty-id', detail: RAW_REJECT_REASONS['empty-id'] };
   if (imageRef.trim() === '') return { ok: false, line, reason: 'no-image-ref', detail: RAW_REJECT_REASONS['no-image-ref'], id };
   if (!isUsableImageRef(imageRef)) return { ok: false, line, reason: 'bad-image-ref', detail: imageRef, id };
-  if (seen.has(itemId)) return { ok: false, line, reason: 'duplicate-id', detail: RAW_REJECT_REASONS['duplicate-id'], id };
-  seen.add(itemId);
   const { pairs, malformed } = parseKnowledge(kg);
   return { ok: true, line, itemId, title, imageRef, pairs, malformedPairs: malformed, category };
 }

@@ -12,7 +12,9 @@
  *                    "ref": "http://...", "reason": "http-404", "detail": "...", "dropped": false } ] }
  *
  * `items` counts the items assigned to the segment by the parse pass, `kept` those written to the
- * segment file (fewer only with `--missing-image drop`).
+ * segment file (fewer only with `--missing-image drop`). An item's position in its source is
+ * `line` for line formats; JSON sources add `entry` (the item's ordinal in the file). `ref` is the
+ * first image reference (for TaiSu, `<archive>:<member>`, or '' when no member had the image).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,7 +27,9 @@ export const MissingImageSchema = z.object({
   imageId: z.string(),
   itemId: z.string(),
   source: z.string(),
-  line: z.number().int().positive(),
+  line: z.number().int().positive().optional(),
+  entry: z.number().int().positive().optional(),
+  member: z.string().optional(),
   ref: z.string(),
   reason: z.string(),
   detail: z.string(),

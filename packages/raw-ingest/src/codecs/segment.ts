@@ -14,6 +14,8 @@
  *
  * `segments.json` (work dir root) lists every segment with its split, so readers never guess
  * from file numbers. It is derived from the input alone, so every shard writes the same bytes.
+ * A segment of a format with fields beyond the six names its sidecar under `extra`
+ * (`item_extra<seg>.jsonl`, see item-extra.ts); {@link readItems} attaches them to the rows.
  */
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -21,6 +23,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { IoError } from '@k3m-kit/core';
+import { readItemExtraFile, type ItemExtra } from './item-extra.ts';
 
 export const SEGMENT_FIELDS = ['image_id', 'title', 'pic', 'pv', 'category', 'item_id'] as const;
 export const SEGMENT_PREFIX = 'id_title_pvs_cls.txt';
@@ -107,6 +110,8 @@ export const SegmentEntrySchema = z.object({
   split: z.enum(['train', 'val']),
   file: z.string(),
   items: z.number().int().nonnegative(),
+  /** The segment's sidecar of extra fields, when its format has any. */
+  extra: z.string().optional(),
 });
 export type SegmentEntry = z.infer<typeof SegmentEntrySchema>;
 
@@ -135,18 +140,38 @@ export async function readManifest(workDir: string): Promise<SegmentManifest> {
   return parsed.data;
 }
 
+/** A segment row as {@link readItems} hands it out. */
+export type ItemRow = SegmentRow & { seg: number; split: Split; line: number; extra?: ItemExtra };
+
 /**
- * Streams every item of a split (or all), segment by segment in manifest order.
- * @example for await (const row of readItems('work', 'train')) console.log(row.imageId)
+ * Streams every item of a split (or all), segment by segment in manifest order, with its extra
+ * fields (`extra`) when the segment has a sidecar.
+ * @example for await (const row of readItems('work', 'train')) console.log(row.imageId, row.extra?.domain)
  */
 export async function* readItems(
   workDir: string,
   split?: Split,
   filter: (e: SegmentEntry) => boolean = () => true,
-): AsyncGenerator<SegmentRow & { seg: number; split: Split; line: number }> {
+): AsyncGenerator<ItemRow> {
   const manifest = await readManifest(workDir);
   for (const e of manifest.segments) {
     if ((split && e.split !== split) || !filter(e)) continue;
-    for await (const row of readSegmentFile(join(workDir, e.file))) yield { ...row, seg: e.seg, split: e.split };
+    const extraPath = e.extra === undefined ? undefined : join(workDir, e.extra);
+    const extras = extraPath === undefined ? undefined : readItemExtraFile(extraPath)[Symbol.asyncIterator]();
+    try {
+      for await (const row of readSegmentFile(join(workDir, e.file))) {
+        if (!extras) {
+          yield { ...row, seg: e.seg, split: e.split };
+          continue;
+        }
+        const x = await extras.next();
+        if (x.done || x.value.imageId !== row.imageId) {
+          throw new IoError(extraPath!, `${x.done ? 'ends' : `has ${x.value.imageId}`} where row ${row.line} of ${e.file} (${row.imageId}) needs its line`);
+        }
+        yield { ...row, seg: e.seg, split: e.split, extra: x.value.extra };
+      }
+    } finally {
+      await extras?.return?.(undefined);
+    }
   }
 }

@@ -39,7 +39,8 @@ export async function buildData(input: BuildDataConfigInput, deps: NetworkDeps =
   const cfg = parseBuildDataConfig(input);
   for (const inp of cfg.input) {
     const st = await stat(inp.path).catch(() => undefined);
-    if (!st?.isFile()) throw new UsageError(`--input ${inp.path}: no such file`);
+    // A pipe is an input too (`--input <(zcat dump.gz)`, an archive streamed from elsewhere).
+    if (!st?.isFile() && !st?.isFIFO()) throw new UsageError(`--input ${inp.path}: no such file`);
   }
   const format = await resolveFormat(cfg.format, cfg.input);
   if (cfg.caption !== undefined && format !== 'taisu') throw new UsageError(`--caption ${cfg.caption}: only applies to --format taisu (the inputs are ${format})`);

@@ -22,6 +22,9 @@ export interface ImageOptions {
 
 export type VerifyResult = { ok: true; jpeg: Buffer; width: number; height: number } | { ok: false; reason: string; detail: string };
 
+/** The detail of every `corrupt-image` failure. */
+export const CORRUPT_DETAIL = 'the image data is truncated or corrupt (a full decode failed)';
+
 /** Truncated data is an error; libjpeg's other warnings (extra bytes, odd markers) are not. */
 const FAIL_ON = 'truncated' as const;
 
@@ -72,7 +75,9 @@ export async function verifyImage(body: Buffer, o: ImageOptions): Promise<Verify
     const msg = (e as Error).message;
     if (/unsupported image format|Input buffer is empty|bad seek/i.test(msg)) return { ok: false, reason: 'not-an-image', detail: msg };
     if (/pixel limit/i.test(msg)) return { ok: false, reason: 'too-many-pixels', detail: msg };
-    return { ok: false, reason: 'corrupt-image', detail: msg };
+    // libvips keeps one error buffer for all threads: with decodes in parallel its text can be
+    // another image's or "Unknown error". The status files must not depend on that race.
+    return { ok: false, reason: 'corrupt-image', detail: CORRUPT_DETAIL };
   }
 }
 

@@ -14,7 +14,7 @@
  */
 import { createReadStream, openSync, readSync, closeSync } from 'node:fs';
 import { basename } from 'node:path';
-import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { PassThrough, Readable, pipeline } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
 import tar from 'tar-stream';
 
@@ -89,9 +89,11 @@ export function isGzipFile(path: string): boolean {
  */
 export async function* readTaisuArchive(path: string, opts: { maxBytes: number }): AsyncGenerator<ArchiveEvent> {
   const extract = tar.extract();
+  // The file is opened once and its first bytes decide on gzip, so a pipe works as well as a file.
+  const { gzip, bytes } = await sniffGzip(createReadStream(path));
   // Errors of any stage destroy the extractor, so they surface in the loop below.
-  if (isGzipFile(path)) pipeline(createReadStream(path), createGunzip(), extract, () => undefined);
-  else pipeline(createReadStream(path), extract, () => undefined);
+  if (gzip) pipeline(bytes, createGunzip(), extract, () => undefined);
+  else pipeline(bytes, extract, () => undefined);
   let entry = 0;
   let current: string | undefined;
   try {
@@ -127,6 +129,29 @@ export async function* readTaisuArchive(path: string, opts: { maxBytes: number }
       detail: current === undefined ? `after ${entry} member(s): ${message}` : `inside member ${current}: ${message}`,
     };
   }
+}
+
+/** Reads the first bytes of `input` and hands back whether they are gzip's, with all the bytes. */
+async function sniffGzip(input: Readable): Promise<{ gzip: boolean; bytes: Readable }> {
+  const it = (input as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const head: Buffer[] = [];
+  let size = 0;
+  let done = false;
+  while (size < 2 && !done) {
+    const r = await it.next();
+    if (r.done) done = true;
+    else {
+      head.push(r.value);
+      size += r.value.length;
+    }
+  }
+  const first = Buffer.concat(head);
+  const rest = async function* () {
+    if (first.length > 0) yield first;
+    if (done) return;
+    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+  };
+  return { gzip: first[0] === 0x1f && first[1] === 0x8b, bytes: Readable.from(rest(), { objectMode: false }) };
 }
 
 /**

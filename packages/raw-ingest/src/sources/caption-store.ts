@@ -57,6 +57,11 @@ export class CaptionStore {
     return this.count;
   }
 
+  /** Whether an entry with this id is stored. */
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+
   /**
    * Appends an entry. Returns false (and stores nothing) when its id is already stored: the
    * first entry of an id wins.

@@ -3,7 +3,7 @@
  * input's first bytes are looked at, and all inputs must agree. When a file gives no clear sign
  * the run stops with a usage error naming it, rather than guessing.
  */
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { UsageError } from '@k3m-kit/core';
 import { jsonParser, type Token } from 'stream-json/parser.js';
 import { getManyValues, isMany, none } from 'stream-chain/defs.js';
@@ -41,6 +41,7 @@ const TAISU_KEYS = new Set(['w', 'g']);
  */
 export async function sniffFormat(path: string): Promise<InputFormat | { unknown: string }> {
   if (isArchiveInput(path)) return 'taisu';
+  if ((await stat(path)).isFIFO()) return { unknown: 'it is a pipe, which cannot be looked at before it is read' };
   const fh = await open(path, 'r');
   let head: Buffer;
   try {

@@ -20,6 +20,7 @@
  * Text records of one image share the TaiSu id as item id; with `both`, their duplicate check
  * key adds the caption source, and the caption source travels as an extra field.
  */
+import { statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { IoError, UsageError } from '@k3m-kit/core';
 import { decodeTaisuCaptionsFile } from '../codecs/taisu-captions.ts';
@@ -33,9 +34,13 @@ export const DEFAULT_CAPTION: CaptionChoice = 'w';
 
 const SOURCES: Record<CaptionChoice, readonly ('w' | 'g')[]> = { w: ['w'], g: ['g'], both: ['w', 'g'] };
 
-/** Whether an input is an image archive (by name, or by the gzip magic bytes). */
+/**
+ * Whether an input is an image archive: by name (`.tar`, `.tgz`, `.tar.gz`), else by the gzip
+ * magic bytes; a pipe is looked at by name only (peeking would eat its bytes).
+ */
 export function isArchiveInput(path: string): boolean {
-  return ARCHIVE_NAME.test(path) || isGzipFile(path);
+  if (ARCHIVE_NAME.test(path)) return true;
+  return !statSync(path, { throwIfNoEntry: false })?.isFIFO() && isGzipFile(path);
 }
 
 export const taisuReader: FormatReader = {
@@ -74,14 +79,15 @@ async function* captionPass(inputs: readonly InputSpec[], store: CaptionStore, s
           continue;
         }
         ctx.ledger.read(sources.length);
-        const present = sources.filter((s) => r[s] !== undefined);
+        if (store.has(r.id)) {
+          for (const _ of sources) yield { input, record: { ok: false, source, pos, reason: 'duplicate-id', detail: 'the id was already seen (the first one wins)', id: r.id } };
+          continue;
+        }
         for (const s of sources) {
           if (r[s] === undefined) yield { input, record: { ok: false, source, pos, reason: 'no-caption', detail: `the entry has no "${s}" caption`, id: r.id } };
         }
-        if (present.length === 0) continue;
-        const stored = await store.add({ file, line: r.line, entry: r.entry, id: r.id, ...(r.w !== undefined ? { w: r.w } : {}), ...(r.g !== undefined ? { g: r.g } : {}) });
-        if (!stored) {
-          for (const _ of present) yield { input, record: { ok: false, source, pos, reason: 'duplicate-id', detail: 'the id was already seen (the first one wins)', id: r.id } };
+        if (sources.some((s) => r[s] !== undefined)) {
+          await store.add({ file, line: r.line, entry: r.entry, id: r.id, ...(r.w !== undefined ? { w: r.w } : {}), ...(r.g !== undefined ? { g: r.g } : {}) });
         }
       }
     } catch (e) {

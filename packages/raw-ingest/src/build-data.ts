@@ -19,6 +19,12 @@ import { Slots } from './segment-job.ts';
 import { READERS, resolveFormat } from './sources/formats.ts';
 import { DEFAULT_CAPTION } from './sources/taisu.ts';
 
+/**
+ * Finished items that may wait for an earlier, slower one before their rows are written, per
+ * image in flight: enough to ride out a timeout at full speed, few enough to bound memory.
+ */
+const ROW_BACKLOG = 64;
+
 /** Validates `input` with the stage schema; a bad value is a {@link UsageError} naming the option. */
 export function parseBuildDataConfig(input: BuildDataConfigInput): BuildDataConfig {
   const parsed = BuildDataConfigSchema.safeParse(input);
@@ -60,15 +66,14 @@ export async function buildData(input: BuildDataConfigInput, deps: NetworkDeps =
   const progress = createProgress('build-data', 0, { quiet: cfg.quiet });
   const run = emptyRunInfo(`${shard.index}/${shard.count}`);
   const reader = READERS[format];
-  let result: Awaited<ReturnType<typeof runParsePass>>;
+  let summary: Awaited<ReturnType<typeof runParsePass>>;
   try {
-    result = await runParsePass({
+    summary = await runParsePass({
       cfg,
       format,
       reader,
-      withExtra: reader.extraFields,
       readContext: { tempDir, caption: cfg.caption ?? DEFAULT_CAPTION, maxBytes: cfg.maxBytes },
-      segments: { workDir, missingImage: cfg.missingImage, retryFailed: cfg.retryFailed, images, slots: new Slots(cfg.concurrency), run, progress },
+      segments: { workDir, tempDir, withExtra: reader.extraFields, missingImage: cfg.missingImage, retryFailed: cfg.retryFailed, images, slots: new Slots(cfg.concurrency), rows: new Slots(cfg.concurrency * ROW_BACKLOG), run, progress },
       progress,
     });
   } finally {
@@ -80,5 +85,5 @@ export async function buildData(input: BuildDataConfigInput, deps: NetworkDeps =
   const seconds = (performance.now() - started) / 1000;
   run.imagesPerSecond = seconds > 0 ? run.imagesFetched / seconds : 0;
   if (shard.count === 1) return finalizeBuildData({ workDir, run, seconds });
-  return shardReport({ workDir, shard, run, seconds, statuses: result.statuses, summary: result.summary });
+  return shardReport({ workDir, shard, run, seconds, summary });
 }

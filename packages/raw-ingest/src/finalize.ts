@@ -5,13 +5,13 @@
  * only files, a whole run and `merge` after N shards produce the same bytes. A shard alone
  * writes `reports/build-data.shard-i-of-N.json` and `rejects/build-data.shard-i-of-N.jsonl`.
  */
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { dfCsvFileName, encodeDfCsvHeader, encodeDfCsvRow } from './codecs/df-csv.ts';
 import { JSON_FIELDS, encodeFieldJsonEnd, encodeFieldJsonEntry, fieldJsonFileName, type JsonField } from './codecs/field-json.ts';
 import { parseRejectsPath, readParseSummary, type ParseSummary } from './codecs/parse-summary.ts';
-import { MANIFEST_FILE, SPLITS, encodeManifest, readManifest, readSegmentFile, type Split } from './codecs/segment.ts';
-import { readSegmentStatus, type SegmentStatus } from './codecs/segment-status.ts';
+import { MANIFEST_FILE, SPLITS, encodeManifest, readManifest, readSegmentFile, type SegmentEntry, type Split } from './codecs/segment.ts';
+import { segmentStatusPath, streamSegmentStatus, type SegmentStatusHead } from './codecs/segment-status.ts';
 import { positionFields } from './sources/source.ts';
 import {
   AtomicWriter,
@@ -24,6 +24,7 @@ import {
   type StageReportBase,
   type TableRow,
   shardSuffix,
+  ownsUnit,
   type Shard,
 } from '@k3m-kit/core';
 
@@ -82,38 +83,56 @@ export interface BuildDataResult {
   rejectsPath: string;
 }
 
-function imageCounts(statuses: readonly SegmentStatus[]): ImageCounts {
-  const reasons = new CappedCounter();
-  let ok = 0;
-  let dropped = 0;
-  let bytes = 0;
-  for (const s of statuses) {
-    ok += s.imagesOk;
-    bytes += s.imageBytes;
-    for (const m of s.missing) {
-      reasons.add(m.reason);
-      if (m.dropped) dropped++;
-    }
-  }
-  return { ok, missing: reasons.total, missingByReason: reasons.toJSON(), dropped, bytes };
+/** What the status files of some segments add up to. */
+interface SegmentTally {
+  images: ImageCounts;
+  /** Rows written per segment (fewer than assigned with --missing-image drop). */
+  kept: Map<number, number>;
+  splits: BuildDataReport['splits'];
+  /** Segments without a matching completion marker. */
+  incomplete: number[];
 }
 
-async function writeRejects(path: string, parseRejects: string, statuses: readonly SegmentStatus[]): Promise<void> {
-  const w = await AtomicWriter.create(path);
-  try {
-    await w.write(parseRejects);
-    for (const s of statuses) {
-      for (const m of s.missing) {
+/**
+ * Reads the status files of `entries` one at a time (a status can list many image-missing
+ * items, so they are never all in memory), adds up their counts and appends a reject line for
+ * every dropped item to `rejects`, in segment order.
+ */
+async function tallySegments(workDir: string, entries: readonly SegmentEntry[], rejects: AtomicWriter): Promise<SegmentTally> {
+  const reasons = new CappedCounter();
+  const t: SegmentTally = { images: { ok: 0, missing: 0, missingByReason: {}, dropped: 0, bytes: 0 }, kept: new Map(), splits: { train: { segments: 0, items: 0 }, val: { segments: 0, items: 0 } }, incomplete: [] };
+  for (const e of entries) {
+    let head: SegmentStatusHead | undefined;
+    try {
+      for await (const x of streamSegmentStatus(segmentStatusPath(workDir, e.seg))) {
+        if ('head' in x) {
+          head = x.head;
+          if (head.seg !== e.seg || head.items !== e.items || head.split !== e.split) break;
+          continue;
+        }
+        const m = x.missing;
+        reasons.add(m.reason);
         if (!m.dropped) continue;
+        t.images.dropped++;
         const rec = { source: m.source, ...positionFields(m), reason: 'image-missing', detail: `${m.reason}: ${m.detail}`, id: m.itemId };
-        await w.write(JSON.stringify(rec) + '\n');
+        await rejects.write(JSON.stringify(rec) + '\n');
       }
+    } catch {
+      head = undefined;
     }
-    await w.commit();
-  } catch (e) {
-    await w.abort();
-    throw new IoError(path, e);
+    if (!head || head.seg !== e.seg || head.items !== e.items || head.split !== e.split) {
+      t.incomplete.push(e.seg);
+      continue;
+    }
+    t.images.ok += head.imagesOk;
+    t.images.bytes += head.imageBytes;
+    t.kept.set(head.seg, head.kept);
+    t.splits[head.split].segments++;
+    t.splits[head.split].items += head.kept;
   }
+  t.images.missing = reasons.total;
+  t.images.missingByReason = reasons.toJSON();
+  return t;
 }
 
 /**
@@ -124,19 +143,23 @@ export async function finalizeBuildData(opts: { workDir: string; run: RunInfo; s
   const { workDir } = opts;
   const manifest = await readManifest(workDir);
   const summary = await readParseSummary(workDir);
-  const statuses: SegmentStatus[] = [];
-  const incomplete: number[] = [];
-  for (const e of manifest.segments) {
-    const s = await readSegmentStatus(workDir, e.seg);
-    if (s && s.items === e.items && s.split === e.split) statuses.push(s);
-    else incomplete.push(e.seg);
+  const rejectsPath = join(workDir, 'rejects', `${STAGE}.jsonl`);
+  const rejects = await AtomicWriter.create(rejectsPath);
+  let tally: SegmentTally;
+  try {
+    // Parse rejects in input order, then dropped items in segment order.
+    for await (const chunk of createReadStream(parseRejectsPath(workDir))) await rejects.write(chunk as Buffer);
+    tally = await tallySegments(workDir, manifest.segments, rejects);
+  } catch (e) {
+    await rejects.abort();
+    throw e instanceof IoError ? e : new IoError(rejectsPath, e);
   }
-  if (incomplete.length > 0) {
-    throw new IoError(workDir, `segments not complete: ${incomplete.join(', ')} (run the shards that own them, then merge again)`);
+  if (tally.incomplete.length > 0) {
+    await rejects.abort();
+    throw new IoError(workDir, `segments not complete: ${tally.incomplete.join(', ')} (run the shards that own them, then merge again)`);
   }
   // With --missing-image drop a segment file holds fewer rows than the parse pass assigned.
-  const kept = new Map(statuses.map((s) => [s.seg, s.kept]));
-  const finalManifest = { ...manifest, segments: manifest.segments.map((e) => ({ ...e, items: kept.get(e.seg)! })) };
+  const finalManifest = { ...manifest, segments: manifest.segments.map((e) => ({ ...e, items: tally.kept.get(e.seg)! })) };
   await writeFileAtomic(join(workDir, MANIFEST_FILE), encodeManifest(finalManifest));
 
   const splits = {} as BuildDataReport['splits'];
@@ -144,14 +167,9 @@ export async function finalizeBuildData(opts: { workDir: string; run: RunInfo; s
     const entries = finalManifest.segments.filter((e) => e.split === split);
     splits[split] = { segments: entries.length, items: await writeSplitTables(workDir, split, entries.map((e) => e.file)) };
   }
+  await rejects.commit();
 
-  const parseRejects = await readFile(parseRejectsPath(workDir), 'utf8').catch((e) => {
-    throw new IoError(parseRejectsPath(workDir), e);
-  });
-  const rejectsPath = join(workDir, 'rejects', `${STAGE}.jsonl`);
-  await writeRejects(rejectsPath, parseRejects, statuses);
-
-  const images = imageCounts(statuses);
+  const { images } = tally;
   const rejectedByReason = new CappedCounter();
   for (const [k, v] of Object.entries(summary.rejectedByReason)) rejectedByReason.add(k, v);
   if (images.dropped > 0) rejectedByReason.add('image-missing', images.dropped);
@@ -205,27 +223,25 @@ async function writeSplitTables(workDir: string, split: Split, files: string[]):
  * those dropped for their image. The parse counts (the same in every shard) sit under `parse`;
  * the whole job's report comes from `merge`.
  */
-export async function shardReport(opts: {
-  workDir: string;
-  shard: Shard;
-  run: RunInfo;
-  seconds: number;
-  statuses: SegmentStatus[];
-  summary: ParseSummary;
-}): Promise<BuildDataResult> {
-  const { workDir, shard, statuses, summary } = opts;
+export async function shardReport(opts: { workDir: string; shard: Shard; run: RunInfo; seconds: number; summary: ParseSummary }): Promise<BuildDataResult> {
+  const { workDir, shard, summary } = opts;
   const name = `${STAGE}${shardSuffix(shard)}`;
   const rejectsPath = join(workDir, 'rejects', `${name}.jsonl`);
-  await writeRejects(rejectsPath, '', statuses);
-  const images = imageCounts(statuses);
-  const splits: BuildDataReport['splits'] = { train: { segments: 0, items: 0 }, val: { segments: 0, items: 0 } };
-  for (const s of statuses) {
-    splits[s.split].segments++;
-    splits[s.split].items += s.kept;
+  const owned = (await readManifest(workDir)).segments.filter((e) => ownsUnit(shard, e.seg));
+  const rejects = await AtomicWriter.create(rejectsPath);
+  let tally: SegmentTally;
+  try {
+    tally = await tallySegments(workDir, owned, rejects);
+    if (tally.incomplete.length > 0) throw new IoError(workDir, `segments of this shard not complete: ${tally.incomplete.join(', ')}`);
+    await rejects.commit();
+  } catch (e) {
+    await rejects.abort();
+    throw e instanceof IoError ? e : new IoError(rejectsPath, e);
   }
+  const { images, splits } = tally;
   const report = finishReport({
     stage: STAGE,
-    in: statuses.reduce((a, s) => a + s.items, 0),
+    in: owned.reduce((a, e) => a + e.items, 0),
     written: splits.train.items + splits.val.items,
     rejected: images.dropped,
     rejectedByReason: (images.dropped > 0 ? { 'image-missing': images.dropped } : {}) as Record<string, number>,

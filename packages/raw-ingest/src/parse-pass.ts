@@ -15,7 +15,7 @@ import { AtomicWriter, Ledger, ownsUnit, writeFileAtomic, type Progress } from '
 import { encodeKnowledge } from './codecs/raw-tsv.ts';
 import { PARSE_REJECTS_FILE, writeParseSummary, type ParseSummary } from './codecs/parse-summary.ts';
 import { MANIFEST_FILE, encodeManifest, imageIdFor, stripHashes, type SegmentEntry, type Split } from './codecs/segment.ts';
-import { STATUS_DIR, type SegmentStatus } from './codecs/segment-status.ts';
+import { STATUS_DIR } from './codecs/segment-status.ts';
 import type { BuildDataConfig } from './config.ts';
 import { SegmentJob, type SegmentRunContext } from './segment-job.ts';
 import { SegmentPlan, hashFraction } from './segment-plan.ts';
@@ -31,30 +31,23 @@ export interface ParsePassOptions {
   cfg: BuildDataConfig;
   format: InputFormat;
   reader: FormatReader;
-  /** The format writes an `item_extra<seg>.jsonl` sidecar per segment. */
-  withExtra: boolean;
   readContext: Omit<ReadContext, 'ledger'>;
   segments: SegmentRunContext;
   progress: Progress;
 }
 
-/** What the pass leaves for the report: the statuses of the segments this shard owns. */
-export interface ParsePassResult {
-  summary: ParseSummary;
-  statuses: SegmentStatus[];
-}
 
 /** Runs the parse pass (and, through the segment jobs, the image work of owned segments). */
-export async function runParsePass(o: ParsePassOptions): Promise<ParsePassResult> {
+export async function runParsePass(o: ParsePassOptions): Promise<ParseSummary> {
   const { cfg } = o;
   const ledger = new Ledger();
   const rejectLog = await AtomicWriter.create(join(cfg.workDir, STATUS_DIR, PARSE_REJECTS_FILE));
   const counts = { malformedPairs: 0, itemsWithMalformedPairs: 0, emptyTitle: 0, emptyKnowledge: 0 };
   const perInput = new Map<InputSpec, number>(cfg.input.map((i) => [i, 0]));
   const seen = new FingerprintTable();
-  const plan = new SegmentPlan(cfg.segmentSize, o.withExtra);
+  const plan = new SegmentPlan(cfg.segmentSize, o.segments.withExtra);
   const jobs = new Map<number, SegmentJob>();
-  const finishing: Promise<SegmentStatus>[] = [];
+  const finishing: Promise<void>[] = [];
   let owned = 0;
 
   const reject = async (r: Pick<SourceReject, 'source' | 'pos' | 'reason' | 'detail' | 'id'>) => {
@@ -100,7 +93,7 @@ export async function runParsePass(o: ParsePassOptions): Promise<ParsePassResult
       else await place(input, record);
     }
     for (const entry of plan.closeAll()) finish(entry);
-    const statuses = await Promise.all(finishing);
+    await Promise.all(finishing);
     const c = ledger.counts();
     if (!c.reconciles) throw new Error(`parse pass: ${c.in} records read, ${c.written} placed + ${c.rejected} rejected: a record was lost (a bug)`);
     const summary: ParseSummary = {
@@ -114,7 +107,7 @@ export async function runParsePass(o: ParsePassOptions): Promise<ParsePassResult
     await rejectLog.commit();
     await writeParseSummary(cfg.workDir, summary);
     await writeFileAtomic(join(cfg.workDir, MANIFEST_FILE), encodeManifest({ version: 1, segmentSize: cfg.segmentSize, segments: plan.manifest() }));
-    return { summary, statuses: statuses.sort((a, b) => a.seg - b.seg) };
+    return summary;
   } catch (e) {
     await rejectLog.abort();
     await Promise.allSettled(finishing);

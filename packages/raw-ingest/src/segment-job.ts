@@ -1,17 +1,22 @@
 /**
  * @file The work on one segment this shard owns. Items arrive as the parse pass places them and
  * their images start at once (at most `concurrency` in flight over all segments: the parse pass
- * waits for a slot); when the segment is full the job waits for its images and writes the
- * segment file, its extra-field sidecar, then its status file, the completion marker.
+ * waits for a slot). Each item's row is written as soon as it and every item before it are done;
+ * finished items waiting for a slow one before them (or for a slow disk) are bounded too (the
+ * `rows` slots), so a segment never holds more than those in memory, whatever its size: the segment file, its extra-field sidecar and the status's list of
+ * image-missing items (kept in a scratch file) all grow on disk. When the segment is full the job
+ * waits for its last rows, commits the files and writes the status file, the completion marker.
  *
  * A segment whose marker exists is skipped (its items cost no work) unless `--retry-failed` asks
  * to reopen a segment with image-missing items; a reopened segment reuses every stored image.
  */
+import { createReadStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AtomicWriter, IoError, type Progress } from '@k3m-kit/core';
-import { encodeItemExtra, type ItemExtra } from './codecs/item-extra.ts';
-import { encodeSegmentRow, imageIdFor, type SegmentEntry, type Split } from './codecs/segment.ts';
-import { readSegmentStatus, segmentStatusPath, writeSegmentStatus, type MissingImage, type SegmentStatus } from './codecs/segment-status.ts';
+import { encodeItemExtra, itemExtraFileName, type ItemExtra } from './codecs/item-extra.ts';
+import { encodeSegmentRow, imageIdFor, segmentFileName, type SegmentEntry, type Split } from './codecs/segment.ts';
+import { encodeMissingEntry, encodeSegmentStatusParts, readSegmentStatusHead, segmentStatusPath, type MissingImage } from './codecs/segment-status.ts';
 import type { MissingImagePolicy } from './config.ts';
 import type { RunInfo } from './finalize.ts';
 import type { ImageJob, ItemImages, ItemOutcome } from './item-image.ts';
@@ -34,10 +39,17 @@ export interface PendingItem {
 /** Shared by every job of a run. */
 export interface SegmentRunContext {
   workDir: string;
+  /** Scratch directory of this run (the streamed image-missing lists live there). */
+  tempDir: string;
+  /** Segments get an `item_extra<seg>.jsonl` sidecar. */
+  withExtra: boolean;
   missingImage: MissingImagePolicy;
   retryFailed: boolean;
   images: ItemImages;
+  /** Images in flight (`--concurrency`). */
   slots: Slots;
+  /** Items taken but whose row is not written yet: in flight, or done and waiting for an earlier one. */
+  rows: Slots;
   run: RunInfo;
   progress: Progress;
 }
@@ -66,87 +78,117 @@ export class Slots {
   }
 }
 
+/** The files a processed segment writes, open until the segment is full. */
+interface Writers {
+  rows: AtomicWriter;
+  extra?: AtomicWriter;
+  /** The image-missing entries, in item order, until the status file is written. */
+  missing: AtomicWriter;
+}
+
 export class SegmentJob {
-  private readonly items: PendingItem[] = [];
-  private readonly outcomes: Promise<ItemOutcome>[] = [];
+  private readonly counts = { items: 0, kept: 0, imagesOk: 0, imageBytes: 0, missing: 0 };
+  /** Rows are written in `k` order along this chain. */
+  private tail: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly seg: number,
     readonly split: Split,
     private readonly ctx: SegmentRunContext,
-    /** The status of a complete earlier run, when the segment is skipped. */
-    private readonly previous: SegmentStatus | undefined,
+    /** Items and split of a complete earlier run, when the segment is skipped. */
+    private readonly previous: { items: number; split: Split } | undefined,
+    private readonly writers: Writers | undefined,
   ) {}
 
   /** Opens segment `seg`: skipped when complete (and not reopened by --retry-failed). */
   static async open(seg: number, split: Split, ctx: SegmentRunContext): Promise<SegmentJob> {
-    const prev = await readSegmentStatus(ctx.workDir, seg);
-    const skip = prev !== undefined && !(ctx.retryFailed && prev.missing.length > 0);
-    return new SegmentJob(seg, split, ctx, skip ? prev : undefined);
+    const prev = await readSegmentStatusHead(ctx.workDir, seg);
+    if (prev !== undefined && !(ctx.retryFailed && prev.hasMissing)) {
+      return new SegmentJob(seg, split, ctx, { items: prev.head.items, split: prev.head.split }, undefined);
+    }
+    const writers: Writers = {
+      rows: await AtomicWriter.create(join(ctx.workDir, segmentFileName(seg))),
+      ...(ctx.withExtra ? { extra: await AtomicWriter.create(join(ctx.workDir, itemExtraFileName(seg))) } : {}),
+      missing: await AtomicWriter.create(join(ctx.tempDir, `missing-${seg}.part`)),
+    };
+    return new SegmentJob(seg, split, ctx, undefined, writers);
   }
 
   /** Takes the next item (in `k` order) and, unless the segment is skipped, starts its image. */
   async add(item: PendingItem, image: ImageJob): Promise<void> {
-    if (this.previous) {
+    if (!this.writers) {
       this.ctx.progress.increment();
       return;
     }
+    await this.ctx.rows.acquire();
     await this.ctx.slots.acquire();
-    this.items.push(item);
-    this.outcomes.push(
-      this.ctx.images.store(image).finally(() => {
-        this.ctx.slots.release();
-        this.ctx.progress.increment();
-      }),
-    );
+    this.counts.items++;
+    const outcome = this.ctx.images.store(image).finally(() => {
+      this.ctx.slots.release();
+      this.ctx.progress.increment();
+    });
+    this.tail = this.tail.then(async () => {
+      await this.writeRow(item, await outcome);
+      this.ctx.rows.release();
+    });
+    // The chain is awaited in finish(); until then a failure must not count as unhandled.
+    this.tail.catch(() => undefined);
   }
 
-  /** Waits for the images and writes the segment file, sidecar and status; `entry` is the closed segment. */
-  async finish(entry: SegmentEntry): Promise<SegmentStatus> {
+  /** Waits for the last rows, commits the files and writes the status; `entry` is the closed segment. */
+  async finish(entry: SegmentEntry): Promise<void> {
     const { run, workDir } = this.ctx;
-    if (this.previous) {
-      if (this.previous.items !== entry.items || this.previous.split !== entry.split) {
+    if (!this.writers) {
+      if (this.previous!.items !== entry.items || this.previous!.split !== entry.split) {
         throw new IoError(
           segmentStatusPath(workDir, this.seg),
-          `says ${this.previous.items} ${this.previous.split} items, the input now gives ${entry.items} ${entry.split}: the input changed since this segment was written (remove the work dir, or this file to redo the segment)`,
+          `says ${this.previous!.items} ${this.previous!.split} items, the input now gives ${entry.items} ${entry.split}: the input changed since this segment was written (remove the work dir, or this file to redo the segment)`,
         );
       }
       run.segmentsSkipped++;
-      return this.previous;
+      return;
     }
-    const outcomes = await Promise.all(this.outcomes);
-    const status: SegmentStatus = { version: 1, seg: this.seg, split: this.split, items: this.items.length, kept: 0, imagesOk: 0, imageBytes: 0, missing: [] };
-    const out = await AtomicWriter.create(join(workDir, entry.file));
-    const extra = entry.extra === undefined ? undefined : await AtomicWriter.create(join(workDir, entry.extra));
-    const writers = extra ? [out, extra] : [out];
+    const { rows, extra, missing } = this.writers;
+    const status = await AtomicWriter.create(segmentStatusPath(workDir, this.seg));
+    const all = [rows, ...(extra ? [extra] : []), missing, status];
     try {
-      for (let i = 0; i < this.items.length; i++) {
-        const it = this.items[i]!;
-        const o = outcomes[i]!;
-        const imageId = imageIdFor(it.k, this.seg);
-        if (o.ok) {
-          status.imagesOk++;
-          status.imageBytes += o.bytes;
-          if (o.fetched) run.imagesFetched++;
-          else run.imagesReused++;
-        } else {
-          run.imagesFailed++;
-          const dropped = this.ctx.missingImage === 'drop';
-          const m: MissingImage = { imageId, itemId: it.itemId, source: it.source, ...positionFields(it.pos), ref: it.ref, reason: o.reason, detail: o.detail, dropped };
-          status.missing.push(m);
-          if (dropped) continue;
-        }
-        status.kept++;
-        await out.write(encodeSegmentRow({ imageId, title: it.title, pic: o.ok ? `${imageId}.jpg` : '', pv: it.pv, category: it.category, itemId: it.itemId }) + '\n');
-        if (extra) await extra.write(encodeItemExtra(imageId, it.extra ?? {}) + '\n');
-      }
-      for (const w of writers) await w.commit();
+      await this.tail;
+      await rows.commit();
+      await extra?.commit();
+      await missing.commit();
+      const { items, kept, imagesOk, imageBytes } = this.counts;
+      const parts = encodeSegmentStatusParts({ version: 1, seg: this.seg, split: this.split, items, kept, imagesOk, imageBytes }, this.counts.missing > 0);
+      await status.write(parts.head);
+      for await (const chunk of createReadStream(missing.target)) await status.write(chunk as Buffer);
+      await status.write(parts.end);
+      await status.commit();
     } catch (e) {
-      for (const w of writers) await w.abort();
-      throw e instanceof IoError ? e : new IoError(out.target, e);
+      for (const w of all) await w.abort();
+      throw e instanceof IoError ? e : new IoError(rows.target, e);
+    } finally {
+      await rm(missing.target, { force: true });
     }
-    await writeSegmentStatus(workDir, status);
     run.segmentsProcessed++;
-    return status;
+  }
+
+  private async writeRow(it: PendingItem, o: ItemOutcome): Promise<void> {
+    const { rows, extra, missing } = this.writers!;
+    const { run } = this.ctx;
+    const imageId = imageIdFor(it.k, this.seg);
+    if (o.ok) {
+      this.counts.imagesOk++;
+      this.counts.imageBytes += o.bytes;
+      if (o.fetched) run.imagesFetched++;
+      else run.imagesReused++;
+    } else {
+      run.imagesFailed++;
+      const dropped = this.ctx.missingImage === 'drop';
+      const m: MissingImage = { imageId, itemId: it.itemId, source: it.source, ...positionFields(it.pos), ref: it.ref, reason: o.reason, detail: o.detail, dropped };
+      await missing.write(encodeMissingEntry(m, this.counts.missing++ === 0));
+      if (dropped) return;
+    }
+    this.counts.kept++;
+    await rows.write(encodeSegmentRow({ imageId, title: it.title, pic: o.ok ? `${imageId}.jpg` : '', pv: it.pv, category: it.category, itemId: it.itemId }) + '\n');
+    if (extra) await extra.write(encodeItemExtra(imageId, it.extra ?? {}) + '\n');
   }
 }

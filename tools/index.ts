@@ -3,6 +3,7 @@
  * and what tests need to read its output back, and k3m-slurm (the pipeline as Slurm jobs).
  */
 export { makeSample, SAMPLE_DEFAULTS, type SampleOptions } from './sample/generate.ts';
+export { makeFormatSample, FORMAT_SAMPLE_DEFAULTS, SAMPLE_FORMATS, type FormatFault, type FormatFaultsFile, type FormatSampleOptions, type SampleFormat } from './sample/formats.ts';
 export {
   FAULT_KINDS,
   FAULT_KIND_NAMES,

@@ -176,6 +176,8 @@ async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterat
     // Knowledge has one entry per segment row, rejected rows included: consume it first.
     const pv = know ? await knowledgeFor(item.imageId, item.seg) : pvWithFinalSeparator(item.pv);
     const itemReject = { source, line: item.line, id: item.imageId };
+    // raw-ingest's extra fields (P9D domain, Product1M labels, TaiSu caption source) go into the record.
+    const extra = item.extra ? { extra: item.extra } : {};
     if (!parsed || parsed.seg !== item.seg || (last && !before(last, pos))) {
       yield { kind: 'reject', reject: { ...itemReject, reason: 'duplicate-id', detail: `item ${item.imageId} repeats or runs backwards in segment ${item.seg}` } };
       continue;
@@ -196,7 +198,7 @@ async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterat
         continue;
       }
       // An owned, clean row comes with its arrays (decodeRow).
-      const record = { ...line.row!, imageId: item.imageId, caption: item.title, pv, category: item.category, featureDim: o.dims.featureDim };
+      const record = { ...line.row!, imageId: item.imageId, caption: item.title, pv, category: item.category, featureDim: o.dims.featureDim, ...extra };
       yield { kind: 'record', value: encodeStoredRecord(record), imageId: item.imageId, imageMissing: false, rows: 2 };
       continue;
     }
@@ -204,7 +206,7 @@ async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterat
       yield { kind: 'reject', reject: { ...itemReject, reason: 'image-missing', detail: item.pic ? `no feature row for ${item.pic}` : 'no image' } };
       continue;
     }
-    const record = { imageId: item.imageId, caption: item.title, pv, category: item.category, features: empty, clsProb: empty, boxes: empty, numBoxes: 0, imageH: 0, imageW: 0, featureDim: o.dims.featureDim, numClasses: o.dims.numClasses };
+    const record = { imageId: item.imageId, caption: item.title, pv, category: item.category, features: empty, clsProb: empty, boxes: empty, numBoxes: 0, imageH: 0, imageW: 0, featureDim: o.dims.featureDim, numClasses: o.dims.numClasses, ...extra };
     yield { kind: 'record', value: encodeRecord(record, o.encoding), imageId: item.imageId, imageMissing: true, rows: 1 };
   }
   while (row) {

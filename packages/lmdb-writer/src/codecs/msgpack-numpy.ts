@@ -19,10 +19,18 @@
  * `data` payload of features and cls_prob starts 4-byte aligned in the value, which lets the
  * reader hand out Float32Array views without copying.
  *
+ * Extra fields (P9D domain, Product1M instance labels, TaiSu caption source) ride in the boxes
+ * array's map, after `data`, under keys msgpack_numpy does not read, so the original loader
+ * still unpacks exactly 10 fields and gets the same ndarray; a record without extras is
+ * byte-identical to before:
+ *
+ *   { ..., b'data': ..., b'domain': str, b'instance_labels': [str, ...], b'caption_source': str }
+ *
  * The decoder (msgpackr, maps as Map so binary keys survive) also accepts what older Python
  * writers produce: str keys, float NaN for empty text (pandas), missing `kind`.
  */
 import { Packr, Unpackr } from 'msgpackr';
+import type { ItemExtra } from '@k3m-kit/raw-ingest';
 import type { K3mRecord } from './record.ts';
 
 /** numpy dtype strings this codec reads and writes. */
@@ -58,6 +66,18 @@ const KEY = {
   data: Buffer.from('data'),
 };
 const EMPTY = Buffer.alloc(0);
+
+/** The map keys of the extra fields, in the order they are written. */
+export const EXTRA_KEYS = Object.freeze({ domain: 'domain', instanceLabels: 'instance_labels', captionSource: 'caption_source' } as const);
+const EXTRA_KEY_BYTES = { domain: Buffer.from(EXTRA_KEYS.domain), instanceLabels: Buffer.from(EXTRA_KEYS.instanceLabels), captionSource: Buffer.from(EXTRA_KEYS.captionSource) };
+
+/** Appends the extra fields present in `extra` to an array map (after `data`, so no payload moves). */
+function withExtra(m: Map<Buffer, unknown>, extra: ItemExtra | undefined): Map<Buffer, unknown> {
+  if (extra?.domain !== undefined) m.set(EXTRA_KEY_BYTES.domain, extra.domain);
+  if (extra?.instanceLabels !== undefined) m.set(EXTRA_KEY_BYTES.instanceLabels, extra.instanceLabels);
+  if (extra?.captionSource !== undefined) m.set(EXTRA_KEY_BYTES.captionSource, extra.captionSource);
+  return m;
+}
 
 // float32 bits -> float16 bits, round half to even (what numpy's astype(float16) does), in
 // integer arithmetic on the bits (F. Giesen's float_to_half_fast3_rtne); NaN becomes a quiet NaN.
@@ -209,7 +229,8 @@ export function encodeStoredRecord(r: StoredRecord): Buffer {
   return packr.pack([
     ndarrayMap(r.features, r.numBoxes, r.featureDim),
     ndarrayMap(r.clsProb, r.numBoxes, r.numClasses),
-    ndarrayMap(r.boxes, r.numBoxes, 4),
+    // Extras go last in the last array, so the payloads before them keep their alignment.
+    withExtra(ndarrayMap(r.boxes, r.numBoxes, 4), r.extra),
     String(r.numBoxes),
     String(r.imageH),
     String(r.imageW),
@@ -244,6 +265,23 @@ function intText(v: unknown, field: string): number {
   const s = text(v, field);
   if (!/^\d+$/.test(s)) throw new MsgpackNumpyError(`${field}: ${JSON.stringify(s)} is not a non-negative integer`);
   return Number(s);
+}
+
+/** The extra fields in the boxes map, as `{ extra }`, or nothing when there are none. */
+function decodeExtra(m: Map<unknown, unknown>): { extra?: ItemExtra } {
+  const domain = mapGet(m, EXTRA_KEYS.domain);
+  const labels = mapGet(m, EXTRA_KEYS.instanceLabels);
+  const source = mapGet(m, EXTRA_KEYS.captionSource);
+  if (domain === undefined && labels === undefined && source === undefined) return {};
+  if (labels !== undefined && !Array.isArray(labels)) throw new MsgpackNumpyError(`boxes: ${EXTRA_KEYS.instanceLabels} is not a list`);
+  if (source !== undefined && source !== 'w' && source !== 'g') throw new MsgpackNumpyError(`boxes: ${EXTRA_KEYS.captionSource} ${JSON.stringify(source)} is not w or g`);
+  return {
+    extra: {
+      ...(domain !== undefined ? { domain: text(domain, EXTRA_KEYS.domain) } : {}),
+      ...(labels !== undefined ? { instanceLabels: (labels as unknown[]).map((l, i) => text(l, `${EXTRA_KEYS.instanceLabels}[${i}]`)) } : {}),
+      ...(source !== undefined ? { captionSource: source } : {}),
+    },
+  };
 }
 
 /** A decoded datapoint plus the stored dtype (the record itself is always float32). */
@@ -285,6 +323,7 @@ export function decodeRecord(value: Uint8Array): DecodedRecord {
       category: text(dp[9], 'category'),
       featureDim: features.shape[1]!,
       numClasses: clsProb.shape[1]!,
+      ...decodeExtra(dp[2] as Map<unknown, unknown>),
     },
     dtype: features.dtype,
     zeroCopy: features.view,

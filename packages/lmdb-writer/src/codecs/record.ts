@@ -1,7 +1,9 @@
 /**
  * @file One training record as our trainer sees it: the 10 fields of the tensorpack datapoint
- * (k3m-reference.md 2.5) in decoded form. The on-disk layout lives in the codecs.
+ * (k3m-reference.md 2.5) in decoded form, plus the extra fields of formats other than K3M's.
+ * The on-disk layout lives in the codecs.
  */
+import type { ItemExtra } from '@k3m-kit/raw-ingest';
 
 export interface K3mRecord {
   /** [numBoxes, featureDim] (widened to float32 when stored as float16) */
@@ -23,4 +25,6 @@ export interface K3mRecord {
   featureDim: number;
   /** 0 when written with --no-cls-prob */
   numClasses: number;
+  /** P9D domain, Product1M instance labels, TaiSu caption source (raw-ingest's sidecar); absent for K3M input. */
+  extra?: ItemExtra;
 }

@@ -6,7 +6,7 @@
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { buildData } from './build-data.ts';
-import { BuildDataConfigSchema, MISSING_IMAGE_POLICIES } from './config.ts';
+import { BuildDataConfigSchema, DEFAULT_DECODE_CONCURRENCY, MISSING_IMAGE_POLICIES } from './config.ts';
 import { FORMATS } from './sources/formats.ts';
 import { CAPTION_CHOICES } from './sources/source.ts';
 import { mergeBuildData, reportTable } from './finalize.ts';
@@ -47,7 +47,7 @@ const buildCmd = addCommonOptions(
     .addOption(new Option('--val-ratio <r>', 'send this fraction of the items of role-less inputs to val, by a stable hash of the item id').argParser(floatArg('--val-ratio', 0, 1)))
     .addOption(new Option('--segment-size <n>', 'items per segment (the unit of resume and sharding)').default(100_000).argParser(intArg('--segment-size', 1)))
     .addOption(new Option('--concurrency <n>', 'images in flight (fetch + verify + write)').default(64).argParser(intArg('--concurrency', 1)))
-    .addOption(new Option('--decode-concurrency <n>', 'sharp decodes in flight').default(8).argParser(intArg('--decode-concurrency', 1)))
+    .addOption(new Option('--decode-concurrency <n>', 'sharp decodes in flight (2 per core)').default(DEFAULT_DECODE_CONCURRENCY).argParser(intArg('--decode-concurrency', 1)))
     .addOption(new Option('--timeout-ms <ms>', 'per-attempt timeout over connect, headers and body').default(15_000).argParser(intArg('--timeout-ms', 1)))
     .addOption(new Option('--max-redirects <n>', 'redirects followed per image').default(5).argParser(intArg('--max-redirects', 0)))
     .addOption(new Option('--max-bytes <n>', 'largest image body accepted').default(20 * 1024 * 1024).argParser(intArg('--max-bytes', 1)))

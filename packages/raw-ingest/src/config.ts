@@ -2,6 +2,7 @@
  * @file build-data's configuration: one zod schema for flags and config files alike, its
  * defaults, and the registry of missing-image policies.
  */
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { enumOf, WHOLE } from '@k3m-kit/core';
 import { FORMATS } from './sources/formats.ts';
@@ -13,6 +14,13 @@ export const MISSING_IMAGE_POLICIES = Object.freeze({
   drop: 'drop the item and count it as rejected (reason image-missing), as the reference does',
 });
 export type MissingImagePolicy = keyof typeof MISSING_IMAGE_POLICIES;
+
+/**
+ * sharp decodes in flight by default: two per core, so every core has one running and one
+ * queued while the JS thread fetches and writes. The CLI sizes libuv's thread pool to match
+ * (bin/raw-ingest.cjs).
+ */
+export const DEFAULT_DECODE_CONCURRENCY = 2 * availableParallelism();
 
 const INPUT_REQUIRED = 'at least one --input FILE[:train|:val] is required';
 const inputEntry = z.union([z.string().min(1).transform(parseInputSpec), InputSchema]);
@@ -27,7 +35,7 @@ export const BuildDataConfigSchema = z.object({
   valRatio: z.number().min(0).max(1).optional(),
   segmentSize: z.number().int().min(1).default(100_000),
   concurrency: z.number().int().min(1).max(4096).default(64),
-  decodeConcurrency: z.number().int().min(1).max(256).default(8),
+  decodeConcurrency: z.number().int().min(1).max(256).default(DEFAULT_DECODE_CONCURRENCY),
   timeoutMs: z.number().int().min(1).default(15_000),
   maxRedirects: z.number().int().min(0).max(50).default(5),
   maxBytes: z.number().int().min(1).default(20 * 1024 * 1024),

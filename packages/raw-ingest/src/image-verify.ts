@@ -9,6 +9,12 @@
 import { stat } from 'node:fs/promises';
 import sharp from 'sharp';
 
+// One libvips thread per image: parallelism comes from decoding several images at once
+// (--decode-concurrency, on libuv's pool), which scales across cores without the per-image
+// thread hand-offs. sharp picks 1 itself only on glibc without jemalloc; elsewhere it would take
+// a thread per core for every image in flight.
+sharp.concurrency(1);
+
 export interface ImageOptions {
   /** Images with more pixels are rejected before decoding (sharp `limitInputPixels`). */
   maxPixels: number;

@@ -10,7 +10,7 @@ import { mergeBuildData } from '../src/finalize.ts';
 import { diffWorkDirs, loopbackOnlyLookup, startFaultServer, type FaultServer } from '../src/testing.ts';
 
 const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
-const BIN = 'packages/raw-ingest/bin/raw-ingest.js';
+const BIN = 'packages/raw-ingest/bin/raw-ingest.cjs';
 
 /** Runs the real CLI without blocking this process, whose event loop serves the test images. */
 function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {

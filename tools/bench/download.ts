@@ -131,7 +131,7 @@ async function main(): Promise<void> {
   // Warm-up: libvips start-up, connection pool, page cache.
   await reference(cores);
   await ours(undefined, -1);
-  const sweep = process.env.BENCH_SWEEP ? [cores, 2 * cores, 4 * cores, 8] : [2 * cores];
+  const sweep = process.env.BENCH_SWEEP ? [...new Set([cores, 2 * cores, 4 * cores, 16])] : [2 * cores];
   const threads = process.env.BENCH_SWEEP ? [1, cores] : [1];
   for (const t of threads) {
     sharp.concurrency(t);

@@ -139,8 +139,9 @@ async function product1m(out: string, trainItems: Drawn[], validItems: Drawn[]):
     const plain = { itemId: d.id, title: d.item.title, url: good, ossUrl: `file:${good}`, instanceLabels: labels(d) };
     let text: string | Buffer = encodeProduct1mLine(plain);
     let end = '\n';
-    const plant = (kind: string, effect: FormatFault['effect'], reason?: string, id: string | undefined = d.id) =>
-      faults.push({ kind, file, line, ...(id !== undefined ? { id } : {}), effect, ...(reason ? { reason } : {}) });
+    // `null`: the fault has no id (an explicit undefined would take the default).
+    const plant = (kind: string, effect: FormatFault['effect'], reason?: string, id: string | null = d.id) =>
+      faults.push({ kind, file, line, ...(id !== null ? { id } : {}), effect, ...(reason ? { reason } : {}) });
     switch (i) {
       case 2:
         text = [d.id, d.item.title, good].join('#####');
@@ -148,7 +149,7 @@ async function product1m(out: string, trainItems: Drawn[], validItems: Drawn[]):
         break;
       case 3:
         text = encodeProduct1mLine({ ...plain, itemId: '' });
-        plant('empty-id', 'rejected', 'empty-id', undefined);
+        plant('empty-id', 'rejected', 'empty-id', null);
         break;
       case 4:
         text = encodeProduct1mLine({ ...plain, url: '', ossUrl: '' });
@@ -156,7 +157,7 @@ async function product1m(out: string, trainItems: Drawn[], validItems: Drawn[]):
         break;
       case 5:
         text = Buffer.concat([Buffer.from(`${d.id}#####`), GBK, Buffer.from(`#####${good}#####${good}#####${labels(d).join('#;#')}`)]);
-        plant('invalid-utf8', 'rejected', 'invalid-utf8', undefined);
+        plant('invalid-utf8', 'rejected', 'invalid-utf8', null);
         break;
       case 6:
         text = encodeProduct1mLine({ ...plain, itemId: trainItems[0]!.id });
@@ -224,8 +225,8 @@ async function p9d(out: string, trainItems: Drawn[], validItems: Drawn[]): Promi
       let key = JSON.stringify(d.id);
       let value = encodeP9dItem(entry(d, i % 2 === 0 ? { imageLink: good } : { ossUrl: good }), true);
       const at = { file, line: lines.length + 1, entry: ++n };
-      const plant = (kind: string, effect: FormatFault['effect'], reason?: string, id: string | undefined = d.id) =>
-        faults.push({ kind, ...at, ...(id !== undefined ? { id } : {}), effect, ...(reason ? { reason } : {}) });
+      const plant = (kind: string, effect: FormatFault['effect'], reason?: string, id: string | null = d.id) =>
+        faults.push({ kind, ...at, ...(id !== null ? { id } : {}), effect, ...(reason ? { reason } : {}) });
       switch (i) {
         case 2:
           value = JSON.stringify('该商品已下架');
@@ -237,7 +238,7 @@ async function p9d(out: string, trainItems: Drawn[], validItems: Drawn[]): Promi
           break;
         case 4:
           key = '""';
-          plant('empty-id', 'rejected', 'empty-id', undefined);
+          plant('empty-id', 'rejected', 'empty-id', null);
           break;
         case 5:
           value = JSON.stringify({ title: d.item.title, cate_name: d.item.category.name });

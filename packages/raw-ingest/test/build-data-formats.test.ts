@@ -5,10 +5,12 @@
  * segments and their extra fields against it. Then, per format, 3 shards + merge must equal one
  * run byte for byte, and a run resumed after losing a segment must equal it too.
  */
-import { createWriteStream } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createWriteStream, existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildData } from '../src/build-data.ts';
@@ -293,5 +295,50 @@ describe('TaiSu', () => {
     const images = (await rows(workDir)).filter((r) => r.itemId === 'img1baiducomitu1');
     expect(images.map((r) => r.extra?.captionSource)).toEqual(['w', 'g']);
     await expect(buildData({ input: [join(dir, 'p9d', 'train.json')], caption: 'g', workDir: join(dir, 'x') })).rejects.toThrow(/--caption g: only applies to --format taisu/);
+  });
+});
+
+describe('TaiSu, killed mid-archive', () => {
+  it('SIGKILL while an archive streams in through a pipe, then a rerun, gives the same files as an uninterrupted run', async () => {
+    const root = join(dir, 'taisu-kill');
+    await mkdir(root, { recursive: true });
+    const captions = join(root, 'captions.json');
+    const n = 12;
+    await writeFile(captions, [...encodeTaisuCaptions(Array.from({ length: n }, (_, i) => ({ id: `k${i}`, w: `kill-${i}` })))].join(''));
+    const members = await Promise.all(Array.from({ length: n }, async (_, i) => ({ name: `k${i}.jpg`, body: await makeJpeg(60 + i) })));
+    const chunks: Buffer[] = [];
+    for await (const c of encodeTaisuArchive(members, { gzip: false })) chunks.push(c as Buffer);
+    const tar = Buffer.concat(chunks);
+    // The bytes of the first 7 members: the run takes them, fills segments 0 and 1, and waits.
+    const prefix = members.slice(0, 7).reduce((a, m) => a + 512 + Math.ceil(m.body.length / 512) * 512, 0);
+    const archive = join(root, 'kill.tar');
+    expect(spawnSync('mkfifo', [archive]).status).toBe(0);
+
+    const repoRoot = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
+    const args = (workDir: string) => ['packages/raw-ingest/bin/raw-ingest.cjs', 'build-data', '--work-dir', workDir, '--input', captions, '--input', archive, '--format', 'taisu', '--segment-size', '3', '--quiet'];
+    const killed = join(dir, 'taisu-killed');
+    const child = spawn(process.execPath, args(killed), { cwd: repoRoot, stdio: 'ignore' });
+    const pipe = createWriteStream(archive);
+    pipe.on('error', () => undefined);
+    pipe.write(tar.subarray(0, prefix));
+    const deadline = Date.now() + 60_000;
+    while (!existsSync(join(killed, 'build-data', 'segment-1.json')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    pipe.destroy();
+    expect(existsSync(join(killed, 'build-data', 'segment-1.json'))).toBe(true);
+    expect(existsSync(join(killed, 'reports', 'build-data.json'))).toBe(false);
+
+    // The same archive, now whole, at the same path.
+    await rm(archive);
+    await writeFile(archive, tar);
+    const rerun = spawnSync(process.execPath, args(killed), { cwd: repoRoot, encoding: 'utf8' });
+    expect(rerun.status, rerun.stderr).toBe(0);
+    const full = join(dir, 'taisu-full');
+    expect(spawnSync(process.execPath, args(full), { cwd: repoRoot, encoding: 'utf8' }).status).toBe(0);
+    expect(await diffWorkDirs(full, killed, (f) => f.endsWith('.tmp'))).toEqual([]);
+    const report = JSON.parse(await readFile(join(killed, 'reports', 'build-data.json'), 'utf8')) as BuildDataReport;
+    expect(report.run.segmentsSkipped).toBe(2);
+    expect(report).toMatchObject({ in: n, written: n, rejected: 0, reconciles: true, images: { ok: n } });
   });
 });

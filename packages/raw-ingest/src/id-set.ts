@@ -29,15 +29,6 @@ export class FingerprintTable {
     if (withValues) this.values = new Uint32Array(START_SLOTS);
   }
 
-  get size(): number {
-    return this.used;
-  }
-
-  /** Bytes held by the table (for the benchmark's memory accounting). */
-  get bytes(): number {
-    return this.keys.byteLength + (this.values?.byteLength ?? 0);
-  }
-
   /**
    * Adds `id` (with `value`) unless present.
    * @returns true when it was added, false when it was already there

@@ -25,7 +25,7 @@ import { isArchiveInput } from './sources/taisu.ts';
 import { positionFields, type FormatReader, type InputSpec, type ReadContext, type SourceItem, type SourceReject } from './sources/source.ts';
 
 /** The duplicate check's reject (the codecs validate records one by one; duplicates are the stage's). */
-export const DUPLICATE_ID = 'duplicate-id';
+const DUPLICATE_ID = 'duplicate-id';
 
 export interface ParsePassOptions {
   cfg: BuildDataConfig;

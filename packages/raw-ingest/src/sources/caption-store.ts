@@ -53,10 +53,6 @@ export class CaptionStore {
     return new CaptionStore(path);
   }
 
-  get size(): number {
-    return this.count;
-  }
-
   /** Whether an entry with this id is stored. */
   has(id: string): boolean {
     return this.ids.has(id);
@@ -124,11 +120,6 @@ export class CaptionStore {
       rl.close();
       stream.destroy();
     }
-  }
-
-  /** Bytes of memory the index holds (for the benchmark). */
-  get bytes(): number {
-    return this.ids.bytes + this.offsets.byteLength + this.claimed.byteLength;
   }
 
   async close(): Promise<void> {

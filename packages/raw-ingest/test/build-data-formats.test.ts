@@ -326,8 +326,8 @@ describe('TaiSu, killed mid-archive', () => {
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     pipe.destroy();
-    expect(existsSync(join(killed, 'build-data', 'segment-1.json'))).toBe(true);
-    expect(existsSync(join(killed, 'reports', 'build-data.json'))).toBe(false);
+    expect(existsSync(join(killed, 'build-data', 'segment-1.json')), 'segment 1 was not complete within 60 s').toBe(true);
+    expect(existsSync(join(killed, 'reports', 'build-data.json')), 'the run ended before the kill').toBe(false);
 
     // The same archive, now whole, at the same path.
     await rm(archive);
@@ -335,10 +335,11 @@ describe('TaiSu, killed mid-archive', () => {
     const rerun = spawnSync(process.execPath, args(killed), { cwd: repoRoot, encoding: 'utf8' });
     expect(rerun.status, rerun.stderr).toBe(0);
     const full = join(dir, 'taisu-full');
-    expect(spawnSync(process.execPath, args(full), { cwd: repoRoot, encoding: 'utf8' }).status).toBe(0);
+    const whole = spawnSync(process.execPath, args(full), { cwd: repoRoot, encoding: 'utf8' });
+    expect(whole.status, whole.stderr).toBe(0);
     expect(await diffWorkDirs(full, killed, (f) => f.endsWith('.tmp'))).toEqual([]);
     const report = JSON.parse(await readFile(join(killed, 'reports', 'build-data.json'), 'utf8')) as BuildDataReport;
-    expect(report.run.segmentsSkipped).toBe(2);
+    expect(report.run, 'the rerun skips the two segments the killed run completed').toMatchObject({ segmentsSkipped: 2 });
     expect(report).toMatchObject({ in: n, written: n, rejected: 0, reconciles: true, images: { ok: n } });
   });
 });

@@ -66,7 +66,7 @@ describe('extra fields in LMDB records', () => {
     await writeFile(join(workDir, 'segments.json'), encodeManifest({ ...manifest, segments: manifest.segments.map((e) => ({ ...e, extra: itemExtraFileName(e.seg) })) }));
 
     const report = await convert(baseOptions(workDir, { splits: ['train'] }));
-    expect(report.written).toBe(8);
+    expect(report.splits.train!.records).toBe(8);
     const reader = RecordReader.open(lmdbPath(workDir, 'train'));
     const ours = [...reader].map((r) => r.extra);
     reader.close();

@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '@k3m-kit/core';
-import { forward, K3mParams, linear, modelConfig, startBackend, useStockGradients, bmm } from '@k3m-kit/k3m-model';
+import { forward, ItemStreams, K3mParams, linear, modelConfig, startBackend, useStockGradients, bmm } from '@k3m-kit/k3m-model';
 import { syntheticBatch } from '@k3m-kit/k3m-model/testing';
 
 const REPS = Number(process.env.BENCH_REPS ?? 3);
@@ -72,7 +72,7 @@ for (const [label, cfg] of [
   const P = K3mParams.init(cfg, 1);
   const batch = syntheticBatch(1, { batchSize: 8, vocabSize: cfg.vocab_size, featureDim: 2048, numClasses: 1601, regions: 36, titleLen: 36, pvLen: 48 });
   const rng = new Rng(1);
-  measure(label, () => forward(P, batch, { fusionMode: 1, training: true, rng }).loss!, [...P.vars.values()]);
+  measure(label, () => forward(P, batch, { fusionMode: 1, training: true, rng: new ItemStreams(1, 0, 8) }).loss!, [...P.vars.values()]);
   P.dispose();
 }
 

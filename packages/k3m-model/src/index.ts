@@ -9,7 +9,8 @@ export { startBackend, backendLine, describeBackend, BACKENDS, type BackendChoic
 
 // ---- Model ----
 export { ModelConfigSchema, PRESETS, modelConfig, parseModelConfig, type ModelConfig, type PresetName } from './model/config.ts';
-export { K3mParams, countParameters, parameterSpec, loadHfBert, TIED_DECODER, WORD_EMBEDDINGS, type InitFromReport, type ParamSpec } from './model/params.ts';
+export { K3mParams, countParameters, parameterSpec, TIED_DECODER, WORD_EMBEDDINGS, type ParamSpec } from './model/params.ts';
+export { ParamArena, ArenaLayout, sharedFloats, loadHfBert, type ArenaSlot, type InitFromReport } from './model/param-arena.ts';
 export {
   forward,
   DEFAULT_FIXES,
@@ -32,13 +33,16 @@ export { loadModel, represent, encodeRecords, REPRESENTATION_NAMES, type K3mMode
 
 // ---- Ops (custom gradients, kernels) ----
 export { linear, bmm, useStockGradients } from './ops/matmul.ts';
+export { ItemStreams, dropout } from './ops/nn.ts';
 export { embedding, registerKernels } from './ops/segment-sum.ts';
 
 // ---- Training ----
-export { AdamW, REFERENCE_ADAMW, decays, warmupLinear, clipByGlobalNorm, type AdamWOptions } from './train/adamw.ts';
+export { AdamState, adamwUpdate, REFERENCE_ADAMW, decays, warmupLinear, sumOfSquares, clipFactor, type AdamWOptions, type AdamWUpdate } from './train/adamw.ts';
+export { WorkerPool, type PoolOptions, type MicroResult } from './train/worker-pool.ts';
+export { createSharedTraining, sharedBytes, type SharedTraining } from './train/shared-training.ts';
 export { CHECKPOINT_FILES, readCheckpoint, readModelFiles, writeCheckpoint, hasCheckpoint, type Checkpoint, type TrainerState } from './codecs/checkpoint.ts';
 export { pretrain, pretrainStageName, plannedSteps, RUN_CONFIG_FILE, type EpochCounts, type PretrainIo, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';
-export { PRETRAIN_OPTIONS, PretrainOptionsSchema, pretrainConfig, modalitySetup, corruptionOf, fixesOf, type PretrainConfig } from './train/config.ts';
+export { PRETRAIN_OPTIONS, PretrainOptionsSchema, pretrainConfig, modalitySetup, corruptionOf, fixesOf, workersOf, defaultWorkers, type PretrainConfig } from './train/config.ts';
 export { pretrainReport, pretrainTable, type PretrainReport } from './train/report.ts';
 export { lmdbSource, workDirSources, arraySource, LMDB_FILES, type RecordSource } from './train/records.ts';
 

@@ -9,7 +9,8 @@ import { readSafetensors, f32 } from '@k3m-kit/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startBackend } from '../src/backend.ts';
 import { modelConfig, ModelConfigSchema } from '../src/model/config.ts';
-import { countParameters, K3mParams, loadHfBert, parameterSpec, TIED_DECODER } from '../src/model/params.ts';
+import { countParameters, K3mParams, parameterSpec, TIED_DECODER } from '../src/model/params.ts';
+import { loadHfBert, ParamArena } from '../src/model/param-arena.ts';
 import { goldenDir, loadGoldenConfig } from '../src/testing.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -52,7 +53,7 @@ describe('parameters', () => {
 
   it('--init-from maps a Hugging Face BERT file into the text stream and reports what loaded', () => {
     const config = modelConfig('k3m-small', { vocab_size: 50, hidden_size: 8, num_attention_heads: 2, intermediate_size: 16, bi_hidden_size: 8, bi_num_attention_heads: 2, v_hidden_size: 8, v_num_attention_heads: 2, v_intermediate_size: 16, max_position_embeddings: 64 });
-    const p = K3mParams.init(config, 1);
+    const p = ParamArena.init(config, 1);
     const t = (shape: number[], v: number) => f32(shape, new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(v));
     const hf = new Map([
       ['bert.embeddings.word_embeddings.weight', t([50, 8], 0.5)],
@@ -75,8 +76,12 @@ describe('parameters', () => {
       ].sort(),
     );
     expect(r.skipped.map((s) => s.name).sort()).toEqual(['bert.embeddings.position_embeddings.weight', 'bert.pooler.dense.weight', 'cls.predictions.decoder.weight']);
-    expect(p.get('bert_tri.embeddings.LayerNorm.weight').dataSync()[0]).toBe(2);
-    expect(p.get('bert_tri.encoder_tri.layer.1.output.LayerNorm.bias').dataSync()[0]).toBe(-1);
-    p.dispose();
+    expect(p.view('bert_tri.embeddings.LayerNorm.weight')[0]).toBe(2);
+    expect(p.view('bert_tri.encoder_tri.layer.1.output.LayerNorm.bias')[0]).toBe(-1);
+    // The arena starts from the same values as the variables of K3mParams.init.
+    const vars = K3mParams.init(config, 1);
+    const fresh = ParamArena.init(config, 1);
+    for (const s of fresh.layout.slots) expect(Array.from(vars.get(s.name).dataSync())).toEqual(Array.from(fresh.view(s.name)));
+    vars.dispose();
   });
 });

@@ -12,11 +12,10 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batch.ts';
 import { bmm, linear } from '../ops/matmul.ts';
-import { dropout, gelu, layerNorm, straightThrough } from '../ops/nn.ts';
+import { dropout, gelu, layerNorm, straightThrough, type ItemStreams } from '../ops/nn.ts';
 import { embedding } from '../ops/segment-sum.ts';
 import type { ModelConfig } from './config.ts';
 import type { K3mParams } from './params.ts';
-import type { Rng } from '@k3m-kit/core';
 
 export type FusionMode = 0 | 1 | 2 | 3;
 
@@ -34,8 +33,8 @@ export interface ForwardOptions {
   fusionMode: FusionMode;
   /** Dropout on (needs `rng`). Gumbel sampling follows `gumbel`. */
   training?: boolean;
-  /** Dropout masks and Gumbel noise come from here. */
-  rng?: Rng;
+  /** Dropout masks and Gumbel noise come from here: one stream per item of the batch. */
+  rng?: ItemStreams;
   /**
    * Mode 1: `sample` draws Gumbel noise (the original, also at eval; reference 8 #6), `argmax`
    * picks the largest gate without noise (deterministic evaluation). Injected `gumbelNoise`
@@ -54,6 +53,24 @@ export interface ForwardOptions {
   weights?: LossWeights;
   /** Also count correct predictions (validation): masked title/PV tokens and structure pairs. */
   accuracy?: boolean;
+  /** Set when `batch` is one data-parallel worker's share of a larger micro-batch (training only). */
+  share?: BatchShare;
+}
+
+/**
+ * What a share of a micro-batch needs from the rest of it, so that the sum of the shares' losses
+ * (and so of their gradients) is the whole micro-batch's: each loss's denominator over the whole
+ * batch, and the structure loss's negative of the share's last item, which is the NEXT item's
+ * c_initial (reference 4.6), held by the next share.
+ */
+export interface BatchShare {
+  /** Labelled title tokens, masked regions, labelled PV tokens in the whole micro-batch; its items. */
+  counts: { t: number; v: number; pv: number; items: number };
+  /**
+   * c_initial [1, H] of the item after this share's last one, given this share's first item's
+   * c_initial [1, H] (which the previous share needs); gradients flow back the same way.
+   */
+  nextItem: (first: tf.Tensor) => tf.Tensor;
 }
 
 /** [correct, total] per task. */
@@ -101,7 +118,7 @@ const ATTN_MASK_ADD = -10000;
 interface Ctx {
   P: K3mParams;
   c: ModelConfig;
-  rng?: Rng;
+  rng?: ItemStreams;
   training: boolean;
 }
 
@@ -251,8 +268,9 @@ function fuse(ctx: Ctx, m: 'v' | 't' | 'pv', ind: tf.Tensor, c1: tf.Tensor, c2: 
   const z = gates.map((g, k) => {
     if (injected) return tf.add(g, tf.squeeze(tf.slice(injected, [0, 0, k, 0], [-1, -1, 1, -1]), [2]));
     if (!sample) return g;
-    const noise = new Float32Array(g.size);
-    for (let i = 0; i < noise.length; i++) noise[i] = ctx.rng!.gumbel();
+    const noise = ctx.rng!.fill(g.shape, new Float32Array(g.size), (rng, out, from, to) => {
+      for (let i = from; i < to; i++) out[i] = rng.gumbel();
+    });
     return tf.add(g, tf.tensor(noise, g.shape));
   });
   const zMax = tf.maximum(tf.maximum(z[0]!, z[1]!), z[2]!);
@@ -277,9 +295,8 @@ function pairSelector(idx: Int32Array, valid: Uint8Array, B: number, P: number, 
   return tf.tensor(sel, [B, P, L]);
 }
 
-/** Cross-entropy with ignore index −1, mean over labelled rows; `logits` [N, V]. */
-function maskedCe(logits: tf.Tensor, labels: Int32Array, nanGuard: boolean): tf.Scalar {
-  const n = labels.reduce((a, l) => a + (l >= 0 ? 1 : 0), 0);
+/** Cross-entropy with ignore index −1, mean over labelled rows (`n`: their count, by default in `labels`); `logits` [N, V]. */
+function maskedCe(logits: tf.Tensor, labels: Int32Array, nanGuard: boolean, n = labels.reduce((a, l) => a + (l >= 0 ? 1 : 0), 0)): tf.Scalar {
   const picked = tf.sum(tf.mul(tf.logSoftmax(logits), tf.oneHot(tf.tensor1d(labels, 'int32'), logits.shape[1]!)));
   return tf.div(tf.neg(picked), nanGuard ? Math.max(n, 1) : n) as tf.Scalar;
 }
@@ -301,6 +318,7 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
   const fixes = o.fixes ?? DEFAULT_FIXES;
   const w = o.weights ?? DEFAULT_LOSS_WEIGHTS;
   const mode = o.outputs ?? 'train';
+  if (o.share && !fixes.samEmptyKnowledge) throw new Error('reference bug 5 (--sam-stale-triples) reaches across items: it cannot run on a share of a batch (--workers 1)');
   const { batchSize: Bn, titleLen: Lt, pvLen: Lp, regions: R, featureDim: F, numClasses: C, maxPairs: NP } = batch.shape;
   const out: Record<string, tf.Tensor> = {};
   const H = c.hidden_size;
@@ -390,7 +408,9 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
     }
     const knowledge = lin(ctx, agg, 'struc_w3');
     const cFinal = tf.add(cInitial, knowledge);
-    const rolled = tf.concat([tf.slice(cInitial, [1, 0], [-1, -1]), tf.slice(cInitial, [0, 0], [1, -1])], 0);
+    // Each item's negative is the next item's c_initial; a share's last item takes the next share's first.
+    const after = o.share ? o.share.nextItem(tf.slice(cInitial, [0, 0], [1, -1])) : tf.slice(cInitial, [0, 0], [1, -1]);
+    const rolled = tf.concat([tf.slice(cInitial, [1, 0], [-1, -1]), after], 0);
     const cNeg = tf.add(rolled, knowledge);
     if (mode !== 'train') Object.assign(out, { sam_attn_scores: scores, c_final: cFinal, c_final_neg: cNeg });
     if (mode !== 'represent') {
@@ -398,7 +418,7 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
       if (mode === 'all') out.sam_logits = samLogits;
       const labels = new Int32Array(2 * Bn);
       labels.fill(1, 0, Bn);
-      losses.loss_tri = maskedCe(samLogits, labels, true);
+      losses.loss_tri = maskedCe(samLogits, labels, true, 2 * (o.share?.counts.items ?? Bn));
       if (o.accuracy) accuracy.tri = countCorrect(samLogits, labels);
     }
   }
@@ -419,12 +439,13 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
       return maskedCe(tf.reshape(scores, [-1, c.vocab_size]), labels, fixes.lossNanGuard);
     }
     const rows = rowsWhere(labels, (l) => l >= 0);
-    if (rows.length === 0) return tf.scalar(fixes.lossNanGuard ? 0 : NaN);
+    const total = o.share ? o.share.counts[name === 'prediction_scores_t' ? 't' : 'pv'] : rows.length;
+    if (rows.length === 0) return tf.scalar(fixes.lossNanGuard || total > 0 ? 0 : NaN);
     const picked = tf.gather(tf.reshape(fused, [Bn * L, H]), tf.tensor1d(rows, 'int32'));
     const logits = mlmHead(picked);
     const rowLabels = Int32Array.from(rows, (r) => labels[r]!);
     if (o.accuracy) accuracy[name === 'prediction_scores_t' ? 't' : 'pv'] = countCorrect(logits, rowLabels);
-    return maskedCe(logits, rowLabels, fixes.lossNanGuard);
+    return maskedCe(logits, rowLabels, fixes.lossNanGuard, total);
   };
   if (w.t !== 0 || mode === 'all') losses.masked_loss_t = mlmLoss(fusedT, batch.lmLabelIds, Lt, 'prediction_scores_t');
   if (w.pv !== 0 || mode === 'all') losses.masked_loss_pv = mlmLoss(fusedPv, batch.lmLabelIdsPv, Lp, 'prediction_scores_pv');
@@ -439,7 +460,8 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
         if (t > 0) entropyTerm += t * Math.log(t);
       }
     }
-    const denom = fixes.lossNanGuard ? Math.max(rows.length, 1) : rows.length;
+    const total = o.share ? o.share.counts.v : rows.length;
+    const denom = fixes.lossNanGuard ? Math.max(total, 1) : total;
     let regionScores: tf.Tensor | undefined;
     if (mode === 'all') {
       const scores = imageHead(fusedV);
@@ -455,7 +477,7 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
       const cross = tf.sum(tf.mul(tf.tensor2d(target, [rows.length, C]), tf.logSoftmax(regionScores)));
       losses.masked_loss_v = tf.div(tf.sub(entropyTerm, cross), denom) as tf.Scalar;
     } else {
-      losses.masked_loss_v = tf.scalar(fixes.lossNanGuard ? 0 : NaN);
+      losses.masked_loss_v = tf.scalar(fixes.lossNanGuard || total > 0 ? 0 : NaN);
     }
   }
 

@@ -105,6 +105,12 @@ export function countParameters(c: ModelConfig): number {
   return parameterSpec(c).reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
 }
 
+/** Hands each parameter's initial values to `take`, in spec order, all drawn from one stream seeded `seed`. */
+export function initialValues(config: ModelConfig, seed: number, take: (s: ParamSpec, values: Float32Array) => void): void {
+  const rng = new Rng(seed);
+  for (const s of parameterSpec(config)) take(s, initValues(s, rng, config.initializer_range));
+}
+
 function initValues(s: ParamSpec, rng: Rng, std: number): Float32Array {
   const n = s.shape.reduce((a, b) => a * b, 1);
   const v = new Float32Array(n);
@@ -135,11 +141,15 @@ export class K3mParams {
 
   /** Original initialisation (M:1921-1932): N(0, initializer_range), zero biases, LN 1/0, struc_* PyTorch default. */
   static init(config: ModelConfig, seed: number): K3mParams {
-    const rng = new Rng(seed);
     const vars = new Map<string, tf.Variable>();
-    for (const s of parameterSpec(config)) {
-      vars.set(s.name, tf.variable(tf.tensor(initValues(s, rng, config.initializer_range), s.shape), true));
-    }
+    initialValues(config, seed, (s, v) => vars.set(s.name, tf.variable(tf.tensor(v, s.shape), true)));
+    return new K3mParams(config, vars);
+  }
+
+  /** Variables holding a copy of each parameter's values as `valuesOf` gives them (e.g. views of a {@link ParamArena}). */
+  static fromValues(config: ModelConfig, valuesOf: (name: string) => Float32Array): K3mParams {
+    const vars = new Map<string, tf.Variable>();
+    for (const s of parameterSpec(config)) vars.set(s.name, tf.variable(tf.tensor(valuesOf(s.name), s.shape), true));
     return new K3mParams(config, vars);
   }
 
@@ -189,41 +199,4 @@ export class K3mParams {
   dispose(): void {
     for (const v of this.vars.values()) v.dispose();
   }
-}
-
-export interface InitFromReport {
-  loaded: string[];
-  /** HF tensors we recognised but whose shape differs, and ones with no counterpart. */
-  skipped: { name: string; reason: string }[];
-}
-
-/**
- * Loads a Hugging Face BERT checkpoint into the text stream with the mapping the original meant
- * to use (reference 4.8, its bug 1): `bert.embeddings.*` → `bert_tri.embeddings.*`,
- * `bert.encoder.layer.N.*` → `bert_tri.encoder_tri.layer.N.*`, `cls.predictions.*` →
- * `cls.predictions.*`, `gamma`/`beta` → `weight`/`bias`. A bare BertModel (no `bert.` prefix) also works.
- */
-export function loadHfBert(params: K3mParams, tensors: Map<string, RawTensor>): InitFromReport {
-  const report: InitFromReport = { loaded: [], skipped: [] };
-  for (const [hf, t] of tensors) {
-    let name = hf.replace(/\.gamma$/, '.weight').replace(/\.beta$/, '.bias');
-    if (!name.startsWith('bert.') && !name.startsWith('cls.')) name = `bert.${name}`;
-    let target: string | undefined;
-    if (name.startsWith('bert.embeddings.')) target = `bert_tri.embeddings.${name.slice('bert.embeddings.'.length)}`;
-    else if (name.startsWith('bert.encoder.layer.')) target = `bert_tri.encoder_tri.layer.${name.slice('bert.encoder.layer.'.length)}`;
-    else if (name === TIED_DECODER) target = undefined;
-    else if (name.startsWith('cls.predictions.')) target = name;
-    const v = target ? params.vars.get(target) : undefined;
-    if (!v) {
-      report.skipped.push({ name: hf, reason: name === TIED_DECODER ? 'tied to the word embeddings' : 'no counterpart in K3M' });
-      continue;
-    }
-    if (t.shape.join() !== v.shape.join()) {
-      report.skipped.push({ name: hf, reason: `shape [${t.shape}] vs [${v.shape}] of ${target}` });
-      continue;
-    }
-    v.assign(tf.tensor(toFloat32(t), v.shape));
-    report.loaded.push(target!);
-  }
-  return report;
 }

@@ -1,10 +1,11 @@
 /**
  * @file The small building blocks of the reference model (k3m-reference.md 4.1): TF-style
  * LayerNorm (eps inside the square root, biased variance), erf GELU, inverted dropout drawn from
- * our seeded {@link Rng}, and the straight-through estimator of the hard Gumbel choice.
+ * per-item streams of our seeded {@link Rng} ({@link ItemStreams}), and the straight-through
+ * estimator of the hard Gumbel choice.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Rng } from '@k3m-kit/core';
+import { Rng } from '@k3m-kit/core';
 import { customOp } from './custom-grad.ts';
 
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
@@ -20,13 +21,40 @@ export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
 }
 
-/** Inverted dropout with a mask from `rng`; identity when `p` is 0 or no rng is given (eval). */
-export function dropout(x: tf.Tensor, p: number, rng: Rng | undefined): tf.Tensor {
-  if (!rng || p <= 0) return x;
-  const n = x.size;
-  const mask = new Float32Array(n);
+/**
+ * The random draws of one micro-batch, one stream per item keyed by (key, the item's index in
+ * the whole micro-batch). A tensor's leading axis holds items (possibly several stacked groups of
+ * the same items: row r is item r mod count), and each row takes its numbers from its item's
+ * stream, in call order. So an item's dropout masks and Gumbel noise are the same whether it is
+ * computed with the whole batch or in a data-parallel worker's share of it.
+ * @example const s = new ItemStreams(rng.u32(), 0, 8); dropout(x, 0.1, s);
+ */
+export class ItemStreams {
+  private readonly streams: Rng[];
+
+  constructor(key: number, firstItem: number, count: number) {
+    this.streams = Array.from({ length: count }, (_, i) => Rng.from(key, firstItem + i));
+  }
+
+  /** Fills `out` (the leading axis of `shape`, rows of equal size) row by row from each row's item stream. */
+  fill(shape: readonly number[], out: Float32Array, draw: (rng: Rng, out: Float32Array, from: number, to: number) => void): Float32Array {
+    const rows = shape[0]!;
+    const rowSize = out.length / rows;
+    if (rows % this.streams.length) throw new RangeError(`ItemStreams: ${rows} rows are not whole groups of ${this.streams.length} items`);
+    for (let r = 0; r < rows; r++) draw(this.streams[r % this.streams.length]!, out, r * rowSize, (r + 1) * rowSize);
+    return out;
+  }
+}
+
+/** Inverted dropout with masks from `streams`; identity when `p` is 0 or without streams (eval). */
+export function dropout(x: tf.Tensor, p: number, streams: ItemStreams | undefined): tf.Tensor {
+  if (!streams || p <= 0) return x;
   const keep = 1 / (1 - p);
-  for (let i = 0; i < n; i++) mask[i] = rng.next() < p ? 0 : keep;
+  // rng.next() < p, compared on the 32-bit draw (the same test without a division)
+  const below = p * 4294967296;
+  const mask = streams.fill(x.shape, new Float32Array(x.size), (rng, out, from, to) => {
+    for (let i = from; i < to; i++) out[i] = rng.u32() < below ? 0 : keep;
+  });
   return tf.mul(x, tf.tensor(mask, x.shape));
 }
 

@@ -6,9 +6,13 @@
  * `LayerNorm.weight` (so the co-attention `LayerNorm1/2` weights ARE decayed, reference 8 #17).
  * Like PyTorch, a parameter without a gradient (never reached by the loss) is skipped entirely:
  * no moment update, no decay.
+ *
+ * It runs on flat arenas ({@link ParamArena} layout): one fused loop per tensor instead of a
+ * dozen tensor ops, over any element range, so data-parallel workers each update a share of
+ * one optimizer's state in shared memory.
  */
-import * as tf from '@tensorflow/tfjs';
 import { f32, toFloat32, type RawTensor } from '@k3m-kit/core';
+import type { ArenaLayout } from '../model/param-arena.ts';
 
 export interface AdamWOptions {
   beta1: number;
@@ -23,74 +27,105 @@ export function decays(name: string): boolean {
   return !['bias', 'LayerNorm.bias', 'LayerNorm.weight'].some((k) => name.includes(k));
 }
 
-interface Slot {
-  m: tf.Variable;
-  v: tf.Variable;
-  /** per-parameter step count, as PyTorch keeps `state['step']` per tensor */
-  t: number;
-}
+/** The moments of every parameter (arena layout) and PyTorch's per-tensor `state['step']`. */
+export class AdamState {
+  constructor(
+    readonly layout: ArenaLayout,
+    /** exp_avg */
+    readonly m: Float32Array,
+    /** exp_avg_sq */
+    readonly v: Float32Array,
+    /** Updates each tensor has had; 0 = no state yet (never had a gradient). */
+    readonly steps: Int32Array,
+  ) {}
 
-export class AdamW {
-  private readonly slots = new Map<string, Slot>();
-
-  constructor(readonly opts: AdamWOptions = REFERENCE_ADAMW) {}
-
-  /** One update of `params` (by name) with `grads` (same names; absent = no gradient) at learning rate `lr`. */
-  step(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>, lr: number): void {
-    const { beta1, beta2, eps, weightDecay } = this.opts;
-    for (const [name, p] of params) {
-      const g = grads.get(name);
-      if (!g) continue;
-      let s = this.slots.get(name);
-      if (!s) {
-        s = { m: tf.variable(tf.zerosLike(p), false), v: tf.variable(tf.zerosLike(p), false), t: 0 };
-        this.slots.set(name, s);
-      }
-      s.t++;
-      const slot = s;
-      tf.tidy(() => {
-        const m = tf.add(tf.mul(slot.m, beta1), tf.mul(g, 1 - beta1));
-        const v = tf.add(tf.mul(slot.v, beta2), tf.mul(tf.square(g), 1 - beta2));
-        slot.m.assign(m);
-        slot.v.assign(v);
-        const stepSize = (lr * Math.sqrt(1 - beta2 ** slot.t)) / (1 - beta1 ** slot.t);
-        let np = tf.sub(p, tf.mul(tf.div(m, tf.add(tf.sqrt(v), eps)), stepSize));
-        const wd = decays(name) ? weightDecay : 0;
-        if (wd > 0) np = tf.sub(np, tf.mul(np, lr * wd));
-        p.assign(np);
-      });
-    }
+  /** Zero moments; `alloc` chooses the memory (shared for workers). */
+  static create(layout: ArenaLayout, alloc: (n: number) => Float32Array = (n) => new Float32Array(n)): AdamState {
+    return new AdamState(layout, alloc(layout.total), alloc(layout.total), new Int32Array(new SharedArrayBuffer(layout.slots.length * 4)));
   }
 
-  /** Moments as tensors `exp_avg.<name>`, `exp_avg_sq.<name>` plus per-tensor steps (PyTorch's state names). */
+  /** Moments as tensors `exp_avg.<name>`, `exp_avg_sq.<name>` (tensors with state only) plus their steps. */
   stateDict(): { tensors: Map<string, RawTensor>; steps: Record<string, number> } {
     const tensors = new Map<string, RawTensor>();
     const steps: Record<string, number> = {};
-    for (const [name, s] of this.slots) {
-      tensors.set(`exp_avg.${name}`, f32(s.m.shape, s.m.dataSync() as Float32Array));
-      tensors.set(`exp_avg_sq.${name}`, f32(s.v.shape, s.v.dataSync() as Float32Array));
-      steps[name] = s.t;
+    for (const s of this.layout.slots) {
+      const t = this.steps[s.index]!;
+      if (!t) continue;
+      tensors.set(`exp_avg.${s.name}`, f32(s.shape, this.m.subarray(s.offset, s.offset + s.size)));
+      tensors.set(`exp_avg_sq.${s.name}`, f32(s.shape, this.v.subarray(s.offset, s.offset + s.size)));
+      steps[s.name] = t;
     }
     return { tensors, steps };
   }
 
-  loadStateDict(tensors: Map<string, RawTensor>, steps: Record<string, number>): void {
-    this.dispose();
+  /** Restores {@link stateDict}'s output into this state. */
+  load(tensors: Map<string, RawTensor>, steps: Record<string, number>): void {
     for (const [name, t] of Object.entries(steps)) {
+      const s = this.layout.byName.get(name);
+      if (!s) throw new Error(`optimizer state names ${name}, which the model does not have`);
       const m = tensors.get(`exp_avg.${name}`);
       const v = tensors.get(`exp_avg_sq.${name}`);
       if (!m || !v) throw new Error(`optimizer state lacks the moments of ${name}`);
-      this.slots.set(name, { m: tf.variable(tf.tensor(toFloat32(m), m.shape), false), v: tf.variable(tf.tensor(toFloat32(v), v.shape), false), t });
+      this.m.set(toFloat32(m), s.offset);
+      this.v.set(toFloat32(v), s.offset);
+      this.steps[s.index] = t;
     }
   }
+}
 
-  dispose(): void {
-    for (const s of this.slots.values()) {
-      s.m.dispose();
-      s.v.dispose();
+/** One update's inputs: the gradient arena, its scale, which tensors have a gradient. */
+export interface AdamWUpdate {
+  /** Gradients in arena layout; each is multiplied by `scale` (1/micro-batches, clipping). */
+  grads: Float32Array;
+  scale: number;
+  /** Per tensor (layout index): 1 when it received a gradient this step. */
+  hasGrad: ArrayLike<number>;
+  lr: number;
+}
+
+/**
+ * Applies one AdamW update to the elements `[from, to)` of `params` with `state`'s moments;
+ * `state.steps` must already count this update for every tensor with a gradient.
+ */
+export function adamwUpdate(params: Float32Array, state: AdamState, u: AdamWUpdate, from = 0, to = params.length, o: AdamWOptions = REFERENCE_ADAMW): void {
+  const { beta1, beta2, eps, weightDecay } = o;
+  const { m, v } = state;
+  const g = u.grads;
+  for (const s of state.layout.slots) {
+    const a = Math.max(from, s.offset);
+    const b = Math.min(to, s.offset + s.size);
+    if (a >= b || !u.hasGrad[s.index]) continue;
+    const t = state.steps[s.index]!;
+    const stepSize = (u.lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
+    const keep = decays(s.name) ? 1 - u.lr * weightDecay : 1;
+    const k = u.scale;
+    for (let j = a; j < b; j++) {
+      const gj = g[j]! * k;
+      const mj = beta1 * m[j]! + (1 - beta1) * gj;
+      const vj = beta2 * v[j]! + (1 - beta2) * gj * gj;
+      m[j] = mj;
+      v[j] = vj;
+      // p - step·m/(√v+eps), then the decoupled decay of the updated value
+      params[j] = (params[j]! - (stepSize * mj) / (Math.sqrt(vj) + eps)) * keep;
     }
-    this.slots.clear();
   }
+}
+
+/** Σg² over `[from, to)` of the tensors with a gradient (global-norm clipping sums this over shares). */
+export function sumOfSquares(grads: Float32Array, layout: ArenaLayout, hasGrad: ArrayLike<number>, from = 0, to = grads.length): number {
+  let sum = 0;
+  for (const s of layout.slots) {
+    const a = Math.max(from, s.offset);
+    const b = Math.min(to, s.offset + s.size);
+    if (a >= b || !hasGrad[s.index]) continue;
+    for (let j = a; j < b; j++) sum += grads[j]! * grads[j]!;
+  }
+  return sum;
+}
+
+/** The factor that scales gradients of global norm `norm` to at most `maxNorm` (PyTorch's clip_grad_norm_). */
+export function clipFactor(norm: number, maxNorm: number): number {
+  return norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
 }
 
 /**
@@ -102,17 +137,4 @@ export function warmupLinear(s: number, total: number, warmup = 0.1): number {
   const W = warmup * total;
   if (s < W) return s / Math.max(1, W);
   return Math.max(0, (total - s) / Math.max(1, total - W));
-}
-
-/** Scales `grads` in place so their global L2 norm is at most `maxNorm`; returns the norm before. */
-export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): number {
-  const norm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
-  if (norm > maxNorm) {
-    const k = maxNorm / (norm + 1e-6);
-    for (const [name, g] of grads) {
-      grads.set(name, tf.mul(g, k));
-      g.dispose();
-    }
-  }
-  return norm;
 }

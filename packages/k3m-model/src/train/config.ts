@@ -5,6 +5,7 @@
  * are functions of the config, never copies of it.
  */
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { defineOptions, enumOf, floatArg, intArg, optionsSchema, UsageError, type OptionsOf } from '@k3m-kit/core';
 import { BACKENDS } from '@k3m-kit/core/backend';
@@ -12,6 +13,7 @@ import { MODALITIES, type CorruptionRates, type Modality } from '../data/corrupt
 import { KNOWLEDGE_MASKING } from '../data/preprocess.ts';
 import { PRESETS } from '../model/config.ts';
 import type { FusionMode, LossWeights, ModelFixes } from '../model/k3m.ts';
+
 
 const prob = (flag: string) => floatArg(flag, 0, 1);
 const rate = z.number().min(0).max(1).default(0);
@@ -36,6 +38,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
   accumulate: { flags: '--accumulate <n>', description: 'micro-batches per optimizer step', schema: z.number().int().positive().default(1), parse: intArg('--accumulate', 1) },
   clip: { flags: '--clip <x>', description: 'clip the global gradient norm (off by default, as the reference)', schema: z.number().positive().optional(), parse: floatArg('--clip', 0) },
   seed: { flags: '--seed <n>', description: 'seed of init, data order, masking, dropout, Gumbel noise', schema: z.number().int().nonnegative().default(42), parse: intArg('--seed') },
+  workers: { flags: '--workers <n>', description: 'data-parallel training threads, each with its own back end (default: the number of cores; 1 on tensorflow back ends)', schema: z.number().int().positive().optional(), parse: intArg('--workers', 1) },
   backend: { flags: '--backend <b>', description: 'TensorFlow.js back end (default: the first that loads)', schema: enumOf(BACKENDS).optional(), choices: Object.keys(BACKENDS) },
   vocab: { flags: '--vocab <file>', description: 'vocab.txt (e.g. bert-base-chinese); default: built from the training titles and knowledge', schema: z.string().optional() },
   initFrom: { flags: '--init-from <file>', description: 'Hugging Face BERT safetensors loaded into the text stream (reference 4.8)', schema: z.string().optional() },
@@ -68,6 +71,21 @@ export type PretrainConfig = OptionsOf<typeof PRETRAIN_OPTIONS> & { workDir: str
 export function pretrainConfig(over: Partial<z.input<typeof PretrainOptionsSchema>> & { workDir: string; quiet?: boolean }): PretrainConfig {
   const { workDir, quiet, ...rest } = over;
   return { ...PretrainOptionsSchema.parse(rest), workDir, quiet: quiet ?? true };
+}
+
+/** Workers when `--workers` is not given: every core for wasm and cpu; one for the native back ends, which thread themselves. */
+export function defaultWorkers(backend: string): number {
+  return backend.startsWith('tensorflow') ? 1 : availableParallelism();
+}
+
+/**
+ * Training worker threads: `--workers`, else {@link defaultWorkers}. Reference bug 5
+ * (`--sam-stale-triples`) reaches from one item to the previous ones, so it trains on one worker.
+ */
+export function workersOf(c: Pick<PretrainConfig, 'workers' | 'samStaleTriples'>, backend: string): number {
+  if (!c.samStaleTriples) return c.workers ?? defaultWorkers(backend);
+  if ((c.workers ?? 1) > 1) throw new UsageError(`--workers ${c.workers}: --sam-stale-triples (reference bug 5) reaches across items and trains on one worker; drop one of the two`);
+  return 1;
 }
 
 /** The model-fix switches of a config (design.md 7: fixes by default, flags restore the bugs). */

@@ -19,11 +19,14 @@ import { batchCount, batches } from '../data/pipeline.ts';
 import { writeCheckpoint, type TrainerState } from '../codecs/checkpoint.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { LOSS_NAMES } from '../model/k3m.ts';
-import { countParameters, type InitFromReport } from '../model/params.ts';
-import { corruptionOf, fixesOf, fusionModeOf, modalitySetup, type PretrainConfig } from './config.ts';
+import type { InitFromReport } from '../model/param-arena.ts';
+import { countParameters } from '../model/params.ts';
+import { corruptionOf, fixesOf, fusionModeOf, modalitySetup, workersOf, type PretrainConfig } from './config.ts';
 import { lossCurveSvg } from './curve.ts';
 import { MetricsLog, type StepMetrics, type ValidationMetrics } from './metrics-log.ts';
 import { OptimizerStep, type StepResult } from './optimizer-step.ts';
+import { createSharedTraining } from './shared-training.ts';
+import { WorkerPool } from './worker-pool.ts';
 import type { RecordSource } from './records.ts';
 import { startRun, type RunStart } from './run-setup.ts';
 import { validate } from './validate.ts';
@@ -139,7 +142,7 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
     });
   const runValidation = async (epoch: number) => {
     if (!io.validation) return;
-    const v = await validate(params, pipeline(io.validation, 'validation', Math.max(epoch, 0)), { fusionMode, fixes, weights });
+    const v = await validate(pipeline(io.validation, 'validation', Math.max(epoch, 0)), (b) => pool.validate(b), { weights, parallel: pool.size });
     if (v) await metrics.append({ type: 'validation', epoch, step: state.step, ...v });
   };
   const checkpoint = async () => {
@@ -148,7 +151,10 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
     await writeCheckpoint(runDir, { state, config, vocab: run.tokens, model: params.toStateDict(), optimizer: opt.tensors });
   };
 
-  const optimizer = new OptimizerStep(params, adam, rng, { fusionMode, fixes, weights, accumulate: c.accumulate, clip: c.clip, lr: c.lr, warmup: c.warmup, totalSteps });
+  const workers = workersOf(c, io.backend);
+  log(`training on ${workers} worker thread${workers > 1 ? 's' : ''} (${io.backend} each)`);
+  const pool = await WorkerPool.start(createSharedTraining(params, adam, workers), { backend: io.backend, fusionMode, fixes, weights });
+  const optimizer = new OptimizerStep(pool, rng, { accumulate: c.accumulate, clip: c.clip, lr: c.lr, warmup: c.warmup, totalSteps });
   const bar = createProgress('pretrain', totalSteps, { quiet: c.quiet, start: state.step, unit: 'steps', suffix: 'loss {loss} (t {t} v {v} pv {pv} tri {tri})', fields: { loss: '-', t: '-', v: '-', pv: '-', tri: '-' } });
   let stepStart = performance.now();
   const afterStep = async (r: StepResult) => {
@@ -163,9 +169,10 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
   };
 
   const tTrain = performance.now();
-  if (state.step === 0 && !resumedFrom) await runValidation(-1);
   const epochs: EpochCounts[] = [];
   let aborted = false;
+  try {
+  if (state.step === 0 && !resumedFrom) await runValidation(-1);
   // With --steps the budget is steps; otherwise whole epochs (the step count is then the LR
   // schedule's estimate, which counts rejected records too).
   const more = () => (c.steps !== undefined ? state.step < totalSteps : state.epoch < c.epochs);
@@ -175,7 +182,7 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
     stepStart = performance.now();
     for await (const batch of pipeline(io.train, 'train', state.epoch, { skipBatches: state.batchInEpoch, ledger })) {
       state.batchInEpoch++;
-      const done = optimizer.microBatch(batch, state.step);
+      const done = await optimizer.microBatch(batch, state.step);
       if (done) await afterStep(done);
       if (io.signal?.aborted) {
         aborted = true;
@@ -189,7 +196,7 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
     }
     if (!aborted && optimizer.pending) {
       // The epoch's last micro-batches make one smaller step rather than being dropped.
-      const done = optimizer.flush(state.step);
+      const done = await optimizer.flush(state.step);
       if (done) await afterStep(done);
     }
     // A budget that ends exactly with the epoch's last batch completes the epoch.
@@ -202,7 +209,10 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
     state.batchInEpoch = 0;
     optimizer.reset();
   }
-  bar.stop();
+  } finally {
+    bar.stop();
+    await pool.close();
+  }
   const trainSeconds = (performance.now() - tTrain) / 1000;
   if (aborted) await rejects.abort();
   else {
@@ -210,9 +220,6 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
     await rejects.commit();
     await writeFileAtomic(join(runDir, 'loss-curve.svg'), curve(c.name, metrics));
   }
-  optimizer.dispose();
-  adam.dispose();
-  params.dispose();
   return {
     runDir,
     config,

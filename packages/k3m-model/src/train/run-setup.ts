@@ -12,8 +12,8 @@ import { K3mTokenizer } from '../data/tokenizer.ts';
 import { buildVocab, readVocabFile, recordTexts } from '../data/vocab.ts';
 import { hasCheckpoint, readCheckpoint, type TrainerState } from '../codecs/checkpoint.ts';
 import { modelConfig, type ModelConfig } from '../model/config.ts';
-import { K3mParams, loadHfBert, type InitFromReport } from '../model/params.ts';
-import { AdamW, REFERENCE_ADAMW } from './adamw.ts';
+import { loadHfBert, ParamArena, sharedFloats, type InitFromReport } from '../model/param-arena.ts';
+import { AdamState } from './adamw.ts';
 import { modelOverrides, type PretrainConfig } from './config.ts';
 import type { RecordSource } from './records.ts';
 
@@ -25,8 +25,9 @@ export interface RunStart {
   /** The first training record: feature width and class count size the model. */
   first: K3mRecord;
   config: ModelConfig;
-  params: K3mParams;
-  adam: AdamW;
+  /** Weights and optimizer state, in shared memory for the training workers. */
+  params: ParamArena;
+  adam: AdamState;
   /** Trainer state to continue from: a fresh one (step 0) or the checkpoint's. */
   state: TrainerState;
   /** Set when a checkpoint was loaded. */
@@ -46,10 +47,11 @@ export async function startRun(c: PretrainConfig, train: RecordSource, totalStep
   const ckpt = c.resume && hasCheckpoint(runDir) ? await readCheckpoint(runDir) : undefined;
   if (c.resume && !ckpt) log(`resume: no checkpoint in ${runDir}, starting from scratch`);
   const first = await firstRecord(train);
-  const adam = new AdamW(REFERENCE_ADAMW);
 
   if (ckpt) {
-    adam.loadStateDict(ckpt.optimizer, ckpt.state.adamSteps);
+    const params = ParamArena.fromStateDict(ckpt.config, ckpt.model, sharedFloats);
+    const adam = AdamState.create(params.layout, sharedFloats);
+    adam.load(ckpt.optimizer, ckpt.state.adamSteps);
     log(`resume: step ${ckpt.state.step} of ${ckpt.state.totalSteps} (epoch ${ckpt.state.epoch}, batch ${ckpt.state.batchInEpoch})`);
     return {
       runDir,
@@ -58,7 +60,7 @@ export async function startRun(c: PretrainConfig, train: RecordSource, totalStep
       vocabBuilt: false,
       first,
       config: ckpt.config,
-      params: K3mParams.fromStateDict(ckpt.config, ckpt.model),
+      params,
       adam,
       state: ckpt.state,
       resumed: true,
@@ -74,12 +76,13 @@ export async function startRun(c: PretrainConfig, train: RecordSource, totalStep
   }
   const config = modelConfig(c.preset, { vocab_size: tokens.length, v_feature_size: first.featureDim, v_target_size: first.numClasses || 1601, ...(await modelOverrides(c)) });
   if (config.vocab_size !== tokens.length) throw new Error(`model vocab_size ${config.vocab_size} differs from the vocabulary's ${tokens.length} tokens`);
-  const params = K3mParams.init(config, c.seed);
+  const params = ParamArena.init(config, c.seed, sharedFloats);
   let initFrom: InitFromReport | undefined;
   if (c.initFrom) {
     initFrom = loadHfBert(params, (await readSafetensors(c.initFrom)).tensors);
     log(`init-from ${c.initFrom}: ${initFrom.loaded.length} tensors loaded, ${initFrom.skipped.length} skipped`);
   }
   const state: TrainerState = { step: 0, epoch: 0, batchInEpoch: 0, rng: new Rng(c.seed ^ 0x5eed).state, adamSteps: {}, metricsLines: 0, totalSteps };
+  const adam = AdamState.create(params.layout, sharedFloats);
   return { runDir, tokens, tokenizer: K3mTokenizer.fromVocab(tokens), vocabBuilt, first, config, params, adam, state, resumed: false, initFrom };
 }

@@ -1,0 +1,86 @@
+/**
+ * @file The shared memory of data-parallel training, one `SharedArrayBuffer` per part, handed to
+ * every worker at start-up:
+ *
+ *   params      the master weights (arena layout); workers copy them into their back end
+ *   m, v, steps AdamW's moments and per-tensor update counts (the one optimizer's state)
+ *   grads       one gradient arena per worker (its share of each micro-batch, summed over the
+ *               step's micro-batches); the update reduces them in worker order
+ *   hasGrad     per worker and tensor: 1 when the tensor got a gradient this step
+ *   norms       per worker: Σg² of its range (global-norm clipping)
+ *   exchange    c_initial rows of the structure loss's neighbour (forward, then gradients)
+ *   control     the abort word and two barriers (the step's workers; a micro-batch's sharers)
+ *
+ * Weights, gradients and moments live here, outside the workers' 4 GB wasm heaps: a worker's
+ * heap holds its copy of the weights, one step's gradients and its share's activations.
+ */
+import { ArenaLayout, ParamArena, sharedFloats } from '../model/param-arena.ts';
+import type { ModelConfig } from '../model/config.ts';
+import { AdamState } from './adamw.ts';
+import { BARRIER_WORDS } from './shared-barrier.ts';
+
+/** Everything the workers share (structured-cloneable: SharedArrayBuffers travel by reference). */
+export interface SharedTraining {
+  config: ModelConfig;
+  workers: number;
+  params: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  steps: Int32Array;
+  grads: Float32Array;
+  hasGrad: Uint8Array;
+  norms: Float64Array;
+  exchange: Float32Array;
+  control: Int32Array;
+}
+
+/** Word offsets in `control`. */
+export const CONTROL = Object.freeze({ abort: 0, stepBarrier: 1, shareBarrier: 1 + BARRIER_WORDS, words: 1 + 2 * BARRIER_WORDS });
+
+/** Shared memory for `workers` workers over `params` and `adam` (used in place when already shared, else copied). */
+export function createSharedTraining(params: ParamArena, adam: AdamState, workers: number): SharedTraining {
+  const layout = params.layout;
+  const n = layout.total;
+  return {
+    config: layout.config,
+    workers,
+    params: asShared(params.data),
+    m: asShared(adam.m),
+    v: asShared(adam.v),
+    steps: adam.steps,
+    grads: sharedFloats(n * workers),
+    hasGrad: new Uint8Array(new SharedArrayBuffer(layout.slots.length * workers)),
+    norms: new Float64Array(new SharedArrayBuffer(8 * workers)),
+    exchange: sharedFloats(2 * workers * layout.config.hidden_size),
+    control: new Int32Array(new SharedArrayBuffer(4 * CONTROL.words)),
+  };
+}
+
+function asShared(a: Float32Array): Float32Array {
+  if (a.buffer instanceof SharedArrayBuffer) return a;
+  const s = sharedFloats(a.length);
+  s.set(a);
+  return s;
+}
+
+/** The master weights as an arena (a view, no copy). */
+export const sharedParams = (s: SharedTraining): ParamArena => new ParamArena(new ArenaLayout(s.config), s.params);
+
+/** The optimizer state as an {@link AdamState} over the shared moments (views, no copy). */
+export const sharedAdam = (s: SharedTraining): AdamState => new AdamState(new ArenaLayout(s.config), s.m, s.v, s.steps);
+
+/** Worker `w`'s gradient arena. */
+export const gradSlot = (s: SharedTraining, w: number): Float32Array => {
+  const n = s.params.length;
+  return s.grads.subarray(w * n, (w + 1) * n);
+};
+
+/** Worker `w`'s share of the elements for the update: `[from, to)`. */
+export function updateRange(total: number, workers: number, w: number): [number, number] {
+  return [Math.floor((total * w) / workers), Math.floor((total * (w + 1)) / workers)];
+}
+
+/** Shared memory bytes (what {@link createSharedTraining} allocates). */
+export function sharedBytes(parameters: number, tensors: number, hidden: number, workers: number): number {
+  return 4 * parameters * (3 + workers) + tensors * (4 + workers) + 8 * workers + 8 * workers * hidden + 4 * CONTROL.words;
+}

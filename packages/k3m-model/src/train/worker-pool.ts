@@ -1,0 +1,152 @@
+/**
+ * @file Data-parallel training over worker threads (the coordinator's side). Each worker has its
+ * own TensorFlow.js back end and a copy of the weights; a micro-batch is split into contiguous
+ * shares of items, each worker computes its share's gradient of the WHOLE micro-batch's loss
+ * (global denominators, the structure loss's neighbour exchanged), and one AdamW update over
+ * shared memory is split by element range among the workers. So N workers compute what one
+ * computes, up to the order of float additions.
+ *
+ * The coordinator never blocks: it talks to workers by messages. A worker that fails (an
+ * exception, a crash, an exit) fails the pending request with `training worker i: <its cause>`,
+ * sets the shared abort word so no other worker waits for it, and every worker is terminated.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Batch } from '../data/batch.ts';
+import type { AccuracyCounts, FusionMode, LossWeights, ModelFixes } from '../model/k3m.ts';
+import { batchCounts, shareRange, sliceBatch } from './batch-share.ts';
+import { abortAll, BARRIER_WORDS } from './shared-barrier.ts';
+import { CONTROL, type SharedTraining } from './shared-training.ts';
+import type { FromWorker, LossParts, ToWorker, WorkerInit } from './train-worker.ts';
+
+export interface PoolOptions {
+  backend: string;
+  fusionMode: FusionMode;
+  fixes: ModelFixes;
+  weights: LossWeights;
+}
+
+/** A micro-batch's summed loss and its losses (each the whole micro-batch's). */
+export interface MicroResult {
+  loss: number;
+  losses: LossParts;
+}
+
+/** How long an aborted worker's message waits for the failing worker's own. */
+const ABORT_GRACE_MS = 200;
+
+type Waiter = { resolve: (m: FromWorker) => void; reject: (e: Error) => void };
+
+export class WorkerPool {
+  private readonly waiting = new Map<string, Waiter>();
+  private failure?: Error;
+  private closing = false;
+  private nextId = 0;
+  private nextValidator = 0;
+
+  private constructor(
+    readonly shared: SharedTraining,
+    private readonly workers: Worker[],
+  ) {}
+
+  /** Starts `shared.workers` workers and waits until each has its back end and weights. */
+  static async start(shared: SharedTraining, o: PoolOptions): Promise<WorkerPool> {
+    const entry = new URL('./train-worker.js', import.meta.url);
+    const workers = Array.from({ length: shared.workers }, (_, index) => new Worker(entry, { workerData: { index, shared, ...o } satisfies WorkerInit }));
+    const pool = new WorkerPool(shared, workers);
+    workers.forEach((w, i) => {
+      w.on('message', (m: FromWorker) => pool.receive(i, m));
+      w.on('error', (e) => pool.fail(i, e));
+      w.on('exit', (code) => pool.closing || pool.fail(i, new Error(`exited with code ${code}`)));
+    });
+    await Promise.all(workers.map((_, i) => pool.expect(i, 'ready')));
+    return pool;
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /**
+   * Forward and backward of one micro-batch on every worker; gradients accumulate in shared
+   * memory until {@link apply}. `key` seeds the micro-batch's dropout and Gumbel streams.
+   */
+  async micro(batch: Batch, key: number, fresh: boolean): Promise<MicroResult> {
+    const B = batch.shape.batchSize;
+    const parts = Math.min(this.size, B);
+    const counts = batchCounts(batch);
+    const replies = await Promise.all(
+      this.workers.map((_, w) => {
+        const [from, to] = shareRange(B, parts, w);
+        const share = w >= parts ? undefined : parts === 1 ? batch : sliceBatch(batch, from, to);
+        return this.request(w, { type: 'micro', id: 0, batch: share, key, first: from, parts, counts, fresh });
+      }),
+    );
+    const losses: LossParts = {};
+    let loss = 0;
+    for (const r of replies as Extract<FromWorker, { type: 'micro' }>[]) {
+      loss += r.loss;
+      for (const [k, v] of Object.entries(r.losses) as [keyof LossParts, number][]) losses[k] = (losses[k] ?? 0) + v;
+    }
+    return { loss, losses };
+  }
+
+  /**
+   * One AdamW update from the accumulated gradients times `scale` (after optional clipping to
+   * `clip`), at learning rate `lr`; the shared per-tensor steps must already count it. Returns the
+   * global gradient norm when clipping.
+   */
+  async apply(lr: number, scale: number, clip?: number): Promise<number | undefined> {
+    const replies = await Promise.all(this.workers.map((_, w) => this.request(w, { type: 'apply', id: 0, lr, scale, clip })));
+    return (replies[0] as Extract<FromWorker, { type: 'apply' }>).norm;
+  }
+
+  /** Losses and accuracy counts of one validation batch, on the next worker in turn. */
+  async validate(batch: Batch): Promise<{ losses: LossParts; accuracy: AccuracyCounts }> {
+    const w = this.nextValidator++ % this.size;
+    return (await this.request(w, { type: 'validate', id: 0, batch })) as Extract<FromWorker, { type: 'validate' }>;
+  }
+
+  /** Terminates every worker (idempotent). */
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+
+  private request(w: number, m: ToWorker): Promise<FromWorker> {
+    const msg = { ...m, id: this.nextId++ };
+    const reply = this.expect(w, msg.type, msg.id);
+    if (!this.failure) this.workers[w]!.postMessage(msg);
+    return reply;
+  }
+
+  private expect(w: number, type: string, id?: number): Promise<FromWorker> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.waiting.set(`${w}/${type}/${id ?? ''}`, { resolve, reject }));
+  }
+
+  private receive(w: number, m: FromWorker): void {
+    if (m.type === 'error') {
+      const e = new Error(m.message);
+      if (m.stack) e.stack = m.stack;
+      // A worker that stopped because another aborted is not the cause: give the cause time to arrive.
+      if (m.aborted) setTimeout(() => this.fail(w, e), ABORT_GRACE_MS);
+      else this.fail(w, e);
+      return;
+    }
+    const key = `${w}/${m.type}/${'id' in m ? m.id : ''}`;
+    const waiter = this.waiting.get(key);
+    this.waiting.delete(key);
+    waiter?.resolve(m);
+  }
+
+  /** The first failure wins: abort the other workers, fail every request, stop all threads. */
+  private fail(w: number, cause: Error): void {
+    if (this.failure || this.closing) return;
+    this.failure = new Error(`training worker ${w}: ${cause.message}`, { cause });
+    const c = this.shared.control;
+    abortAll(c.subarray(CONTROL.abort, CONTROL.abort + 1), [CONTROL.stepBarrier, CONTROL.shareBarrier].map((at) => c.subarray(at, at + BARRIER_WORDS)));
+    for (const waiter of this.waiting.values()) waiter.reject(this.failure);
+    this.waiting.clear();
+    void this.close();
+  }
+}

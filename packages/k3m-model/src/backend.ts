@@ -4,7 +4,7 @@
  * (src/ops/segment-sum.ts), registered as soon as a back end is up.
  */
 import { describeBackend, selectBackend, type BackendChoice } from '@k3m-kit/core/backend';
-import { registerKernels } from './ops/segment-sum.ts';
+import { registerKernels } from './ops/kernels.ts';
 
 export { BACKENDS, describeBackend, type BackendChoice, type BackendName } from '@k3m-kit/core/backend';
 

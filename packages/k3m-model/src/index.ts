@@ -34,7 +34,8 @@ export { loadModel, represent, encodeRecords, REPRESENTATION_NAMES, type K3mMode
 // ---- Ops (custom gradients, kernels) ----
 export { linear, bmm, useStockGradients } from './ops/matmul.ts';
 export { ItemStreams, dropout } from './ops/nn.ts';
-export { embedding, registerKernels } from './ops/segment-sum.ts';
+export { embedding } from './ops/segment-sum.ts';
+export { registerKernels } from './ops/kernels.ts';
 
 // ---- Training ----
 export { AdamState, adamwUpdate, REFERENCE_ADAMW, decays, warmupLinear, sumOfSquares, clipFactor, type AdamWOptions, type AdamWUpdate } from './train/adamw.ts';

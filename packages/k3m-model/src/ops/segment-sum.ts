@@ -3,13 +3,13 @@
  *
  * The wasm back end has no such kernel and the cpu one costs about 33 ms per segment
  * (platform-notes.md), i.e. minutes for a 21128-row vocabulary. This kernel accumulates all rows
- * in one pass and is registered for both back ends by {@link registerKernels}; it is the only
- * place kernels are replaced. {@link embedding} is the lookup with PyTorch's `padding_idx`.
+ * in one pass; `kernels.ts` registers it for both back ends. {@link embedding} is the lookup with
+ * PyTorch's `padding_idx`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { customOp } from './custom-grad.ts';
 
-type AnyBackend = tf.KernelBackend & {
+export type AnyBackend = tf.KernelBackend & {
   readSync(dataId: object): unknown;
   makeOutput?: (shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: Float32Array) => tf.TensorInfo;
   makeTensorInfo?: (shape: number[], dtype: tf.DataType, values?: Float32Array) => tf.TensorInfo;
@@ -28,7 +28,8 @@ export function segmentSumValues(x: ArrayLike<number>, ids: ArrayLike<number>, i
   return out;
 }
 
-const unsortedSegmentSumKernel = (backendName: string): tf.KernelFunc => ({ inputs, backend, attrs }) => {
+/** The one-pass `UnsortedSegmentSum` kernel for `backendName` (wasm or cpu). */
+export const unsortedSegmentSumKernel = (backendName: string): tf.KernelFunc => ({ inputs, backend, attrs }) => {
   const { x, segmentIds } = inputs as { x: tf.TensorInfo; segmentIds: tf.TensorInfo };
   const { numSegments } = attrs as unknown as { numSegments: number };
   const be = backend as AnyBackend;
@@ -42,24 +43,11 @@ const unsortedSegmentSumKernel = (backendName: string): tf.KernelFunc => ({ inpu
   return be.makeTensorInfo!(shape, 'float32', values);
 };
 
-let registered = false;
-
-/** Registers the one-pass `UnsortedSegmentSum` for wasm and cpu (idempotent). */
-export function registerKernels(): void {
-  if (registered) return;
-  registered = true;
-  for (const backendName of ['wasm', 'cpu']) {
-    if (tf.getKernel('UnsortedSegmentSum', backendName)) tf.unregisterKernel('UnsortedSegmentSum', backendName);
-    tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName, kernelFunc: unsortedSegmentSumKernel(backendName) });
-  }
-}
-
 /**
  * Rows of `table` [V, H] at `ids` (int32, any shape) → [...ids.shape, H]. Like PyTorch's
  * `nn.Embedding(padding_idx=p)`, positions holding `paddingIdx` add nothing to the table's gradient.
  */
 export function embedding(table: tf.Tensor, ids: tf.Tensor, paddingIdx?: number): tf.Tensor {
-  registerKernels();
   const flat = tf.reshape(ids, [-1]);
   const lookup = customOp<[tf.Tensor]>((t, save) => {
     save([flat]);

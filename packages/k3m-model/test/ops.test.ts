@@ -1,7 +1,8 @@
 /**
  * The custom gradients of src/ops against central finite differences (float32, on functions
- * that are linear in the perturbed tensor, so the difference quotient is exact up to rounding),
- * and the `UnsortedSegmentSum` kernel against a plain loop on both wasm and cpu.
+ * that are linear in the perturbed tensor, so the difference quotient is exact up to rounding)
+ * or against autodiff of the plain formulas, and the `UnsortedSegmentSum` kernel against a plain
+ * loop on both wasm and cpu.
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,6 +10,7 @@ import { startBackend } from '../src/backend.ts';
 import { Rng } from '@k3m-kit/core';
 import { bmm, linear } from '../src/ops/matmul.ts';
 import { embedding, segmentSumValues } from '../src/ops/segment-sum.ts';
+import { crossEntropySum, gelu, layerNorm } from '../src/ops/nn.ts';
 
 const rand = (rng: Rng, shape: number[]) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()), shape);
 
@@ -78,6 +80,35 @@ for (const backend of ['wasm', 'cpu']) {
       const g = tf.grad(fp)(table).dataSync();
       expect(Array.from(g.slice(0, 3))).toEqual([0, 0, 0]);
       expectClose(g.slice(3), numericGrad(f, table).slice(3), 2e-3);
+    });
+
+    it('layerNorm, gelu and crossEntropySum: values and written-out gradients equal autodiff of the plain formulas', async () => {
+      await startBackend(backend);
+      const rng = new Rng(5);
+      const x = rand(rng, [2, 3, 6]);
+      const g = rand(rng, [6]);
+      const b = rand(rng, [6]);
+      const r = rand(rng, [2, 3, 6]);
+      const plainLn = (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => {
+        const c = tf.sub(xx, tf.mean(xx, 2, true));
+        return tf.add(tf.mul(tf.div(c, tf.sqrt(tf.add(tf.mean(tf.square(c), 2, true), 1e-5))), gg), bb);
+      };
+      const lnLoss = (f: typeof plainLn) => (xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(f(xx, gg, bb), r)) as tf.Scalar;
+      expectClose(layerNorm(x, g, b, 1e-5).dataSync(), plainLn(x, g, b).dataSync(), 1e-5);
+      const got = tf.grads(lnLoss((xx, gg, bb) => layerNorm(xx, gg, bb, 1e-5)))([x, g, b]);
+      const want = tf.grads(lnLoss(plainLn))([x, g, b]);
+      for (let i = 0; i < 3; i++) expectClose(got[i]!.dataSync(), want[i]!.dataSync(), 1e-4);
+
+      const plainGelu = (xx: tf.Tensor) => tf.mul(tf.mul(xx, 0.5), tf.add(tf.erf(tf.mul(xx, Math.SQRT1_2)), 1));
+      expectClose(gelu(x).dataSync(), plainGelu(x).dataSync(), 1e-6);
+      expectClose(tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(gelu(xx), r)) as tf.Scalar)(x).dataSync(), tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(plainGelu(xx), r)) as tf.Scalar)(x).dataSync(), 1e-5);
+
+      const logits = tf.mul(rand(rng, [4, 7]), 3);
+      for (const labels of [Int32Array.from([2, 0, 6, 3]), Int32Array.from([2, -1, 6, -1])]) {
+        const plainCe = (z: tf.Tensor) => tf.neg(tf.sum(tf.mul(tf.logSoftmax(z), tf.oneHot(tf.tensor1d(labels, 'int32'), 7)))) as tf.Scalar;
+        expectClose(crossEntropySum(logits, labels).dataSync(), plainCe(logits).dataSync(), 1e-5);
+        expectClose(tf.grad((z: tf.Tensor) => tf.mul(crossEntropySum(z, labels), 1.5) as tf.Scalar)(logits).dataSync(), tf.grad((z: tf.Tensor) => tf.mul(plainCe(z), 1.5) as tf.Scalar)(logits).dataSync(), 1e-5);
+      }
     });
 
     it('UnsortedSegmentSum kernel equals a plain loop on a vocabulary-sized table', async () => {

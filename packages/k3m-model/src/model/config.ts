@@ -2,7 +2,8 @@
  * @file The model configuration: the original's BERT-style config keys (snake_case, as in
  * `config/bert_base_6layer_6conect.json` and `k3m-golden/config.json`), so its files load
  * unchanged and ours load in the original. Unknown keys are kept and ignored (reference 8 #20).
- * Presets: `k3m-base` (the paper, ≈461.7 M parameters) and `k3m-small` (CPU minutes).
+ * Presets: `k3m-base` (the paper, ≈461.7 M parameters), `k3m-medium` (105 M, the largest that
+ * trains on wasm) and `k3m-small` (CPU minutes).
  */
 import { z } from 'zod';
 
@@ -93,7 +94,28 @@ const SMALL = {
   bi_num_attention_heads: 4,
 };
 
-export const PRESETS = Object.freeze({ 'k3m-base': BASE, 'k3m-small': SMALL });
+/**
+ * `k3m-medium`: k3m-base's layout at 512 wide (text 6 layers, the last 3 with co-attention; image
+ * 3 layers; 8 heads; FFN 2048 text, 1024 image): 105 M parameters with a 21128-word vocabulary,
+ * the largest preset that trains on the wasm back end (each worker's heap is at most 4 GB).
+ */
+const MEDIUM = {
+  ...BASE,
+  hidden_size: 512,
+  num_hidden_layers: 6,
+  num_attention_heads: 8,
+  intermediate_size: 2048,
+  v_hidden_size: 512,
+  v_num_hidden_layers: 3,
+  v_num_attention_heads: 8,
+  v_intermediate_size: 1024,
+  v_biattention_id: [0, 1, 2],
+  t_biattention_id: [3, 4, 5],
+  bi_hidden_size: 512,
+  bi_num_attention_heads: 8,
+};
+
+export const PRESETS = Object.freeze({ 'k3m-base': BASE, 'k3m-medium': MEDIUM, 'k3m-small': SMALL });
 export type PresetName = keyof typeof PRESETS;
 
 /** A preset, optionally overridden key by key, validated. */

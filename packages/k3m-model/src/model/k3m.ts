@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/batch.ts';
 import { bmm, linear } from '../ops/matmul.ts';
-import { dropout, gelu, layerNorm, straightThrough, type ItemStreams } from '../ops/nn.ts';
+import { crossEntropySum, dropout, gelu, layerNorm, straightThrough, type ItemStreams } from '../ops/nn.ts';
 import { embedding } from '../ops/segment-sum.ts';
 import type { ModelConfig } from './config.ts';
 import type { K3mParams } from './params.ts';
@@ -297,8 +297,7 @@ function pairSelector(idx: Int32Array, valid: Uint8Array, B: number, P: number, 
 
 /** Cross-entropy with ignore index −1, mean over labelled rows (`n`: their count, by default in `labels`); `logits` [N, V]. */
 function maskedCe(logits: tf.Tensor, labels: Int32Array, nanGuard: boolean, n = labels.reduce((a, l) => a + (l >= 0 ? 1 : 0), 0)): tf.Scalar {
-  const picked = tf.sum(tf.mul(tf.logSoftmax(logits), tf.oneHot(tf.tensor1d(labels, 'int32'), logits.shape[1]!)));
-  return tf.div(tf.neg(picked), nanGuard ? Math.max(n, 1) : n) as tf.Scalar;
+  return tf.div(crossEntropySum(logits, labels), nanGuard ? Math.max(n, 1) : n) as tf.Scalar;
 }
 
 /** Indices of labelled rows (label ≥ 0 / == 1) of a flat label array. */

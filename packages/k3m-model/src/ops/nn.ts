@@ -1,6 +1,7 @@
 /**
  * @file The small building blocks of the reference model (k3m-reference.md 4.1): TF-style
- * LayerNorm (eps inside the square root, biased variance), erf GELU, inverted dropout drawn from
+ * LayerNorm (eps inside the square root, biased variance), erf GELU, the cross-entropy of the
+ * masked-token heads (these three with written-out gradients), inverted dropout drawn from
  * per-item streams of our seeded {@link Rng} ({@link ItemStreams}), and the straight-through
  * estimator of the hard Gumbel choice.
  */
@@ -8,17 +9,78 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '@k3m-kit/core';
 import { customOp } from './custom-grad.ts';
 
+/**
+ * TF-style LayerNorm over the last axis: `(x − mean)/√(var + eps)·γ + β`, biased variance. Its
+ * gradient is written out (x̂ and 1/σ are all it keeps), instead of the engine keeping every
+ * intermediate of nine ops: fewer kernels in the backward pass and less activation memory.
+ */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
   const axis = x.rank - 1;
-  const mean = tf.mean(x, axis, true);
-  const centered = tf.sub(x, mean);
-  const variance = tf.mean(tf.square(centered), axis, true);
-  return tf.add(tf.mul(tf.div(centered, tf.sqrt(tf.add(variance, eps))), gamma), beta);
+  const d = x.shape[axis]!;
+  const op = customOp<[tf.Tensor, tf.Tensor, tf.Tensor]>((xx, g, b, save) => {
+    const centered = tf.sub(xx, tf.mean(xx, axis, true));
+    const rstd = tf.div(1, tf.sqrt(tf.add(tf.mean(tf.square(centered), axis, true), eps)));
+    const xhat = tf.mul(centered, rstd);
+    save([xhat, rstd, g]);
+    return {
+      value: tf.add(tf.mul(xhat, g), b),
+      gradFunc: (dy, [sx, sr, sg]) => {
+        const dxhat = tf.mul(dy, sg!);
+        const dx = tf.mul(sr!, tf.sub(tf.sub(dxhat, tf.mean(dxhat, axis, true)), tf.mul(sx!, tf.mean(tf.mul(dxhat, sx!), axis, true))));
+        const rows = (t: tf.Tensor) => tf.sum(tf.reshape(t, [-1, d]), 0);
+        return [dx, rows(tf.mul(dy, sx!)), rows(dy)];
+      },
+    };
+  });
+  return op(x, gamma, beta);
 }
 
-/** GELU, erf form (M:114-120). */
-export function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
+/** GELU, erf form (M:114-120), with its derivative written out (it keeps only x). */
+export const gelu = customOp<[tf.Tensor]>((x, save) => {
+  save([x]);
+  return {
+    value: tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)),
+    gradFunc: (dy, [sx]) => {
+      // Φ(x) + x·φ(x)
+      const cdf = tf.mul(tf.add(tf.erf(tf.mul(sx!, Math.SQRT1_2)), 1), 0.5);
+      const pdf = tf.mul(tf.exp(tf.mul(tf.square(sx!), -0.5)), 1 / Math.sqrt(2 * Math.PI));
+      return [tf.mul(dy, tf.add(cdf, tf.mul(sx!, pdf)))];
+    },
+  };
+});
+
+/**
+ * Σ over rows with a label (≥ 0) of −log softmax(logits)[label], for `logits` [N, V]. Picks the
+ * labels' logits instead of multiplying by a one-hot matrix, and its gradient (softmax − one-hot)
+ * is written out: it keeps the shifted logits only, where the engine would keep five [N, V]
+ * tensors (the MLM head's are rows × 21128).
+ */
+export function crossEntropySum(logits: tf.Tensor, labels: Int32Array): tf.Scalar {
+  const [N, V] = logits.shape as [number, number];
+  const rows: number[] = [];
+  const at: number[] = [];
+  labels.forEach((l, i) => {
+    if (l < 0) return;
+    rows.push(i);
+    at.push(i * V + l);
+  });
+  const allRows = rows.length === N;
+  const op = customOp<[tf.Tensor]>((x, save) => {
+    const z = tf.sub(x, tf.max(x, 1, true));
+    const lse = tf.log(tf.sum(tf.exp(z), 1, true));
+    save([z, lse]);
+    const picked = tf.sum(tf.gather(tf.reshape(z, [-1]), tf.tensor1d(at, 'int32')));
+    const norm = allRows ? tf.sum(lse) : tf.sum(tf.gather(tf.reshape(lse, [-1]), tf.tensor1d(rows, 'int32')));
+    return {
+      value: tf.sub(norm, picked),
+      gradFunc: (dy, [sz, slse]) => {
+        let p = tf.exp(tf.sub(sz!, slse!));
+        if (!allRows) p = tf.mul(p, tf.tensor2d(Float32Array.from(labels, (l) => (l < 0 ? 0 : 1)), [N, 1]));
+        return [tf.mul(tf.sub(p, tf.oneHot(tf.tensor1d(labels, 'int32'), V)), dy)];
+      },
+    };
+  });
+  return op(logits) as tf.Scalar;
 }
 
 /**

@@ -103,7 +103,8 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
   const t0 = performance.now();
   const log = io.log ?? (() => {});
   if (c.batchSize < MIN_BATCH) throw new RangeError(`batchSize=${c.batchSize}: the structure loss pairs each item with the next one and needs at least 2 (reference 8 #22)`);
-  const run = await startRun(c, io.train, plannedSteps(c, io.train.length), log);
+  const workers = workersOf(c, io.backend);
+  const run = await startRun(c, io.train, plannedSteps(c, io.train.length), { backend: io.backend, workers }, log);
   const { runDir, params, adam, config } = run;
   let state = run.state;
   const totalSteps = state.totalSteps;
@@ -151,7 +152,6 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
     await writeCheckpoint(runDir, { state, config, vocab: run.tokens, model: params.toStateDict(), optimizer: opt.tensors });
   };
 
-  const workers = workersOf(c, io.backend);
   log(`training on ${workers} worker thread${workers > 1 ? 's' : ''} (${io.backend} each)`);
   const pool = await WorkerPool.start(createSharedTraining(params, adam, workers), { backend: io.backend, fusionMode, fixes, weights });
   const optimizer = new OptimizerStep(pool, rng, { accumulate: c.accumulate, clip: c.clip, lr: c.lr, warmup: c.warmup, totalSteps });

@@ -15,6 +15,7 @@ import { modelConfig, type ModelConfig } from '../model/config.ts';
 import { loadHfBert, ParamArena, sharedFloats, type InitFromReport } from '../model/param-arena.ts';
 import { AdamState } from './adamw.ts';
 import { modelOverrides, type PretrainConfig } from './config.ts';
+import { checkTrainingMemory } from './memory-estimate.ts';
 import type { RecordSource } from './records.ts';
 
 export interface RunStart {
@@ -40,8 +41,15 @@ async function firstRecord(src: RecordSource): Promise<K3mRecord> {
   throw new Error('the training set is empty');
 }
 
-/** Opens `<workDir>/runs/<name>/` and everything training needs to start or continue. */
-export async function startRun(c: PretrainConfig, train: RecordSource, totalSteps: number, log: (l: string) => void): Promise<RunStart> {
+/** The config's name in messages: the file or preset it came from. */
+const configName = (c: PretrainConfig) => `${c.modelConfig ? `--model-config ${c.modelConfig}` : `--preset ${c.preset}`}${c.model ? ' with model overrides' : ''}`;
+
+/**
+ * Opens `<workDir>/runs/<name>/` and everything training needs to start or continue. Before
+ * allocating the model it checks that training it fits `backend` over `workers` workers.
+ */
+export async function startRun(c: PretrainConfig, train: RecordSource, totalSteps: number, on: { backend: string; workers: number }, log: (l: string) => void): Promise<RunStart> {
+  const fits = (config: ModelConfig, name: string) => checkTrainingMemory(config, { name, backend: on.backend, batchSize: c.batchSize, workers: on.workers });
   const runDir = join(c.workDir, 'runs', c.name);
   await mkdir(runDir, { recursive: true });
   const ckpt = c.resume && hasCheckpoint(runDir) ? await readCheckpoint(runDir) : undefined;
@@ -49,6 +57,7 @@ export async function startRun(c: PretrainConfig, train: RecordSource, totalStep
   const first = await firstRecord(train);
 
   if (ckpt) {
+    fits(ckpt.config, `the checkpoint's model in ${runDir}`);
     const params = ParamArena.fromStateDict(ckpt.config, ckpt.model, sharedFloats);
     const adam = AdamState.create(params.layout, sharedFloats);
     adam.load(ckpt.optimizer, ckpt.state.adamSteps);
@@ -76,6 +85,7 @@ export async function startRun(c: PretrainConfig, train: RecordSource, totalStep
   }
   const config = modelConfig(c.preset, { vocab_size: tokens.length, v_feature_size: first.featureDim, v_target_size: first.numClasses || 1601, ...(await modelOverrides(c)) });
   if (config.vocab_size !== tokens.length) throw new Error(`model vocab_size ${config.vocab_size} differs from the vocabulary's ${tokens.length} tokens`);
+  fits(config, configName(c));
   const params = ParamArena.init(config, c.seed, sharedFloats);
   let initFrom: InitFromReport | undefined;
   if (c.initFrom) {

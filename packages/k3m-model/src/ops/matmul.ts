@@ -67,14 +67,27 @@ export function bmm(a: tf.Tensor, b: tf.Tensor): tf.Tensor3D {
   return stock ? tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D) : bmmCustom(a, b);
 }
 
+/**
+ * a [G, M, K] · b [G, K, N] as one depthwise convolution: channels = the G products, filter
+ * width = K, so out[m, g, n] = Σₖ a[g, m, k]·b[g, k, n]. wasm's BatchMatMul runs batched products
+ * in a plain loop (XNNPACK only takes batch 1); its DepthwiseConv2dNative is XNNPACK's, about 4x
+ * faster on attention-sized products (48x32 by 32x48, 128 of them), transposes included ~1.8x.
+ */
+function batchedProduct(a: tf.Tensor, b: tf.Tensor): tf.Tensor3D {
+  const [G, M, K] = a.shape as [number, number, number];
+  const N = b.shape[2]!;
+  const x = tf.reshape(tf.transpose(a, [1, 2, 0]), [M, 1, K, G]) as tf.Tensor4D;
+  const filter = tf.reshape(tf.transpose(b, [1, 0, 2]), [1, K, G, N]) as tf.Tensor4D;
+  return tf.transpose(tf.reshape(tf.depthwiseConv2d(x, filter, 1, 'valid'), [M, G, N]), [1, 0, 2]) as tf.Tensor3D;
+}
+
 const bmmCustom = customOp<[tf.Tensor, tf.Tensor]>((a, b, save) => {
   save([a, b]);
   return {
-    value: tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D),
+    value: batchedProduct(a, b),
     gradFunc: (dy, saved) => {
-      const g = dy as tf.Tensor3D;
       const [sa, sb] = saved as [tf.Tensor3D, tf.Tensor3D];
-      return [tf.matMul(g, tf.transpose(sb, [0, 2, 1])), tf.matMul(tf.transpose(sa, [0, 2, 1]), g)];
+      return [batchedProduct(dy, tf.transpose(sb, [0, 2, 1])), batchedProduct(tf.transpose(sa, [0, 2, 1]), dy)];
     },
   };
 }) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor3D;

@@ -86,6 +86,13 @@ describe('k3m-model CLI', () => {
     expect(lines.filter((l) => l.type === 'validation').length).toBeGreaterThanOrEqual(2);
   });
 
+  it('pretrain --preset k3m-base on wasm exits 2 with one line: the config, the memory it needs, the limit, what to do', async () => {
+    const r = await cli(['pretrain', '--work-dir', work, '--quiet', '--preset', 'k3m-base', '--name', 'base', '--steps', '1', '--backend', 'wasm']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/--preset k3m-base \(\d+\.\d M parameters\).*needs about \d+\.\d GB in each wasm worker's heap.*limit is 4 GB per heap: .*--preset k3m-medium/);
+  });
+
   it('build-vocab writes a vocab.txt from the training records', async () => {
     const r = await cli(['build-vocab', '--work-dir', work, '--quiet', '--json']);
     expect(r.code).toBe(0);

@@ -9,9 +9,10 @@
  * - shared memory holds the master weights, AdamW's two moments and one gradient arena per worker.
  *
  * Activations are counted per item from the model's token streams (four text streams stacked, two
- * image streams, the three co-attention pairs, the heads on the labelled rows), with per-token
- * factors measured on the wasm back end (k3m-small: 0.36 GB of heap for a share of 2 items,
- * 1.0 GB for 8) and a margin for the allocator's growth steps.
+ * image streams, the three co-attention pairs, the heads on the labelled rows). The factors are
+ * fitted to the wasm heap a worker reaches (it grows in steps and never shrinks), measured after
+ * one step: k3m-small 0.36 GB for a share of 2 items, 1.0 GB for 8; k3m-medium 2.1 GB for 1
+ * item, 2.6 GB for 2, 3.6 GB for 4.
  */
 import { freemem, totalmem } from 'node:os';
 import { UsageError } from '@k3m-kit/core';
@@ -32,8 +33,11 @@ const PER_FFN = 14;
 const PER_MAP = 12;
 /** Floats per (labelled row × class) of a head: logits, softmax, one-hot, their gradients. */
 const PER_CLASS = 14;
-/** The wasm heap grows in steps and does not shrink: what it reaches exceeds the live peak. */
-const HEAP_MARGIN = 1.3;
+/** Heap per byte of activations counted above (allocator slack), fitted. */
+const ACTIVATION_SLACK = 1.1;
+/** Heap per byte of weights for gradients and the backward pass's weight-sized temporaries (transposed weights, products), and per byte of the word-embedding table for its gradient's parts (a segment sum per text stream, the tied decoder's); fitted. */
+const GRADIENT_WORK = 2.3;
+const EMBEDDING_WORK = 5.7;
 
 /** wasm32's address space: each worker's heap. */
 export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
@@ -75,11 +79,10 @@ export function estimateTrainingMemory(config: ModelConfig, batchSize: number, w
   const parameters = countParameters(config);
   const share = Math.ceil(batchSize / Math.min(workers, batchSize));
   const weights = 4 * parameters;
-  // variableGrads holds every gradient at once; the word-embedding gradient is built from a
-  // segment sum per text stream plus the tied decoder's before they are added.
-  const gradients = 4 * parameters + 3 * 4 * config.vocab_size * config.hidden_size;
-  const activations = share * activationsPerItem(config);
-  const worker = { weights, gradients, activations, total: HEAP_MARGIN * (weights + gradients + activations) };
+  // variableGrads holds every gradient at once, next to the backward pass's temporaries.
+  const gradients = GRADIENT_WORK * weights + EMBEDDING_WORK * 4 * config.vocab_size * config.hidden_size;
+  const activations = ACTIVATION_SLACK * share * activationsPerItem(config);
+  const worker = { weights, gradients, activations, total: weights + gradients + activations };
   const shared = sharedBytes(parameters, parameterSpec(config).length, config.hidden_size, workers);
   const used = Math.min(workers, batchSize);
   return { parameters, share, worker, shared, total: used * worker.total + shared };
@@ -96,7 +99,7 @@ export function checkTrainingMemory(config: ModelConfig, o: { name: string; back
   const e = estimateTrainingMemory(config, o.batchSize, o.workers);
   const what = `${o.name} (${(e.parameters / 1e6).toFixed(1)} M parameters) at --batch-size ${o.batchSize} on ${o.workers} worker${o.workers > 1 ? 's' : ''}`;
   if (o.backend === 'wasm' && e.worker.total > WASM_HEAP_LIMIT) {
-    const fixed = HEAP_MARGIN * (e.worker.weights + e.worker.gradients);
+    const fixed = e.worker.weights + e.worker.gradients;
     const todo =
       fixed > WASM_HEAP_LIMIT
         ? 'weights and gradients alone exceed it: train a smaller config (e.g. --preset k3m-medium) or use --backend tensorflow'

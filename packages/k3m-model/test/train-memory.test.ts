@@ -1,0 +1,56 @@
+/**
+ * The training memory estimate (src/train/memory-estimate.ts): it tracks the wasm heap a real
+ * training step reaches, refuses the paper's config on wasm with one line that names the config,
+ * the estimate, the limit and what to do (the CLI exits 2 with it), and lets k3m-medium (105 M
+ * parameters) train at batch 8 on 2 workers.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { UsageError } from '@k3m-kit/core';
+import { describe, expect, it } from 'vitest';
+import { startBackend } from '../src/backend.ts';
+import { modelConfig } from '../src/model/config.ts';
+import { forward } from '../src/model/k3m.ts';
+import { K3mParams } from '../src/model/params.ts';
+import { ItemStreams } from '../src/ops/nn.ts';
+import { checkTrainingMemory, estimateTrainingMemory, WASM_HEAP_LIMIT } from '../src/train/memory-estimate.ts';
+import { syntheticBatch } from '../src/testing.ts';
+
+describe('training memory estimate', () => {
+  it('is within 15% of the wasm heap one k3m-small step at batch 2 reaches', async () => {
+    await startBackend('wasm');
+    const config = modelConfig('k3m-small', { vocab_size: 21128 });
+    const params = K3mParams.init(config, 1);
+    const batch = syntheticBatch(1, { batchSize: 2, vocabSize: 21128, featureDim: 2048, numClasses: 1601, regions: 36, titleLen: 36, pvLen: 48 });
+    const { value, grads } = tf.variableGrads(() => forward(params, batch, { fusionMode: 1, training: true, rng: new ItemStreams(1, 0, 2) }).loss! as tf.Scalar, [...params.vars.values()]);
+    value.dispose();
+    for (const g of Object.values(grads)) g.dispose();
+    const heap = (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length;
+    const e = estimateTrainingMemory(config, 2, 1).worker.total;
+    expect(Math.abs(e - heap) / heap, `estimate ${e} vs heap ${heap}`).toBeLessThan(0.15);
+    params.dispose();
+  });
+
+  it('k3m-base on wasm: one line naming the config, the estimate, the 4 GB limit and what to do', () => {
+    const base = modelConfig('k3m-base');
+    expect(estimateTrainingMemory(base, 8, 2).worker.total).toBeGreaterThan(WASM_HEAP_LIMIT);
+    let err: unknown;
+    try {
+      checkTrainingMemory(base, { name: '--preset k3m-base', backend: 'wasm', batchSize: 8, workers: 2 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(UsageError);
+    const msg = (err as Error).message;
+    expect(msg.split('\n')).toHaveLength(1);
+    expect(msg).toMatch(/^--preset k3m-base \(461\.7 M parameters\) at --batch-size 8 on 2 workers needs about \d+\.\d GB in each wasm worker's heap/);
+    expect(msg).toMatch(/wasm's limit is 4 GB per heap: weights and gradients alone exceed it: train a smaller config \(e\.g\. --preset k3m-medium\)/);
+  });
+
+  it('k3m-medium (105 M parameters) fits wasm at batch 8 on 2 workers, not at batch 10 on 2; 4 workers take batch 16', () => {
+    const medium = modelConfig('k3m-medium');
+    expect(Math.round(estimateTrainingMemory(medium, 8, 2).parameters / 1e6)).toBe(105);
+    expect(checkTrainingMemory(medium, { name: 'medium', backend: 'wasm', batchSize: 8, workers: 2 }).worker.total).toBeLessThan(WASM_HEAP_LIMIT);
+    expect(() => checkTrainingMemory(medium, { name: 'medium', backend: 'wasm', batchSize: 10, workers: 2 })).toThrow(/lower --batch-size \(with --accumulate to keep the batch\) or add --workers/);
+    expect(estimateTrainingMemory(medium, 16, 4).worker.total).toBeLessThan(WASM_HEAP_LIMIT);
+  });
+});

@@ -1,101 +1,220 @@
 /**
- * @file Benchmark of k3m-model's training step (not a test): forward and forward+backward ms per
- * step on wasm for (a) the golden tiny config (k3m-golden/config.json sizes) and k3m-small at batch 8 with the reference's shapes (title 36, PV 48,
- * 36+1 regions of 2048 features, 1601 classes, vocabulary 21128) and (b) one BERT-size layer
- * (768 wide, 12 heads, FFN 3072, batch 8, sequence 64), each with our custom gradients
- * (src/ops) and with tfjs's stock matmul gradients, and prints figures and ratios.
+ * @file Benchmark of k3m-model's training step (not a test). One full train step (forward,
+ * backward, AdamW), batch 8, the reference geometry (title 36, knowledge 48, 36 regions + the
+ * global row, 2048-d features, 1601 classes, the bert-base-chinese vocabulary of 21128), on the
+ * rows of the embedded sample preprocessed by our data path with random well-formed region
+ * features (as the reference's harness does), through the trainer's own path: the data-parallel
+ * worker pool and the optimizer step. For k3m-small and k3m-medium (105 M parameters, the largest
+ * preset that trains on wasm) it prints, in one run:
  *
- *   npx tsx tools/bench/train.ts            # wasm
- *   BENCH_BACKEND=cpu BENCH_REPS=2 npx tsx tools/bench/train.ts
+ *   ours on wasm with 1 worker and with one worker per core (median of 5 steps after 2 warm-up
+ *   steps, each configuration in its own process, with that process's peak RSS), the original
+ *   PyTorch K3M on the same config (`../shared/reference/k3m-torch/bench.sh`, run here when
+ *   Debian's torch is installed, said so when not), and the ratio ours / original.
+ *
+ *   npx tsx tools/bench/train.ts                       # both configs
+ *   BENCH_CONFIGS=k3m-small npx tsx tools/bench/train.ts
+ *   BENCH_REF_ARGS=--no-guard npx tsx tools/bench/train.ts   # extra args for bench.sh
+ *
+ * Numbers are only comparable on an otherwise idle machine: the load average is printed first.
  */
-import * as tf from '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Rng } from '@k3m-kit/core';
-import { forward, ItemStreams, K3mParams, linear, modelConfig, startBackend, useStockGradients, bmm } from '@k3m-kit/k3m-model';
-import { syntheticBatch } from '@k3m-kit/k3m-model/testing';
+import {
+  AdamState,
+  batches,
+  checkTrainingMemory,
+  createSharedTraining,
+  DEFAULT_FIXES,
+  DEFAULT_LOSS_WEIGHTS,
+  K3mTokenizer,
+  modelConfig,
+  OptimizerStep,
+  ParamArena,
+  sharedFloats,
+  WorkerPool,
+  type Batch,
+  type PresetName,
+} from '@k3m-kit/k3m-model';
+import type { K3mRecord } from '@k3m-kit/lmdb-writer';
+import { decodeRawTsvFile } from '@k3m-kit/raw-ingest';
 
-const REPS = Number(process.env.BENCH_REPS ?? 3);
-const backend = await startBackend(process.env.BENCH_BACKEND ?? 'wasm');
+const REPO_ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
+const SHARED = process.env.K3M_SHARED ?? resolve(REPO_ROOT, '../shared');
+const REFERENCE = join(SHARED, 'reference/k3m-torch');
+const SAMPLE = join(SHARED, 'data/k3m-sample/train.tsv');
+const VOCAB = join(REFERENCE, 'k3m/bert-base-chinese/vocab.txt');
+const BATCH = 8;
+const WARMUP = 2;
+const STEPS = 5;
+const GB = 2 ** 30;
 
-/** Median ms of `fn` over REPS runs after one warm-up. */
-function time(fn: () => void): number {
-  fn();
-  const xs: number[] = [];
-  for (let i = 0; i < REPS; i++) {
-    const t0 = performance.now();
-    fn();
-    xs.push(performance.now() - t0);
+/** Our step on `workers` workers: median seconds and this process's peak RSS (run in a child). */
+interface OursResult {
+  preset: string;
+  workers: number;
+  parameters: number;
+  median_s: number;
+  steps_s: number[];
+  peak_rss_gb: number;
+  inputs_per_item: { title_labels: number; pv_labels: number; pv_pairs: number; region_labels: number };
+}
+
+/** Region outputs like the reference harness's: ReLU-like features, softmax rows, valid boxes in 800x800. */
+function randomImage(rng: Rng, id: string, caption: string, pv: string): K3mRecord {
+  const n = 36;
+  const features = Float32Array.from({ length: n * 2048 }, () => Math.max(rng.normal(), 0));
+  const clsProb = new Float32Array(n * 1601);
+  for (let r = 0; r < n; r++) {
+    let sum = 0;
+    for (let k = 0; k < 1601; k++) sum += clsProb[r * 1601 + k] = Math.exp(rng.normal());
+    for (let k = 0; k < 1601; k++) clsProb[r * 1601 + k]! /= sum;
   }
-  return xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-}
-
-function measure(label: string, fwd: () => tf.Scalar, vars: tf.Variable[]) {
-  const out: Record<string, number> = {};
-  for (const stock of [false, true]) {
-    useStockGradients(stock);
-    const f = time(() => tf.tidy(() => void fwd().dataSync()));
-    const fb = time(() => {
-      const { value, grads } = tf.variableGrads(fwd, vars);
-      value.dataSync();
-      value.dispose();
-      for (const g of Object.values(grads)) g?.dispose();
-    });
-    out[stock ? 'stock' : 'custom'] = fb;
-    console.log(`${label.padEnd(34)} ${stock ? 'stock ' : 'custom'}  forward ${f.toFixed(0).padStart(6)} ms   forward+backward ${fb.toFixed(0).padStart(6)} ms`);
+  const boxes = new Float32Array(n * 4);
+  for (let r = 0; r < n; r++) {
+    const x1 = rng.float(0, 768);
+    const y1 = rng.float(0, 768);
+    boxes.set([x1, y1, x1 + rng.float(16, 799 - x1), y1 + rng.float(16, 799 - y1)], r * 4);
   }
-  useStockGradients(false);
-  console.log(`${label.padEnd(34)} stock / custom forward+backward: ${(out.stock! / out.custom!).toFixed(2)}x`);
+  return { features, clsProb, boxes, numBoxes: n, imageH: 800, imageW: 800, imageId: id, caption, pv, category: '', featureDim: 2048, numClasses: 1601 };
 }
 
-console.log(`back end: ${backend.name}, median of ${REPS}`);
-
-/** The golden tiny config (k3m-golden README Part B), without the file. */
-const GOLDEN_TINY = {
-  vocab_size: 512,
-  hidden_size: 64,
-  num_hidden_layers: 4,
-  num_attention_heads: 4,
-  intermediate_size: 128,
-  v_hidden_size: 64,
-  v_num_hidden_layers: 2,
-  v_num_attention_heads: 4,
-  v_intermediate_size: 128,
-  v_biattention_id: [0, 1],
-  t_biattention_id: [2, 3],
-  bi_hidden_size: 64,
-  bi_num_attention_heads: 4,
-};
-
-for (const [label, cfg] of [
-  ['golden tiny train step, batch 8', modelConfig('k3m-small', GOLDEN_TINY)],
-  ['k3m-small train step, batch 8', modelConfig('k3m-small', { vocab_size: 21128 })],
-] as const) {
-  const P = K3mParams.init(cfg, 1);
-  const batch = syntheticBatch(1, { batchSize: 8, vocabSize: cfg.vocab_size, featureDim: 2048, numClasses: 1601, regions: 36, titleLen: 36, pvLen: 48 });
-  const rng = new Rng(1);
-  measure(label, () => forward(P, batch, { fusionMode: 1, training: true, rng: new ItemStreams(1, 0, 8) }).loss!, [...P.vars.values()]);
-  P.dispose();
+/** Batches of the sample's rows through our data path (train mode: masking as in training). */
+async function sampleBatches(tokenizer: K3mTokenizer, n: number): Promise<Batch[]> {
+  const rng = new Rng(43);
+  const records: K3mRecord[] = [];
+  for await (const r of decodeRawTsvFile(SAMPLE)) {
+    if (!r.ok) continue;
+    records.push(randomImage(rng, r.itemId, r.title, r.pairs.map(([p, v]) => `${p}:${v}`).join(';')));
+    if (records.length >= n * BATCH) break;
+  }
+  const out: Batch[] = [];
+  for await (const b of batches(records, { tokenizer, batchSize: BATCH, mode: 'train', seed: 42, featureDim: 2048, numClasses: 1601, shuffleBuffer: 0 })) out.push(b);
+  return out;
 }
 
-{
-  // One BertLayer: self-attention + output + FFN, with the model's ops.
-  const H = 768;
-  const heads = 12;
-  const B = 8;
-  const L = 64;
-  const r = new Rng(2);
-  const v = (shape: number[]) => tf.variable(tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r.normal() * 0.02), shape));
-  const W = { q: v([H, H]), k: v([H, H]), vv: v([H, H]), o: v([H, H]), i: v([3072, H]), out: v([H, 3072]), b: v([H]), bi: v([3072]) };
-  const x = tf.tensor(Float32Array.from({ length: B * L * H }, () => r.normal()), [B, L, H]);
-  const split = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [B, L, heads, H / heads]), [0, 2, 1, 3]), [B * heads, L, H / heads]);
-  const layer = () => {
-    const q = split(linear(x, W.q, W.b));
-    const k = split(linear(x, W.k, W.b));
-    const val = split(linear(x, W.vv, W.b));
-    const p = tf.softmax(tf.div(bmm(q, tf.transpose(k, [0, 2, 1])), Math.sqrt(H / heads)));
-    const ctx = tf.reshape(tf.transpose(tf.reshape(bmm(p, val), [B, heads, L, H / heads]), [0, 2, 1, 3]), [B, L, H]);
-    const a = tf.add(linear(ctx, W.o, W.b), x);
-    const y = tf.add(linear(tf.relu(linear(a, W.i, W.bi)), W.out, W.b), a);
-    return tf.mean(tf.square(y)) as tf.Scalar;
+async function runOurs(preset: PresetName, workers: number): Promise<OursResult> {
+  const tokenizer = await K3mTokenizer.fromVocabFile(VOCAB);
+  const config = modelConfig(preset, { vocab_size: tokenizer.vocabSize, v_feature_size: 2048, v_target_size: 1601 });
+  checkTrainingMemory(config, { name: `--preset ${preset}`, backend: 'wasm', batchSize: BATCH, workers });
+  const data = await sampleBatches(tokenizer, WARMUP + STEPS);
+  const params = ParamArena.init(config, 42, sharedFloats);
+  const pool = await WorkerPool.start(createSharedTraining(params, AdamState.create(params.layout, sharedFloats), workers), {
+    backend: 'wasm',
+    fusionMode: 1,
+    fixes: DEFAULT_FIXES,
+    weights: DEFAULT_LOSS_WEIGHTS,
+  });
+  const step = new OptimizerStep(pool, new Rng(42), { accumulate: 1, lr: 1e-4, warmup: 0.1, totalSteps: 100 });
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < data.length; i++) {
+      const t0 = performance.now();
+      await step.microBatch(data[i]!, i);
+      if (i >= WARMUP) times.push((performance.now() - t0) / 1000);
+    }
+  } finally {
+    await pool.close();
+  }
+  const per = (f: (b: Batch) => number) => data.reduce((a, b) => a + f(b), 0) / (data.length * BATCH);
+  const count = (xs: Int32Array, p: (x: number) => boolean) => xs.reduce((a, x) => a + (p(x) ? 1 : 0), 0);
+  return {
+    preset,
+    workers,
+    parameters: params.layout.total,
+    median_s: [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)]!,
+    steps_s: times.map((t) => Number(t.toFixed(3))),
+    peak_rss_gb: process.resourceUsage().maxRSS / 2 ** 20,
+    inputs_per_item: {
+      title_labels: per((b) => count(b.lmLabelIds, (l) => l >= 0)),
+      pv_labels: per((b) => count(b.lmLabelIdsPv, (l) => l >= 0)),
+      pv_pairs: per((b) => Array.from({ length: b.shape.batchSize * b.shape.maxPairs }, (_, j) => b.indexP[2 * j]).filter((x) => x !== 0).length),
+      region_labels: per((b) => count(b.imageLabel, (l) => l === 1)),
+    },
   };
-  measure('BERT layer 768/12, batch 8, seq 64', layer, Object.values(W));
 }
+
+/** Our measurement in a fresh process (its own peak RSS); undefined with the reason when it fails. */
+function ours(preset: string, workers: number): OursResult | string {
+  const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--one', preset, String(workers)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const line = r.stdout.trim().split('\n').at(-1) ?? '';
+  if (r.status !== 0 || !line.startsWith('{')) return `failed (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').at(-1)}`;
+  return JSON.parse(line) as OursResult;
+}
+
+/** The original's config file for a preset: the harness's k3m-small.json with the preset's sizes. */
+function referenceConfig(preset: PresetName, dir: string): string {
+  const base = JSON.parse(readFileSync(join(REFERENCE, 'k3m-small.json'), 'utf8')) as Record<string, unknown>;
+  const c = modelConfig(preset, { vocab_size: 21128 });
+  const keys = ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'v_hidden_size', 'v_num_hidden_layers', 'v_num_attention_heads', 'v_intermediate_size', 'v_biattention_id', 't_biattention_id', 'bi_hidden_size', 'bi_num_attention_heads'] as const;
+  const file = join(dir, `${preset}.json`);
+  writeFileSync(file, JSON.stringify({ ...base, ...Object.fromEntries(keys.map((k) => [k, c[k]])), bi_intermediate_size: c.intermediate_size }, null, 2));
+  return file;
+}
+
+interface ReferenceResult {
+  median_s: number;
+  peak_rss_gb: number;
+  params_unique: number;
+  input_means_per_item: Record<string, number>;
+}
+
+function reference(preset: PresetName, dir: string): ReferenceResult | string {
+  const out = join(dir, `${preset}-ref.json`);
+  const extra = (process.env.BENCH_REF_ARGS ?? '').split(' ').filter(Boolean);
+  const r = spawnSync(join(REFERENCE, 'bench.sh'), [referenceConfig(preset, dir), String(BATCH), '--out', out, ...extra], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0 || !existsSync(out)) return `failed (exit ${r.status}): ${r.stderr.trim().split('\n').at(-1)}`;
+  return JSON.parse(readFileSync(out, 'utf8')) as ReferenceResult;
+}
+
+function torchMissing(): string | undefined {
+  if (!existsSync(join(REFERENCE, 'bench.sh'))) return `no reference harness at ${REFERENCE}`;
+  const r = spawnSync('/usr/bin/python3', ['-c', 'import torch, numpy, tqdm, sklearn, psutil, yaml, boto3'], { encoding: 'utf8' });
+  if (r.status !== 0) return `Debian's torch (or a module the original imports) is not installed: apt-get install -y python3-torch python3-numpy python3-lmdb python3-msgpack python3-msgpack-numpy python3-tqdm python3-sklearn python3-psutil python3-yaml python3-boto3 python3-botocore libopenblas0-openmp (${r.stderr.trim().split('\n').at(-1)})`;
+  return undefined;
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === '--one') {
+    console.log(JSON.stringify(await runOurs(process.argv[3] as PresetName, Number(process.argv[4]))));
+    return;
+  }
+  const configs = (process.env.BENCH_CONFIGS ?? 'k3m-small,k3m-medium').split(',') as PresetName[];
+  const cores = availableParallelism();
+  const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+  console.log(`k3m-model train step, batch ${BATCH} (title 36, knowledge 48, 36 regions + global), median of ${STEPS} after ${WARMUP} warm-up; ${cores} cores; load average ${load()}`);
+  if (loadavg()[0]! > 2.5) console.log('note: the machine is busy (1-minute load above 2.5); these numbers are indicative only');
+  if (!existsSync(SAMPLE) || !existsSync(VOCAB)) {
+    console.log(`skipped: the sample rows and the bert-base-chinese vocabulary come from ${SHARED} (set K3M_SHARED), which is missing`);
+    return;
+  }
+  const missing = torchMissing();
+  if (missing) console.log(`reference: not run, ${missing}`);
+  const dir = mkdtempSync(join(tmpdir(), 'bench-train-'));
+  const fmt = (r: OursResult | ReferenceResult | string | undefined) => (r === undefined ? '-' : typeof r === 'string' ? r : `${r.median_s.toFixed(3)} s (${r.peak_rss_gb.toFixed(2)} GB)`);
+  const rows: string[][] = [];
+  try {
+    for (const preset of configs) {
+      const one = ours(preset, 1);
+      const many = cores > 1 ? ours(preset, cores) : undefined;
+      const ref = missing ? undefined : reference(preset, dir);
+      const best = [one, many].filter((r): r is OursResult => typeof r === 'object').sort((a, b) => a.median_s - b.median_s)[0];
+      const ratio = best && typeof ref === 'object' ? `${(best.median_s / ref.median_s).toFixed(2)}x (${best.workers} worker${best.workers > 1 ? 's' : ''}), RSS ${(best.peak_rss_gb / ref.peak_rss_gb).toFixed(2)}x` : '-';
+      const params = best ? `${(best.parameters / 1e6).toFixed(1)} M` : '-';
+      rows.push([preset, params, fmt(one), fmt(many), fmt(ref), ratio]);
+      for (const r of [one, many, ref]) if (r && typeof r === 'object') console.log(`  ${preset} ${'workers' in r ? `ours, ${r.workers} worker(s)` : 'original'}: ${JSON.stringify('workers' in r ? { steps_s: r.steps_s, inputs_per_item: r.inputs_per_item } : { inputs_per_item: r.input_means_per_item })}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const head = ['config', 'parameters', 'ours, 1 worker (peak RSS)', `ours, ${cores} workers (peak RSS)`, 'original, PyTorch, 2 threads (peak RSS)', 'ours / original'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  for (const r of [head, ...rows]) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  '));
+  console.log(`goal: k3m-small at most 1.0x, k3m-medium (the largest config that trains on wasm) at most 1.5x; load average at the end ${load()}`);
+}
+
+await main();

@@ -40,6 +40,8 @@ export { registerKernels } from './ops/kernels.ts';
 // ---- Training ----
 export { AdamState, adamwUpdate, REFERENCE_ADAMW, decays, warmupLinear, sumOfSquares, clipFactor, type AdamWOptions, type AdamWUpdate } from './train/adamw.ts';
 export { WorkerPool, type PoolOptions, type MicroResult } from './train/worker-pool.ts';
+export { OptimizerStep, type OptimizerStepOptions, type StepResult } from './train/optimizer-step.ts';
+export { checkTrainingMemory, estimateTrainingMemory, WASM_HEAP_LIMIT, type MemoryEstimate } from './train/memory-estimate.ts';
 export { createSharedTraining, sharedBytes, type SharedTraining } from './train/shared-training.ts';
 export { CHECKPOINT_FILES, readCheckpoint, readModelFiles, writeCheckpoint, hasCheckpoint, type Checkpoint, type TrainerState } from './codecs/checkpoint.ts';
 export { pretrain, pretrainStageName, plannedSteps, RUN_CONFIG_FILE, type EpochCounts, type PretrainIo, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';

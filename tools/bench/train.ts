@@ -8,7 +8,8 @@
  * preset that trains on wasm) it prints, in one run:
  *
  *   ours on wasm with 1 worker and with one worker per core (median of 5 steps after 2 warm-up
- *   steps, each configuration in its own process, with that process's peak RSS), the original
+ *   steps, each configuration in its own process, with that process's peak RSS), ours in one
+ *   process on the threaded SIMD wasm build with a thread per core (./wasm-threads.ts), the original
  *   PyTorch K3M on the same config (`../shared/reference/k3m-torch/bench.sh`, run here when
  *   Debian's torch is installed, said so when not), and the ratio ours / original.
  *
@@ -24,8 +25,16 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '@k3m-kit/core';
+import * as tf from '@tensorflow/tfjs';
 import {
   AdamState,
+  adamwUpdate,
+  countParameters,
+  forward,
+  ItemStreams,
+  K3mParams,
+  registerKernels,
+  type ModelConfig,
   batches,
   checkTrainingMemory,
   createSharedTraining,
@@ -42,6 +51,7 @@ import {
 } from '@k3m-kit/k3m-model';
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import { decodeRawTsvFile } from '@k3m-kit/raw-ingest';
+import { startThreadedWasm } from './wasm-threads.ts';
 
 const REPO_ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 const SHARED = process.env.K3M_SHARED ?? resolve(REPO_ROOT, '../shared');
@@ -57,6 +67,8 @@ const GB = 2 ** 30;
 interface OursResult {
   preset: string;
   workers: number;
+  /** wasm threads of one back end (the threaded build), else 1. */
+  threads: number;
   parameters: number;
   median_s: number;
   steps_s: number[];
@@ -97,11 +109,40 @@ async function sampleBatches(tokenizer: K3mTokenizer, n: number): Promise<Batch[
   return out;
 }
 
-async function runOurs(preset: PresetName, workers: number): Promise<OursResult> {
-  const tokenizer = await K3mTokenizer.fromVocabFile(VOCAB);
-  const config = modelConfig(preset, { vocab_size: tokenizer.vocabSize, v_feature_size: 2048, v_target_size: 1601 });
-  checkTrainingMemory(config, { name: `--preset ${preset}`, backend: 'wasm', batchSize: BATCH, workers });
-  const data = await sampleBatches(tokenizer, WARMUP + STEPS);
+/** The step in this process on the threaded wasm build (forward, backward, the same flat AdamW). */
+async function threadedSteps(config: ModelConfig, data: Batch[], threads: number): Promise<number[]> {
+  const running = await startThreadedWasm(threads);
+  if (running !== threads) throw new Error(`the threaded wasm build runs ${running} threads, not ${threads}`);
+  registerKernels();
+  const arena = ParamArena.init(config, 42);
+  const adam = AdamState.create(arena.layout);
+  const model = K3mParams.fromValues(config, (n) => arena.view(n));
+  const vars = arena.layout.slots.map((s) => model.get(s.name));
+  const grads = new Float32Array(arena.layout.total);
+  const times: number[] = [];
+  for (let i = 0; i < data.length; i++) {
+    const t0 = performance.now();
+    const b = data[i]!;
+    const { value, grads: g } = tf.variableGrads(() => forward(model, b, { fusionMode: 1, training: true, rng: new ItemStreams(i, 0, b.shape.batchSize) }).loss! as tf.Scalar, vars);
+    value.dispose();
+    const has = new Uint8Array(arena.layout.slots.length);
+    for (const s of arena.layout.slots) {
+      const t = g[vars[s.index]!.name];
+      if (!t) continue;
+      grads.set(t.dataSync() as Float32Array, s.offset);
+      t.dispose();
+      has[s.index] = 1;
+      adam.steps[s.index]!++;
+    }
+    adamwUpdate(arena.data, adam, { grads, scale: 1, hasGrad: has, lr: 1e-4 });
+    tf.tidy(() => arena.layout.slots.forEach((s) => has[s.index] && vars[s.index]!.assign(tf.tensor(arena.view(s.name), s.shape))));
+    if (i >= WARMUP) times.push((performance.now() - t0) / 1000);
+  }
+  return times;
+}
+
+/** The step through the trainer's worker pool and optimizer step. */
+async function poolSteps(config: ModelConfig, data: Batch[], workers: number): Promise<number[]> {
   const params = ParamArena.init(config, 42, sharedFloats);
   const pool = await WorkerPool.start(createSharedTraining(params, AdamState.create(params.layout, sharedFloats), workers), {
     backend: 'wasm',
@@ -120,12 +161,22 @@ async function runOurs(preset: PresetName, workers: number): Promise<OursResult>
   } finally {
     await pool.close();
   }
+  return times;
+}
+
+async function runOurs(preset: PresetName, workers: number, threads: number): Promise<OursResult> {
+  const tokenizer = await K3mTokenizer.fromVocabFile(VOCAB);
+  const config = modelConfig(preset, { vocab_size: tokenizer.vocabSize, v_feature_size: 2048, v_target_size: 1601 });
+  checkTrainingMemory(config, { name: `--preset ${preset}`, backend: 'wasm', batchSize: BATCH, workers });
+  const data = await sampleBatches(tokenizer, WARMUP + STEPS);
+  const times = threads > 1 ? await threadedSteps(config, data, threads) : await poolSteps(config, data, workers);
   const per = (f: (b: Batch) => number) => data.reduce((a, b) => a + f(b), 0) / (data.length * BATCH);
   const count = (xs: Int32Array, p: (x: number) => boolean) => xs.reduce((a, x) => a + (p(x) ? 1 : 0), 0);
   return {
     preset,
     workers,
-    parameters: params.layout.total,
+    threads,
+    parameters: countParameters(config),
     median_s: [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)]!,
     steps_s: times.map((t) => Number(t.toFixed(3))),
     peak_rss_gb: process.resourceUsage().maxRSS / 2 ** 20,
@@ -139,8 +190,8 @@ async function runOurs(preset: PresetName, workers: number): Promise<OursResult>
 }
 
 /** Our measurement in a fresh process (its own peak RSS); undefined with the reason when it fails. */
-function ours(preset: string, workers: number): OursResult | string {
-  const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--one', preset, String(workers)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+function ours(preset: string, workers: number, threads = 1): OursResult | string {
+  const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--one', preset, String(workers), String(threads)], { encoding: 'utf8', maxBuffer: 1 << 24 });
   const line = r.stdout.trim().split('\n').at(-1) ?? '';
   if (r.status !== 0 || !line.startsWith('{')) return `failed (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').at(-1)}`;
   return JSON.parse(line) as OursResult;
@@ -180,8 +231,8 @@ function torchMissing(): string | undefined {
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--one') {
-    console.log(JSON.stringify(await runOurs(process.argv[3] as PresetName, Number(process.argv[4]))));
-    return;
+    console.log(JSON.stringify(await runOurs(process.argv[3] as PresetName, Number(process.argv[4]), Number(process.argv[5] ?? 1))));
+    process.exit(0); // the threaded build's pthreads keep the event loop alive
   }
   const configs = (process.env.BENCH_CONFIGS ?? 'k3m-small,k3m-medium').split(',') as PresetName[];
   const cores = availableParallelism();
@@ -201,17 +252,18 @@ async function main(): Promise<void> {
     for (const preset of configs) {
       const one = ours(preset, 1);
       const many = cores > 1 ? ours(preset, cores) : undefined;
+      const threaded = cores > 1 ? ours(preset, 1, cores) : undefined;
       const ref = missing ? undefined : reference(preset, dir);
       const best = [one, many].filter((r): r is OursResult => typeof r === 'object').sort((a, b) => a.median_s - b.median_s)[0];
       const ratio = best && typeof ref === 'object' ? `${(best.median_s / ref.median_s).toFixed(2)}x (${best.workers} worker${best.workers > 1 ? 's' : ''}), RSS ${(best.peak_rss_gb / ref.peak_rss_gb).toFixed(2)}x` : '-';
       const params = best ? `${(best.parameters / 1e6).toFixed(1)} M` : '-';
-      rows.push([preset, params, fmt(one), fmt(many), fmt(ref), ratio]);
-      for (const r of [one, many, ref]) if (r && typeof r === 'object') console.log(`  ${preset} ${'workers' in r ? `ours, ${r.workers} worker(s)` : 'original'}: ${JSON.stringify('workers' in r ? { steps_s: r.steps_s, inputs_per_item: r.inputs_per_item } : { inputs_per_item: r.input_means_per_item })}`);
+      rows.push([preset, params, fmt(one), fmt(many), fmt(threaded), fmt(ref), ratio]);
+      for (const r of [one, many, threaded, ref]) if (r && typeof r === 'object') console.log(`  ${preset} ${'workers' in r ? `ours, ${r.workers} worker(s) x ${r.threads} thread(s)` : 'original'}: ${JSON.stringify('workers' in r ? { steps_s: r.steps_s, inputs_per_item: r.inputs_per_item } : { inputs_per_item: r.input_means_per_item })}`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  const head = ['config', 'parameters', 'ours, 1 worker (peak RSS)', `ours, ${cores} workers (peak RSS)`, 'original, PyTorch, 2 threads (peak RSS)', 'ours / original'];
+  const head = ['config', 'parameters', 'ours, 1 worker (peak RSS)', `ours, ${cores} workers (peak RSS)`, `ours, threaded wasm x${cores} (peak RSS)`, 'original, PyTorch, 2 threads (peak RSS)', 'ours / original (best of the first two)'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const r of [head, ...rows]) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  '));
   console.log(`goal: k3m-small at most 1.0x, k3m-medium (the largest config that trains on wasm) at most 1.5x; load average at the end ${load()}`);

@@ -32,7 +32,7 @@ export { batchFromTensors, batchToTensors } from './model/batch-tensors.ts';
 export { loadModel, represent, encodeRecords, REPRESENTATION_NAMES, type K3mModel, type Representations, type RepresentationName } from './model/represent.ts';
 
 // ---- Ops (custom gradients, kernels) ----
-export { linear, bmm, useStockGradients } from './ops/matmul.ts';
+export { linear, bmm } from './ops/matmul.ts';
 export { ItemStreams, dropout } from './ops/nn.ts';
 export { embedding } from './ops/segment-sum.ts';
 export { registerKernels } from './ops/kernels.ts';

@@ -2,8 +2,9 @@
  * @file Matrix products whose gradients only use plain (untransposed) matmuls.
  *
  * On the wasm back end only a plain `A@B` is fast; tfjs-core's stock matmul gradient uses the
- * `transposeA`/`transposeB` flags, which run 10x slower there (platform-notes.md). These ops
- * transpose explicitly (a cheap copy) before every product, forward and backward.
+ * `transposeA`/`transposeB` flags, which run 10x slower there (platform-notes.md). `linear`
+ * transposes explicitly (a cheap copy) before every product, forward and backward; `bmm` runs
+ * batched products as one depthwise convolution (below).
  */
 import * as tf from '@tensorflow/tfjs';
 import { customOp } from './custom-grad.ts';
@@ -35,17 +36,6 @@ const linear2dNoBias = customOp<[tf.Tensor, tf.Tensor]>((x, w, save) => {
   };
 });
 
-let stock = false;
-
-/**
- * Benchmarks only (tools/bench/train.ts): `true` routes {@link linear} and {@link bmm} through
- * tfjs's own `matMul` with transpose flags and its stock gradient, to measure what the custom
- * gradients save.
- */
-export function useStockGradients(on: boolean): void {
-  stock = on;
-}
-
 /**
  * A PyTorch `nn.Linear` over the last axis of `x` (any rank): `x·Wᵀ + b`, W stored [out, in].
  * @example linear(tf.ones([2, 3, 4]), tf.ones([5, 4]), tf.zeros([5])).shape // [2, 3, 5]
@@ -54,17 +44,13 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
   const inF = x.shape[x.rank - 1]!;
   const outF = w.shape[0]!;
   const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inF]);
-  const y = stock
-    ? tf.add(tf.matMul(x2 as tf.Tensor2D, w as tf.Tensor2D, false, true), b ?? 0)
-    : b
-      ? linear2d(x2, w, b)
-      : linear2dNoBias(x2, w);
+  const y = b ? linear2d(x2, w, b) : linear2dNoBias(x2, w);
   return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), outF]);
 }
 
 /** Batched a·b for a [G, M, K], b [G, K, N]; the gradient transposes explicitly. */
 export function bmm(a: tf.Tensor, b: tf.Tensor): tf.Tensor3D {
-  return stock ? tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D) : bmmCustom(a, b);
+  return bmmCustom(a, b);
 }
 
 /**

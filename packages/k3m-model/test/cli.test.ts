@@ -90,7 +90,7 @@ describe('k3m-model CLI', () => {
     const r = await cli(['pretrain', '--work-dir', work, '--quiet', '--preset', 'k3m-base', '--name', 'base', '--steps', '1', '--backend', 'wasm']);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/--preset k3m-base \(\d+\.\d M parameters\).*needs about \d+\.\d GB in each wasm worker's heap.*limit is 4 GB per heap: .*--preset k3m-medium/);
+    expect(r.stderr).toMatch(/--preset k3m-base \(\d+\.\d M parameters\).*needs about \d+\.\d GiB in each wasm worker's heap.*limit is 4 GiB per heap: .*--preset k3m-medium/);
   });
 
   it('build-vocab writes a vocab.txt from the training records', async () => {

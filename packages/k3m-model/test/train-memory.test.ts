@@ -42,8 +42,8 @@ describe('training memory estimate', () => {
     expect(err).toBeInstanceOf(UsageError);
     const msg = (err as Error).message;
     expect(msg.split('\n')).toHaveLength(1);
-    expect(msg).toMatch(/^--preset k3m-base \(461\.7 M parameters\) at --batch-size 8 on 2 workers needs about \d+\.\d GB in each wasm worker's heap/);
-    expect(msg).toMatch(/wasm's limit is 4 GB per heap: weights and gradients alone exceed it: train a smaller config \(e\.g\. --preset k3m-medium\)/);
+    expect(msg).toMatch(/^--preset k3m-base \(461\.7 M parameters\) at --batch-size 8 on 2 workers needs about \d+\.\d GiB in each wasm worker's heap/);
+    expect(msg).toMatch(/wasm's limit is 4 GiB per heap: weights and gradients alone exceed it: train a smaller config \(e\.g\. --preset k3m-medium\)/);
   });
 
   it('k3m-medium (105 M parameters) fits wasm at batch 8 on 2 workers, not at batch 10 on 2; 4 workers take batch 16', () => {

@@ -4,15 +4,15 @@
  * back end aborting with a dump of minified emscripten code.
  *
  * Where the memory is (data-parallel training, src/train/shared-training.ts):
- * - each worker's back end (on wasm: its own heap of at most 4 GB) holds a copy of the weights, one
+ * - each worker's back end (on wasm: its own heap of at most 4 GiB) holds a copy of the weights, one
  *   step's gradients and the activations of its share of the batch;
  * - shared memory holds the master weights, AdamW's two moments and one gradient arena per worker.
  *
  * Activations are counted per item from the model's token streams (four text streams stacked, two
  * image streams, the three co-attention pairs, the heads on the labelled rows). The factors are
  * fitted to the wasm heap a worker reaches (it grows in steps and never shrinks), measured after
- * one step: k3m-small 0.36 GB for a share of 2 items, 1.0 GB for 8; k3m-medium 2.1 GB for 1
- * item, 2.6 GB for 2, 3.6 GB for 4.
+ * one step: k3m-small 0.36 GiB for a share of 2 items, 1.0 GiB for 8; k3m-medium 2.1 GiB for 1
+ * item, 2.6 GiB for 2, 3.6 GiB for 4.
  */
 import { freemem, totalmem } from 'node:os';
 import { UsageError } from '@k3m-kit/core';
@@ -73,7 +73,7 @@ function activationsPerItem(c: ModelConfig): number {
 
 /**
  * The memory training `config` needs at `batchSize` items per micro-batch over `workers` workers.
- * @example estimateTrainingMemory(modelConfig('k3m-base'), 8, 2).worker.total // > 4 GB
+ * @example estimateTrainingMemory(modelConfig('k3m-base'), 8, 2).worker.total // > 4 GiB
  */
 export function estimateTrainingMemory(config: ModelConfig, batchSize: number, workers: number): MemoryEstimate {
   const parameters = countParameters(config);
@@ -88,11 +88,11 @@ export function estimateTrainingMemory(config: ModelConfig, batchSize: number, w
   return { parameters, share, worker, shared, total: used * worker.total + shared };
 }
 
-const GB = (b: number) => `${(b / 2 ** 30).toFixed(1)} GB`;
+const GB = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
 
 /**
  * Throws a {@link UsageError} (exit 2) naming the config, the estimate, the limit and what to
- * do, when training `config` cannot fit: a wasm worker's heap over 4 GB, or everything over the
+ * do, when training `config` cannot fit: a wasm worker's heap over 4 GiB, or everything over the
  * machine's memory.
  */
 export function checkTrainingMemory(config: ModelConfig, o: { name: string; backend: string; batchSize: number; workers: number }): MemoryEstimate {
@@ -105,7 +105,7 @@ export function checkTrainingMemory(config: ModelConfig, o: { name: string; back
         ? 'weights and gradients alone exceed it: train a smaller config (e.g. --preset k3m-medium) or use --backend tensorflow'
         : 'lower --batch-size (with --accumulate to keep the batch) or add --workers (each has its own heap), or use --backend tensorflow';
     throw new UsageError(
-      `${what} needs about ${GB(e.worker.total)} in each wasm worker's heap (weights ${GB(e.worker.weights)}, gradients ${GB(e.worker.gradients)}, activations of ${e.share} items ${GB(e.worker.activations)}); wasm's limit is 4 GB per heap: ${todo}`,
+      `${what} needs about ${GB(e.worker.total)} in each wasm worker's heap (weights ${GB(e.worker.weights)}, gradients ${GB(e.worker.gradients)}, activations of ${e.share} items ${GB(e.worker.activations)}); wasm's limit is 4 GiB per heap: ${todo}`,
     );
   }
   const limit = totalmem();

@@ -11,7 +11,7 @@
  *   exchange    c_initial rows of the structure loss's neighbour (forward, then gradients)
  *   control     the abort word and two barriers (the step's workers; a micro-batch's sharers)
  *
- * Weights, gradients and moments live here, outside the workers' 4 GB wasm heaps: a worker's
+ * Weights, gradients and moments live here, outside the workers' 4 GiB wasm heaps: a worker's
  * heap holds its copy of the weights, one step's gradients and its share's activations.
  */
 import { ArenaLayout, ParamArena, sharedFloats } from '../model/param-arena.ts';

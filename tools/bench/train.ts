@@ -16,6 +16,7 @@
  *   npx tsx tools/bench/train.ts                       # both configs
  *   BENCH_CONFIGS=k3m-small npx tsx tools/bench/train.ts
  *   BENCH_REF_ARGS=--no-guard npx tsx tools/bench/train.ts   # extra args for bench.sh
+ *   BENCH_WARMUP=1 BENCH_STEPS=2 npx tsx tools/bench/train.ts   # fewer steps (ours)
  *
  * Numbers are only comparable on an otherwise idle machine: the load average is printed first.
  */
@@ -59,8 +60,8 @@ const REFERENCE = join(SHARED, 'reference/k3m-torch');
 const SAMPLE = join(SHARED, 'data/k3m-sample/train.tsv');
 const VOCAB = join(REFERENCE, 'k3m/bert-base-chinese/vocab.txt');
 const BATCH = 8;
-const WARMUP = 2;
-const STEPS = 5;
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 2);
+const STEPS = Number(process.env.BENCH_STEPS ?? 5);
 const GB = 2 ** 30;
 
 /** Our step on `workers` workers: median seconds and this process's peak RSS (run in a child). */
@@ -69,6 +70,8 @@ interface OursResult {
   workers: number;
   /** wasm threads of one back end (the threaded build), else 1. */
   threads: number;
+  /** Micro-batches per step (batch 8 in parts when a share would not fit a wasm heap). */
+  accumulate: number;
   parameters: number;
   median_s: number;
   steps_s: number[];
@@ -95,22 +98,22 @@ function randomImage(rng: Rng, id: string, caption: string, pv: string): K3mReco
   return { features, clsProb, boxes, numBoxes: n, imageH: 800, imageW: 800, imageId: id, caption, pv, category: '', featureDim: 2048, numClasses: 1601 };
 }
 
-/** Batches of the sample's rows through our data path (train mode: masking as in training). */
-async function sampleBatches(tokenizer: K3mTokenizer, n: number): Promise<Batch[]> {
+/** `n` batches of `size` of the sample's rows through our data path (train mode: masking as in training). */
+async function sampleBatches(tokenizer: K3mTokenizer, n: number, size: number): Promise<Batch[]> {
   const rng = new Rng(43);
   const records: K3mRecord[] = [];
   for await (const r of decodeRawTsvFile(SAMPLE)) {
     if (!r.ok) continue;
     records.push(randomImage(rng, r.itemId, r.title, r.pairs.map(([p, v]) => `${p}:${v}`).join(';')));
-    if (records.length >= n * BATCH) break;
+    if (records.length >= n * size) break;
   }
   const out: Batch[] = [];
-  for await (const b of batches(records, { tokenizer, batchSize: BATCH, mode: 'train', seed: 42, featureDim: 2048, numClasses: 1601, shuffleBuffer: 0 })) out.push(b);
+  for await (const b of batches(records, { tokenizer, batchSize: size, mode: 'train', seed: 42, featureDim: 2048, numClasses: 1601, shuffleBuffer: 0 })) out.push(b);
   return out;
 }
 
 /** The step in this process on the threaded wasm build (forward, backward, the same flat AdamW). */
-async function threadedSteps(config: ModelConfig, data: Batch[], threads: number): Promise<number[]> {
+async function threadedSteps(config: ModelConfig, data: Batch[], threads: number, accumulate: number): Promise<number[]> {
   const running = await startThreadedWasm(threads);
   if (running !== threads) throw new Error(`the threaded wasm build runs ${running} threads, not ${threads}`);
   registerKernels();
@@ -120,21 +123,25 @@ async function threadedSteps(config: ModelConfig, data: Batch[], threads: number
   const vars = arena.layout.slots.map((s) => model.get(s.name));
   const grads = new Float32Array(arena.layout.total);
   const times: number[] = [];
-  for (let i = 0; i < data.length; i++) {
+  for (let i = 0; i < data.length / accumulate; i++) {
     const t0 = performance.now();
-    const b = data[i]!;
-    const { value, grads: g } = tf.variableGrads(() => forward(model, b, { fusionMode: 1, training: true, rng: new ItemStreams(i, 0, b.shape.batchSize) }).loss! as tf.Scalar, vars);
-    value.dispose();
     const has = new Uint8Array(arena.layout.slots.length);
-    for (const s of arena.layout.slots) {
-      const t = g[vars[s.index]!.name];
-      if (!t) continue;
-      grads.set(t.dataSync() as Float32Array, s.offset);
-      t.dispose();
-      has[s.index] = 1;
-      adam.steps[s.index]!++;
+    grads.fill(0);
+    for (let k = 0; k < accumulate; k++) {
+      const b = data[i * accumulate + k]!;
+      const { value, grads: g } = tf.variableGrads(() => forward(model, b, { fusionMode: 1, training: true, rng: new ItemStreams(i * accumulate + k, 0, b.shape.batchSize) }).loss! as tf.Scalar, vars);
+      value.dispose();
+      for (const s of arena.layout.slots) {
+        const t = g[vars[s.index]!.name];
+        if (!t) continue;
+        const d = t.dataSync() as Float32Array;
+        for (let j = 0; j < d.length; j++) grads[s.offset + j]! += d[j]!;
+        t.dispose();
+        has[s.index] = 1;
+      }
     }
-    adamwUpdate(arena.data, adam, { grads, scale: 1, hasGrad: has, lr: 1e-4 });
+    arena.layout.slots.forEach((s) => has[s.index] && adam.steps[s.index]!++);
+    adamwUpdate(arena.data, adam, { grads, scale: 1 / accumulate, hasGrad: has, lr: 1e-4 });
     tf.tidy(() => arena.layout.slots.forEach((s) => has[s.index] && vars[s.index]!.assign(tf.tensor(arena.view(s.name), s.shape))));
     if (i >= WARMUP) times.push((performance.now() - t0) / 1000);
   }
@@ -142,7 +149,7 @@ async function threadedSteps(config: ModelConfig, data: Batch[], threads: number
 }
 
 /** The step through the trainer's worker pool and optimizer step. */
-async function poolSteps(config: ModelConfig, data: Batch[], workers: number): Promise<number[]> {
+async function poolSteps(config: ModelConfig, data: Batch[], workers: number, accumulate: number): Promise<number[]> {
   const params = ParamArena.init(config, 42, sharedFloats);
   const pool = await WorkerPool.start(createSharedTraining(params, AdamState.create(params.layout, sharedFloats), workers), {
     backend: 'wasm',
@@ -150,12 +157,12 @@ async function poolSteps(config: ModelConfig, data: Batch[], workers: number): P
     fixes: DEFAULT_FIXES,
     weights: DEFAULT_LOSS_WEIGHTS,
   });
-  const step = new OptimizerStep(pool, new Rng(42), { accumulate: 1, lr: 1e-4, warmup: 0.1, totalSteps: 100 });
+  const step = new OptimizerStep(pool, new Rng(42), { accumulate, lr: 1e-4, warmup: 0.1, totalSteps: 100 });
   const times: number[] = [];
   try {
-    for (let i = 0; i < data.length; i++) {
+    for (let i = 0; i < data.length / accumulate; i++) {
       const t0 = performance.now();
-      await step.microBatch(data[i]!, i);
+      for (let k = 0; k < accumulate; k++) await step.microBatch(data[i * accumulate + k]!, i);
       if (i >= WARMUP) times.push((performance.now() - t0) / 1000);
     }
   } finally {
@@ -167,15 +174,26 @@ async function poolSteps(config: ModelConfig, data: Batch[], workers: number): P
 async function runOurs(preset: PresetName, workers: number, threads: number): Promise<OursResult> {
   const tokenizer = await K3mTokenizer.fromVocabFile(VOCAB);
   const config = modelConfig(preset, { vocab_size: tokenizer.vocabSize, v_feature_size: 2048, v_target_size: 1601 });
-  checkTrainingMemory(config, { name: `--preset ${preset}`, backend: 'wasm', batchSize: BATCH, workers });
-  const data = await sampleBatches(tokenizer, WARMUP + STEPS);
-  const times = threads > 1 ? await threadedSteps(config, data, threads) : await poolSteps(config, data, workers);
+  // Batch 8 per optimizer step; in micro-batches when a whole share would not fit a wasm heap (as --accumulate does).
+  const fits = (micro: number) => {
+    try {
+      checkTrainingMemory(config, { name: `--preset ${preset}`, backend: 'wasm', batchSize: micro, workers });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let accumulate = 1;
+  while (accumulate < BATCH && !fits(BATCH / accumulate)) accumulate *= 2;
+  const data = await sampleBatches(tokenizer, (WARMUP + STEPS) * accumulate, BATCH / accumulate);
+  const times = threads > 1 ? await threadedSteps(config, data, threads, accumulate) : await poolSteps(config, data, workers, accumulate);
   const per = (f: (b: Batch) => number) => data.reduce((a, b) => a + f(b), 0) / (data.length * BATCH);
   const count = (xs: Int32Array, p: (x: number) => boolean) => xs.reduce((a, x) => a + (p(x) ? 1 : 0), 0);
   return {
     preset,
     workers,
     threads,
+    accumulate,
     parameters: countParameters(config),
     median_s: [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)]!,
     steps_s: times.map((t) => Number(t.toFixed(3))),
@@ -193,7 +211,7 @@ async function runOurs(preset: PresetName, workers: number, threads: number): Pr
 function ours(preset: string, workers: number, threads = 1): OursResult | string {
   const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--one', preset, String(workers), String(threads)], { encoding: 'utf8', maxBuffer: 1 << 24 });
   const line = r.stdout.trim().split('\n').at(-1) ?? '';
-  if (r.status !== 0 || !line.startsWith('{')) return `failed (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').at(-1)}`;
+  if (r.status !== 0 || !line.startsWith('{')) return `failed (exit ${r.status}): ${(r.stderr || r.stdout).split('\n').find((l) => /Error/.test(l))?.trim() ?? 'no error line'}`;
   return JSON.parse(line) as OursResult;
 }
 
@@ -246,7 +264,8 @@ async function main(): Promise<void> {
   const missing = torchMissing();
   if (missing) console.log(`reference: not run, ${missing}`);
   const dir = mkdtempSync(join(tmpdir(), 'bench-train-'));
-  const fmt = (r: OursResult | ReferenceResult | string | undefined) => (r === undefined ? '-' : typeof r === 'string' ? r : `${r.median_s.toFixed(3)} s (${r.peak_rss_gb.toFixed(2)} GB)`);
+  const fmt = (r: OursResult | ReferenceResult | string | undefined) =>
+    r === undefined ? '-' : typeof r === 'string' ? r : `${r.median_s.toFixed(3)} s (${r.peak_rss_gb.toFixed(2)} GB)${'accumulate' in r && r.accumulate > 1 ? `, ${r.accumulate} x ${BATCH / r.accumulate}` : ''}`;
   const rows: string[][] = [];
   try {
     for (const preset of configs) {

@@ -123,7 +123,8 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
     const slot = slotOfVar.get(name)!;
     const d = g.dataSync() as Float32Array;
     const o = slot.offset;
-    for (let i = 0; i < d.length; i++) myGrads[o + i]! += d[i]!;
+    if (m.fresh) myGrads.set(d, o);
+    else for (let i = 0; i < d.length; i++) myGrads[o + i]! += d[i]!;
     myHas[slot.index] = 1;
     g.dispose();
   }

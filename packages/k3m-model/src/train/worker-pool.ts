@@ -78,7 +78,8 @@ export class WorkerPool {
       this.workers.map((_, w) => {
         const [from, to] = shareRange(B, parts, w);
         const share = w >= parts ? undefined : parts === 1 ? batch : sliceBatch(batch, from, to);
-        return this.request(w, { type: 'micro', id: 0, batch: share, key, first: from, parts, counts, fresh });
+        // A slice is this worker's own copy: its buffers move instead of being copied again.
+        return this.request(w, { type: 'micro', id: 0, batch: share, key, first: from, parts, counts, fresh }, share && share !== batch ? transferables(share) : []);
       }),
     );
     const losses: LossParts = {};
@@ -112,10 +113,10 @@ export class WorkerPool {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
-  private request(w: number, m: ToWorker): Promise<FromWorker> {
+  private request(w: number, m: ToWorker, transfer: ArrayBuffer[] = []): Promise<FromWorker> {
     const msg = { ...m, id: this.nextId++ };
     const reply = this.expect(w, msg.type, msg.id);
-    if (!this.failure) this.workers[w]!.postMessage(msg);
+    if (!this.failure) this.workers[w]!.postMessage(msg, transfer);
     return reply;
   }
 
@@ -149,4 +150,11 @@ export class WorkerPool {
     this.waiting.clear();
     void this.close();
   }
+}
+
+/** The buffers of a batch's typed arrays. */
+function transferables(b: Batch): ArrayBuffer[] {
+  return Object.values(b)
+    .filter((v): v is Int32Array | Float32Array => v instanceof Int32Array || v instanceof Float32Array)
+    .map((v) => v.buffer as ArrayBuffer);
 }

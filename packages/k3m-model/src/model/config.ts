@@ -97,7 +97,8 @@ const SMALL = {
 /**
  * `k3m-medium`: k3m-base's layout at 512 wide (text 6 layers, the last 3 with co-attention; image
  * 3 layers; 8 heads; FFN 2048 text, 1024 image): 105 M parameters with a 21128-word vocabulary,
- * the largest preset that trains on the wasm back end (each worker's heap is at most 4 GiB).
+ * the largest preset that trains on the wasm back end (each worker's heap is at most 4 GiB: shares
+ * of at most 2 items per worker).
  */
 const MEDIUM = {
   ...BASE,

@@ -85,6 +85,8 @@ export interface PretrainResult {
   vocabBuilt: boolean;
   seconds: number;
   trainSeconds: number;
+  /** Data-parallel training threads. */
+  workers: number;
   aborted: boolean;
 }
 
@@ -237,6 +239,7 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
     vocabBuilt: run.vocabBuilt,
     seconds: (performance.now() - t0) / 1000,
     trainSeconds,
+    workers,
     aborted,
   };
 }

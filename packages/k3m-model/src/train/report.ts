@@ -33,6 +33,8 @@ export function pretrainReport(r: PretrainResult, c: PretrainConfig, backend: { 
     epochs: r.epochs,
     backend: backend.name,
     backendDetail: backend.line,
+    /** Data-parallel training threads, each with its own back end. */
+    workers: r.workers,
     run: c.name,
     runDir: r.runDir,
     preset: c.preset,
@@ -67,7 +69,7 @@ export type PretrainReport = ReturnType<typeof pretrainReport>;
 export function pretrainTable(r: PretrainReport): string {
   const f = (x: unknown) => (typeof x === 'number' ? x.toFixed(4) : '-');
   const rows: TableRow[] = [
-    ['backend', r.backend],
+    ['backend', `${r.backend} x ${r.workers} worker${r.workers > 1 ? 's' : ''}`],
     ['run', r.runDir],
     ['parameters', r.parameters],
     ['records in / trained / rejected', `${r.in} / ${r.written} / ${r.rejected}`],

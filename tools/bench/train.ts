@@ -187,7 +187,7 @@ async function runOurs(preset: PresetName, workers: number, threads: number): Pr
   while (accumulate < BATCH && !fits(BATCH / accumulate)) accumulate *= 2;
   const data = await sampleBatches(tokenizer, (WARMUP + STEPS) * accumulate, BATCH / accumulate);
   const times = threads > 1 ? await threadedSteps(config, data, threads, accumulate) : await poolSteps(config, data, workers, accumulate);
-  const per = (f: (b: Batch) => number) => data.reduce((a, b) => a + f(b), 0) / (data.length * BATCH);
+  const per = (f: (b: Batch) => number) => data.reduce((a, b) => a + f(b), 0) / data.reduce((n, b) => n + b.shape.batchSize, 0);
   const count = (xs: Int32Array, p: (x: number) => boolean) => xs.reduce((a, x) => a + (p(x) ? 1 : 0), 0);
   return {
     preset,

@@ -50,7 +50,10 @@ export { pretrainReport, pretrainTable, type PretrainReport } from './train/repo
 export { lmdbSource, workDirSources, arraySource, LMDB_FILES, type RecordSource } from './train/records.ts';
 
 // ---- Evaluation ----
-export { evaluate, evaluateModel, EvaluateConfigSchema, EVAL_TASKS, type EvaluateConfig, type EvaluateReport, type EvalTaskName } from './eval/evaluate.ts';
+export { evaluate } from './eval/evaluate.ts';
+export { evaluateModel } from './eval/model-run.ts';
+export { EvaluateConfigSchema, EVAL_TASKS, type EvaluateConfig, type EvalTaskName } from './eval/config.ts';
+export type { EvaluateReport } from './eval/report.ts';
 export { addEvaluateCommand } from './eval/command.ts';
 
 // ---- Data path ----

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { buildCompletionSplit, withoutPairs, type KgTables } from '../src/eval/completion.ts';
+import { buildCompletionSplit as buildOverItems, withoutPairs, type CompletionSplitOptions, type KgTables } from '../src/eval/completion.ts';
+import { itemsOf, toArray } from '../src/eval/items.ts';
+import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import { makeRecords } from './eval-fixtures.ts';
+
+/** The split over in-memory records, every item read back. */
+function buildCompletionSplit(kg: KgTables, fit: readonly K3mRecord[], evalSide: readonly K3mRecord[], opts: CompletionSplitOptions) {
+  const s = buildOverItems(kg, itemsOf(fit), itemsOf(evalSide), opts);
+  return { ...s, fitRecords: toArray(s.fitRecords), evalRecords: toArray(s.evalRecords) };
+}
 
 describe('withoutPairs', () => {
   it('removes exactly the named pairs and keeps the text form', () => {

@@ -1,16 +1,33 @@
 import { describe, expect, it } from 'vitest';
+import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import {
-  applyCell,
+  applyCell as applyCellToItems,
   applyView,
-  mixedCorruption,
+  mixedCorruption as mixedCorruptionOfItems,
   CLEAN_CELL,
   CORRUPTION_KINDS,
   corruptionGrid,
   type CorruptionKindName,
   type GridCell,
 } from '../src/eval/grid.ts';
-import { CachedEncoder, recordKey } from '../src/eval/encoder.ts';
+import { CachedEncoder, encodeItems, recordKey } from '../src/eval/encoder.ts';
+import { itemsOf, toArray, type Items } from '../src/eval/items.ts';
 import { FakeEncoder, makeRecords } from './eval-fixtures.ts';
+
+/** The cell over in-memory records, every item read back. */
+function applyCell(records: readonly K3mRecord[], c: GridCell, seed: number) {
+  const out = applyCellToItems(itemsOf(records), c, seed);
+  return { ...out, records: toArray(out.items) };
+}
+const mixedCorruption = (records: readonly K3mRecord[], kinds: readonly CorruptionKindName[], share: number, seed: number) =>
+  toArray(mixedCorruptionOfItems(itemsOf(records), kinds, share, seed));
+
+/** Items over records that count every read. */
+function countingItems(records: readonly K3mRecord[]): Items & { reads: number[] } {
+  const base = itemsOf(records);
+  const reads: number[] = [];
+  return { length: base.length, info: base.info, reads, get: (i) => (reads.push(i), base.get(i)) };
+}
 
 const KINDS = Object.keys(CORRUPTION_KINDS) as CorruptionKindName[];
 const cell = (kind: CorruptionKindName, rate: number): GridCell => ({ id: `${kind}@${rate * 100}`, kind, rate });
@@ -110,6 +127,17 @@ describe('applyCell', () => {
     expect(records.map(recordKey)).toEqual(before);
     expect(() => applyCell(records.slice(0, 1), cell('noisy-title', 1), 1)).toThrow(/at least 2 items/);
   });
+
+  it('reads nothing until an item is asked for, then only that item and its donor', () => {
+    const items = countingItems(records);
+    const out = applyCellToItems(items, cell('noisy-title', 1), 4);
+    expect(items.reads).toEqual([]);
+    const r = out.items.get(6);
+    const donor = out.applied[6]!.noise.title!;
+    expect(items.reads).toEqual([6, donor]);
+    expect(r.caption).toBe(records[donor]!.caption);
+    expect(out.items.info(6)).toEqual({ imageId: records[6]!.imageId, category: records[6]!.category });
+  });
 });
 
 describe('mixedCorruption (the fit side)', () => {
@@ -147,5 +175,17 @@ describe('views and the encoding cache', () => {
     const direct = await fake.encode(records);
     const cached = await enc.encode(records);
     expect(cached.data).toEqual(direct.data);
+  });
+
+  it('encodes items chunk by chunk into the same rows as one call', async () => {
+    const records = makeRecords(10);
+    const items = countingItems(records);
+    const fake = new FakeEncoder();
+    const chunks: number[] = [];
+    const spy = { dim: fake.dim, encode: (rs: readonly K3mRecord[]) => (chunks.push(rs.length), fake.encode(rs)) };
+    const rows = await encodeItems(spy, items, 4);
+    expect(chunks).toEqual([4, 4, 2]);
+    expect(items.reads).toEqual([...records.keys()]);
+    expect(rows.data).toEqual((await new FakeEncoder().encode(records)).data);
   });
 });

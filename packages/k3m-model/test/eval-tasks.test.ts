@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { CachedEncoder } from '../src/eval/encoder.ts';
 import { corruptionGrid } from '../src/eval/grid.ts';
 import { classificationTask, completionTask, retrievalTask, type CompletionSplit, type TaskContext } from '../src/eval/tasks.ts';
+import { itemsOf } from '../src/eval/items.ts';
 import { COLOURS, FakeEncoder, makeRecords } from './eval-fixtures.ts';
 
 const BUDGET = { steps: 150, learningRate: 0.05, weightDecay: 1e-4, batchSize: 0, seed: 1 };
@@ -18,7 +19,7 @@ function ctx(usesKnowledge: boolean, fitCorruption: TaskContext['fitCorruption']
 
 describe('classificationTask', () => {
   const all = makeRecords(60);
-  const split = { fit: all.slice(0, 40), eval: all.slice(40) };
+  const split = { fit: itemsOf(all.slice(0, 40)), eval: itemsOf(all.slice(40)) };
 
   it('scores every cell, and only the knowledge model survives losing title and image', async () => {
     const withK = await classificationTask(ctx(true), split, BUDGET);
@@ -48,7 +49,7 @@ describe('classificationTask', () => {
 describe('retrievalTask', () => {
   it('reports Rank@1/5/10 and mean rank per direction; a blank query falls to chance', async () => {
     const all = makeRecords(80);
-    const split = { fit: all.slice(0, 50), eval: all.slice(50) };
+    const split = { fit: itemsOf(all.slice(0, 50)), eval: itemsOf(all.slice(50)) };
     const opts = { ...BUDGET, steps: 200, learningRate: 0.03, batchSize: 32, dim: 8, temperature: 0.1 };
     const r = await retrievalTask(ctx(false), split, opts);
     const clean = r.cells.clean!;
@@ -73,9 +74,9 @@ describe('completionTask', () => {
     const split: CompletionSplit = {
       numRelations: 1,
       numValues: COLOURS.length,
-      fitRecords: fitR,
+      fitRecords: itemsOf(fitR),
       fitExamples: fitR.map((_, i) => ({ record: i, relation: 0, value: colourOf(i) })),
-      evalRecords: evalR,
+      evalRecords: itemsOf(evalR),
       evalExamples: evalR.map((_, i) => ({ record: i, relation: 0, value: colourOf(32 + i), alsoTrue: new Set([(colourOf(32 + i) + 1) % 4]) })),
     };
     const r = await completionTask(ctx(true), split, { ...BUDGET, hidden: 16 });

@@ -6,7 +6,9 @@ import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { addCommonOptions, floatArg, formatTable, intArg, loadConfig, printReport, resolveCommon, UsageError, type TableRow } from '@k3m-kit/core';
 import { CORRUPTION_KINDS } from './grid.ts';
-import { EVAL_TASKS, EvaluateConfigSchema, evaluate, type EvaluateReport } from './evaluate.ts';
+import { EVAL_TASKS, EvaluateConfigSchema } from './config.ts';
+import { evaluate } from './evaluate.ts';
+import type { EvaluateReport } from './report.ts';
 
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 

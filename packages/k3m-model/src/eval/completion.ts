@@ -12,9 +12,11 @@
  * - fit questions: up to `hidePerItem` training pairs per fit item (seeded), also removed from
  *   the knowledge the item is shown with.
  */
-import type { K3mRecord } from '@k3m-kit/lmdb-writer';
-import { formatPv, parsePv, type Pair } from '@k3m-kit/kg-triples';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ENTITY_FILE, RELATION_FILE, TEST_FILE, TRAIN_FILE, VALID_FILE, formatPv, parsePv, readTriples2id, readVocab, type Pair } from '@k3m-kit/kg-triples';
 import { Rng } from '@k3m-kit/core';
+import { mapItems, type Items } from './items.ts';
 import type { CompletionExample, CompletionSplit } from './tasks.ts';
 
 /** The OpenKE files as read: names by id and `[head, tail, relation]` triples. */
@@ -24,6 +26,24 @@ export interface KgTables {
   train: readonly (readonly [number, number, number])[];
   valid: readonly (readonly [number, number, number])[];
   test: readonly (readonly [number, number, number])[];
+}
+
+/** Reads kg-triples' OpenKE files from `kgDir`; undefined when any of them is missing. */
+export async function readKgTables(kgDir: string): Promise<KgTables | undefined> {
+  const files = [ENTITY_FILE, RELATION_FILE, TRAIN_FILE, VALID_FILE, TEST_FILE].map((f) => join(kgDir, f));
+  if (!files.every(existsSync)) return undefined;
+  const triples = async (p: string) => {
+    const out: [number, number, number][] = [];
+    for await (const t of readTriples2id(p)) out.push(t);
+    return out;
+  };
+  return {
+    entities: await readVocab(files[0]!),
+    relations: await readVocab(files[1]!),
+    train: await triples(files[2]!),
+    valid: await triples(files[3]!),
+    test: await triples(files[4]!),
+  };
 }
 
 export interface CompletionSplitOptions {
@@ -49,13 +69,14 @@ export function withoutPairs(pv: string, drop: readonly Pair[]): string {
 }
 
 /**
- * The fit and evaluation records as every task sees them, with the questions about them.
- * Deterministic for a given seed; records keep their order.
+ * The fit and evaluation items as every task sees them (each shown without the pairs asked or
+ * held out, applied when its record is read), with the questions about them. Deterministic for
+ * a given seed; items keep their order.
  */
 export function buildCompletionSplit(
   kg: KgTables,
-  fit: readonly K3mRecord[],
-  evalSide: readonly K3mRecord[],
+  fit: Items,
+  evalSide: Items,
   opts: CompletionSplitOptions,
 ): BuiltCompletionSplit {
   const valueIndex = new Map<number, number>();
@@ -86,31 +107,37 @@ export function buildCompletionSplit(
   const trueValues = (item: string, relation: number) =>
     new Set([...(train.get(item) ?? []), ...(heldOut.get(item) ?? [])].filter((q) => q.relation === relation).map((q) => q.value));
   const pairOf = (q: Q): Pair => ({ p: kg.relations[q.relation]!, v: values[q.value]! });
+  const ids = (items: Items) => Array.from({ length: items.length }, (_, i) => items.info(i).imageId);
+  const fitIds = ids(fit);
+  const evalIds = ids(evalSide);
   let unusedHeldOut = 0;
-  const seen = new Set([...fit, ...evalSide].map((r) => r.imageId));
+  const seen = new Set([...fitIds, ...evalIds]);
   for (const [item, qs] of heldOut) if (!seen.has(item)) unusedHeldOut += qs.length;
+  // The pairs each item is shown without, applied when its record is read.
+  const hiddenFrom = (items: Items, drop: Pair[][]) => mapItems(items, (r, i) => (drop[i]!.length ? { ...r, pv: withoutPairs(r.pv, drop[i]!) } : r));
 
-  const evalRecords: K3mRecord[] = [];
+  const evalDrop: Pair[][] = [];
   const evalExamples: CompletionExample[] = [];
-  evalSide.forEach((rec, record) => {
-    const qs = heldOut.get(rec.imageId) ?? [];
-    evalRecords.push(qs.length ? { ...rec, pv: withoutPairs(rec.pv, qs.map(pairOf)) } : rec);
+  evalIds.forEach((id, record) => {
+    const qs = heldOut.get(id) ?? [];
+    evalDrop.push(qs.map(pairOf));
     for (const q of qs) {
-      const also = trueValues(rec.imageId, q.relation);
+      const also = trueValues(id, q.relation);
       also.delete(q.value);
       evalExamples.push({ record, relation: q.relation, value: q.value, alsoTrue: also });
     }
   });
 
-  const fitRecords: K3mRecord[] = [];
+  const fitDrop: Pair[][] = [];
   const fitExamples: CompletionExample[] = [];
-  fit.forEach((rec, record) => {
-    const hidden = Rng.from(opts.seed, 'completion-hide', rec.imageId)
-      .shuffle([...(train.get(rec.imageId) ?? [])])
+  fitIds.forEach((id, record) => {
+    const hidden = Rng.from(opts.seed, 'completion-hide', id)
+      .shuffle([...(train.get(id) ?? [])])
       .slice(0, opts.hidePerItem);
-    const drop = [...(heldOut.get(rec.imageId) ?? []), ...hidden];
-    fitRecords.push(drop.length ? { ...rec, pv: withoutPairs(rec.pv, drop.map(pairOf)) } : rec);
+    fitDrop.push([...(heldOut.get(id) ?? []), ...hidden].map(pairOf));
     for (const q of hidden) fitExamples.push({ record, relation: q.relation, value: q.value });
   });
+  const fitRecords = hiddenFrom(fit, fitDrop);
+  const evalRecords = hiddenFrom(evalSide, evalDrop);
   return { numRelations: kg.relations.length, numValues: values.length, values, fitRecords, fitExamples, evalRecords, evalExamples, unusedHeldOut };
 }

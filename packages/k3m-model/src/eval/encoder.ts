@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
+import type { Items } from './items.ts';
 import type { Matrix } from './probe.ts';
 
 /** A frozen model seen as a function from records to feature rows. */
@@ -72,4 +73,25 @@ export class CachedEncoder implements RepresentationEncoder {
     keys.forEach((k, i) => data.set(this.rows.get(k)!, i * this.dim));
     return { data, rows: records.length, cols: this.dim };
   }
+}
+
+/** Records read and encoded at a time: the most records {@link encodeItems} holds. */
+export const ENCODE_CHUNK = 32;
+
+/**
+ * Feature rows of every item, in order, reading and encoding `chunk` records at a time, so only
+ * the rows are kept, never the records.
+ */
+export async function encodeItems(encoder: RepresentationEncoder, items: Items, chunk = ENCODE_CHUNK): Promise<Matrix> {
+  const data = new Float32Array(items.length * encoder.dim);
+  for (let at = 0; at < items.length; at += chunk) {
+    const records: K3mRecord[] = [];
+    for (let i = at; i < Math.min(at + chunk, items.length); i++) records.push(items.get(i));
+    const m = await encoder.encode(records);
+    if (m.rows !== records.length || m.cols !== encoder.dim) {
+      throw new Error(`encoder returned ${m.rows}x${m.cols} for ${records.length} records of width ${encoder.dim}`);
+    }
+    data.set(m.data, at * encoder.dim);
+  }
+  return { data, rows: items.length, cols: encoder.dim };
 }

@@ -18,6 +18,7 @@
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import { Rng } from '@k3m-kit/core';
 import { derangement, selectExact, withModalityOf, withoutModality, type ItemCorruption, type Modality } from '../data/corrupt.ts';
+import { mapItems, type Items } from './items.ts';
 
 export interface CorruptionKind {
   /** What happens to the selected modalities. */
@@ -67,68 +68,65 @@ export function corruptionGrid(
 }
 
 export interface CorruptedSet {
-  records: K3mRecord[];
+  /** The items as the cell shows them (corrupted when read). */
+  items: Items;
   /** Indices of the items that were corrupted, ascending. */
   corrupted: number[];
   /** Per item, what happened to it (`null` = untouched), as the data path reports it. */
   applied: (ItemCorruption | null)[];
 }
 
-/**
- * Applies one grid cell to `records` (the evaluation side of a task). The same (records, cell,
- * seed) always give the same result; the input array and records are not modified.
- */
-export function applyCell(records: readonly K3mRecord[], cell: GridCell, seed: number): CorruptedSet {
-  const applied: (ItemCorruption | null)[] = records.map(() => null);
-  if (cell.kind === 'clean' || cell.rate === 0 || records.length === 0) return { records: [...records], corrupted: [], applied };
-  const kind: CorruptionKind = CORRUPTION_KINDS[cell.kind];
-  const corrupted = selectExact(records.length, cell.rate, Rng.from(seed, 'eval-corruption', cell.kind, 'select'));
-  const donors: Partial<Record<Modality, Int32Array>> = {};
-  if (kind.effect === 'noise') {
-    for (const m of kind.modalities) donors[m] = derangement(records.length, Rng.from(seed, 'eval-corruption', cell.kind, 'donor', m));
-  }
-  const out = [...records];
-  for (const i of corrupted) {
-    let r = out[i]!;
-    const item: ItemCorruption = { missing: [], noise: {} };
-    for (const m of kind.modalities) {
-      if (kind.effect === 'missing') {
-        r = withoutModality(r, m);
-        item.missing.push(m);
-      } else {
-        r = withModalityOf(r, m, records[donors[m]![i]!]!);
-        item.noise[m] = donors[m]![i]!;
-      }
-    }
-    out[i] = r;
-    applied[i] = item;
-  }
-  return { records: out, corrupted, applied };
+/** The record `r` of item `i` with `kind` done to it; noise comes from the donor's uncorrupted record. */
+function corruptOne(items: Items, i: number, r: K3mRecord, kind: CorruptionKind, donors: Partial<Record<Modality, Int32Array>>): K3mRecord {
+  let out = r;
+  for (const m of kind.modalities) out = kind.effect === 'missing' ? withoutModality(out, m) : withModalityOf(out, m, items.get(donors[m]![i]!));
+  return out;
 }
 
 /**
- * The records with a seeded `share` of them corrupted, the kinds dealt out round-robin over those
- * (each kind hits about share * n / kinds items; noise donors come from all records). Used for
+ * Applies one grid cell to `items` (the evaluation side of a task). The same (items, cell,
+ * seed) always give the same result; nothing is read until a corrupted item is.
+ */
+export function applyCell(items: Items, cell: GridCell, seed: number): CorruptedSet {
+  const n = items.length;
+  const applied: (ItemCorruption | null)[] = Array.from({ length: n }, () => null);
+  if (cell.kind === 'clean' || cell.rate === 0 || n === 0) return { items, corrupted: [], applied };
+  const kind: CorruptionKind = CORRUPTION_KINDS[cell.kind];
+  const corrupted = selectExact(n, cell.rate, Rng.from(seed, 'eval-corruption', cell.kind, 'select'));
+  const donors: Partial<Record<Modality, Int32Array>> = {};
+  if (kind.effect === 'noise') {
+    for (const m of kind.modalities) donors[m] = derangement(n, Rng.from(seed, 'eval-corruption', cell.kind, 'donor', m));
+  }
+  for (const i of corrupted) {
+    const item: ItemCorruption = { missing: [], noise: {} };
+    for (const m of kind.modalities) {
+      if (kind.effect === 'missing') item.missing.push(m);
+      else item.noise[m] = donors[m]![i]!;
+    }
+    applied[i] = item;
+  }
+  return { items: mapItems(items, (r, i) => (applied[i] ? corruptOne(items, i, r, kind, donors) : r)), corrupted, applied };
+}
+
+/**
+ * The items with a seeded `share` of them corrupted, the kinds dealt out round-robin over those
+ * (each kind hits about share * n / kinds items; noise donors come from all items). Used for
  * the side the probes are fitted on, so a probe does not learn to lean on features that only
  * clean inputs have, at no extra encoding cost.
  */
-export function mixedCorruption(records: readonly K3mRecord[], kinds: readonly CorruptionKindName[], share: number, seed: number): K3mRecord[] {
-  if (kinds.length === 0 || records.length < 2 || share <= 0) return [...records];
-  const chosen = selectExact(records.length, share, Rng.from(seed, 'fit-corruption', 'select'));
+export function mixedCorruption(items: Items, kinds: readonly CorruptionKindName[], share: number, seed: number): Items {
+  const n = items.length;
+  if (kinds.length === 0 || n < 2 || share <= 0) return items;
+  const chosen = selectExact(n, share, Rng.from(seed, 'fit-corruption', 'select'));
   const order = Rng.from(seed, 'fit-corruption', 'deal').shuffle(chosen);
   const donors = {
-    title: derangement(records.length, Rng.from(seed, 'fit-corruption', 'donor', 'title')),
-    image: derangement(records.length, Rng.from(seed, 'fit-corruption', 'donor', 'image')),
-    knowledge: derangement(records.length, Rng.from(seed, 'fit-corruption', 'donor', 'knowledge')),
+    title: derangement(n, Rng.from(seed, 'fit-corruption', 'donor', 'title')),
+    image: derangement(n, Rng.from(seed, 'fit-corruption', 'donor', 'image')),
+    knowledge: derangement(n, Rng.from(seed, 'fit-corruption', 'donor', 'knowledge')),
   };
-  const out = [...records];
-  order.forEach((i, pos) => {
-    const kind: CorruptionKind = CORRUPTION_KINDS[kinds[pos % kinds.length]!];
-    let r = out[i]!;
-    for (const m of kind.modalities) r = kind.effect === 'missing' ? withoutModality(r, m) : withModalityOf(r, m, records[donors[m][i]!]!);
-    out[i] = r;
-  });
-  return out;
+  const kindOf: (CorruptionKind | undefined)[] = new Array(n);
+  order.forEach((i, pos) => (kindOf[i] = CORRUPTION_KINDS[kinds[pos % kinds.length]!]));
+  return mapItems(items, (r, i) => (kindOf[i] ? corruptOne(items, i, r, kindOf[i], donors) : r));
 }
 
 /** Which modalities the model is shown; the others are blanked as missing. */

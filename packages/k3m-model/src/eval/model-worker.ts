@@ -1,9 +1,9 @@
 /**
- * @file The child process of a two-process evaluation: reads `{config, role}` as JSON on stdin,
- * evaluates that one model ({@link evaluateModel}) and writes its outcome as one JSON line on
- * stdout. Started by `evaluate` with the tsx loader.
+ * @file The child process of a two-process evaluation (workers.ts): reads `{config, role}` as
+ * JSON on stdin, evaluates that one model ({@link evaluateModel}) and writes its outcome as one
+ * JSON line on stdout.
  */
-import { evaluateModel } from './evaluate.ts';
+import { evaluateModel } from './model-run.ts';
 
 let input = '';
 process.stdin.setEncoding('utf8');

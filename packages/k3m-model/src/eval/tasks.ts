@@ -20,9 +20,9 @@
  * A model pretrained without knowledge is never shown knowledge (its views hide it), so its
  * missing-knowledge rows equal its clean row by construction.
  */
-import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import { applyCell, applyView, CORRUPTION_KINDS, FULL_VIEW, mixedCorruption, type CorruptionKindName, type GridCell, type View } from './grid.ts';
-import type { RepresentationEncoder } from './encoder.ts';
+import { encodeItems, type RepresentationEncoder } from './encoder.ts';
+import { mapItems, type Items } from './items.ts';
 import { accuracy, macroF1, rankMetrics, retrievalMetrics, type RankMetrics } from './metrics.ts';
 import {
   fitStandardizer,
@@ -65,23 +65,25 @@ export function modelView(view: View, usesKnowledge: boolean): View {
 }
 
 /**
- * The fit side: the records with a share of them corrupted (same order and count). `missingOnly`
+ * The fit side: the items with a share of them corrupted (same order and count). `missingOnly`
  * keeps only the missing kinds: a noisy item is a mismatched text/image pair, which a contrastive
  * fit would learn as a positive.
  */
-function fitSide(ctx: TaskContext, records: readonly K3mRecord[], missingOnly = false): K3mRecord[] {
+function fitSide(ctx: TaskContext, items: Items, missingOnly = false): Items {
   const kinds = missingOnly ? ctx.fitCorruption.filter((k) => CORRUPTION_KINDS[k].effect === 'missing') : ctx.fitCorruption;
-  return mixedCorruption(records, kinds, ctx.fitCorruptionShare, ctx.seed);
+  return mixedCorruption(items, kinds, ctx.fitCorruptionShare, ctx.seed);
 }
 
-async function encodeView(ctx: TaskContext, records: readonly K3mRecord[], view: View): Promise<Matrix> {
+/** The feature rows of the items as `view` shows them to this model, encoded chunk by chunk. */
+export async function encodeView(ctx: TaskContext, items: Items, view: View): Promise<Matrix> {
   const v = modelView(view, ctx.usesKnowledge);
-  return ctx.encoder.encode(records.map((r) => applyView(r, v)));
+  return encodeItems(ctx.encoder, mapItems(items, (r) => applyView(r, v)));
 }
 
-export interface ClassificationSplit {
-  fit: readonly K3mRecord[];
-  eval: readonly K3mRecord[];
+/** The fit side (probes) and the evaluation side (scored under every cell) of a task. */
+export interface ItemsSplit {
+  fit: Items;
+  eval: Items;
 }
 
 export interface TaskResult {
@@ -92,20 +94,21 @@ export interface TaskResult {
 }
 
 /** Item classification: accuracy and macro-F1 of a softmax probe on the category field. */
-export async function classificationTask(ctx: TaskContext, split: ClassificationSplit, budget: ProbeBudget): Promise<TaskResult> {
-  const classes = [...new Set(split.fit.map((r) => r.category))].sort();
+export async function classificationTask(ctx: TaskContext, split: ItemsSplit, budget: ProbeBudget): Promise<TaskResult> {
+  const categories = (items: Items) => Array.from({ length: items.length }, (_, i) => items.info(i).category);
+  const fitLabels = categories(split.fit);
+  const classes = [...new Set(fitLabels)].sort();
   const index = new Map(classes.map((c, i) => [c, i]));
-  const fitRecords = fitSide(ctx, split.fit);
-  const fitX = await encodeView(ctx, fitRecords, FULL_VIEW);
+  const fitX = await encodeView(ctx, fitSide(ctx, split.fit), FULL_VIEW);
   const std = fitStandardizer(fitX);
-  const labels = Int32Array.from(fitRecords, (r) => index.get(r.category)!);
+  const labels = Int32Array.from(fitLabels, (c) => index.get(c)!);
   const clf = trainSoftmaxProbe(standardize(fitX, std), labels, classes.length, budget);
-  const truth = split.eval.map((r) => r.category);
+  const truth = categories(split.eval);
   const cells: Record<string, CellMetrics> = {};
   try {
     for (const cell of ctx.cells) {
-      const { records } = applyCell(split.eval, cell, ctx.seed);
-      const pred = [...clf.predict(standardize(await encodeView(ctx, records, FULL_VIEW), std))].map((k) => classes[k]!);
+      const { items } = applyCell(split.eval, cell, ctx.seed);
+      const pred = [...clf.predict(standardize(await encodeView(ctx, items, FULL_VIEW), std))].map((k) => classes[k]!);
       cells[cell.id] = { accuracy: accuracy(pred, truth), macroF1: macroF1(pred, truth) };
       ctx.onCell?.();
     }
@@ -133,19 +136,19 @@ function rankCells(m: RankMetrics, prefix: string): CellMetrics {
  * Rank@1/5/10 and mean rank for title->image and image->title, after a projection of the text
  * and image sides into one space trained on the fit side.
  */
-export async function retrievalTask(ctx: TaskContext, split: ClassificationSplit, opts: ProjectionOptions): Promise<TaskResult> {
-  const fitRecords = fitSide(ctx, split.fit, true);
-  const t = await encodeView(ctx, fitRecords, RETRIEVAL_SIDES.text);
-  const i = await encodeView(ctx, fitRecords, RETRIEVAL_SIDES.image);
+export async function retrievalTask(ctx: TaskContext, split: ItemsSplit, opts: ProjectionOptions): Promise<TaskResult> {
+  const fitItems = fitSide(ctx, split.fit, true);
+  const t = await encodeView(ctx, fitItems, RETRIEVAL_SIDES.text);
+  const i = await encodeView(ctx, fitItems, RETRIEVAL_SIDES.image);
   const ts = fitStandardizer(t);
   const is = fitStandardizer(i);
   const proj = trainPairProjection(standardize(t, ts), standardize(i, is), opts);
   const cells: Record<string, CellMetrics> = {};
   try {
     for (const cell of ctx.cells) {
-      const { records } = applyCell(split.eval, cell, ctx.seed);
-      const pt = proj.projectQuery(standardize(await encodeView(ctx, records, RETRIEVAL_SIDES.text), ts));
-      const pi = proj.projectGallery(standardize(await encodeView(ctx, records, RETRIEVAL_SIDES.image), is));
+      const { items } = applyCell(split.eval, cell, ctx.seed);
+      const pt = proj.projectQuery(standardize(await encodeView(ctx, items, RETRIEVAL_SIDES.text), ts));
+      const pi = proj.projectGallery(standardize(await encodeView(ctx, items, RETRIEVAL_SIDES.image), is));
       const identity = [...Array(pt.rows).keys()];
       cells[cell.id] = {
         ...rankCells(retrievalMetrics(similarity(pt, pi), pt.rows, pi.rows, identity, RANK_KS), 'title-to-image.'),
@@ -172,17 +175,16 @@ export interface CompletionExample {
 export interface CompletionSplit {
   numRelations: number;
   numValues: number;
-  /** Records with the pairs asked about already removed from their knowledge (see completion.ts). */
-  fitRecords: readonly K3mRecord[];
+  /** Items with the pairs asked about already removed from their knowledge (see completion.ts). */
+  fitRecords: Items;
   fitExamples: readonly CompletionExample[];
-  evalRecords: readonly K3mRecord[];
+  evalRecords: Items;
   evalExamples: readonly CompletionExample[];
 }
 
 /** Knowledge completion: Hits@1/10 (filtered) over the value vocabulary, and mean rank. */
 export async function completionTask(ctx: TaskContext, split: CompletionSplit, opts: ConditionalProbeOptions): Promise<TaskResult> {
-  const fitRecords = fitSide(ctx, split.fitRecords);
-  const fitX = await encodeView(ctx, fitRecords, FULL_VIEW);
+  const fitX = await encodeView(ctx, fitSide(ctx, split.fitRecords), FULL_VIEW);
   const std = fitStandardizer(fitX);
   const fitExamples = split.fitExamples;
   const rows = (x: Matrix, ex: readonly CompletionExample[]): Matrix => {
@@ -202,8 +204,8 @@ export async function completionTask(ctx: TaskContext, split: CompletionSplit, o
   const cells: Record<string, CellMetrics> = {};
   try {
     for (const cell of ctx.cells) {
-      const { records } = applyCell(split.evalRecords, cell, ctx.seed);
-      const x = standardize(rows(await encodeView(ctx, records, FULL_VIEW), split.evalExamples), std);
+      const { items } = applyCell(split.evalRecords, cell, ctx.seed);
+      const x = standardize(rows(await encodeView(ctx, items, FULL_VIEW), split.evalExamples), std);
       const s = probe.scores(x, rel(split.evalExamples));
       const scoreRows = split.evalExamples.map((_, i) => s.subarray(i * split.numValues, (i + 1) * split.numValues));
       const m = rankMetrics(scoreRows, split.evalExamples.map((e) => e.value), [1, 10], {

@@ -1,0 +1,164 @@
+/**
+ * @file What both models are evaluated on, computed the same way in every process: the records
+ * streamed from the work directory's LMDBs (records.ts), the one split (split.ts), the
+ * knowledge-completion questions (completion.ts), the instance-retrieval queries and gallery,
+ * the tasks that have data, the grid and the probe budgets.
+ *
+ * With kg-triples' files present, every item is shown without its held-out knowledge pairs and
+ * the completion questions are made on the same items, so one encoding of an item serves
+ * classification and completion alike.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { UsageError } from '@k3m-kit/core';
+import { RecordReader } from '@k3m-kit/lmdb-writer';
+import { resolvePreprocessOptions } from '../data/preprocess.ts';
+import { LMDB_FILES } from '../train/records.ts';
+import { buildCompletionSplit, readKgTables, type BuiltCompletionSplit } from './completion.ts';
+import { EVAL_TASKS, type EvalTaskName, type ResolvedEvaluateConfig } from './config.ts';
+import { corruptionGrid, type CorruptionKindName, type GridCell } from './grid.ts';
+import type { InstanceSplit } from './instance-retrieval.ts';
+import { infosOf, subsetItems, type Items } from './items.ts';
+import type { ConditionalProbeOptions, ProbeBudget, ProjectionOptions } from './probe.ts';
+import { lmdbItems, scanLmdb } from './records.ts';
+import type { ModelKey } from './results.ts';
+import { idsDigest, splitItems } from './split.ts';
+
+export interface EvaluationPlan {
+  c: ResolvedEvaluateConfig;
+  runDirs: Record<ModelKey, string>;
+  evalDir: string;
+  /** Fit-side items as every task sees them (held-out knowledge pairs hidden). */
+  fit: Items;
+  evalItems: Items;
+  completion?: BuiltCompletionSplit;
+  instance?: InstanceSplit;
+  tasks: EvalTaskName[];
+  cells: GridCell[];
+  budgets: {
+    classifier: ProbeBudget;
+    projection: ProjectionOptions;
+    completion: ConditionalProbeOptions;
+    fitCorruption: { kinds: CorruptionKindName[]; share: number };
+  };
+  /** How the items were chosen, for results.json. */
+  splits: Record<string, unknown>;
+  /** Records read (counted as they streamed), usable, and rejected by reason. */
+  counts: { in: number; usable: number; rejectedByReason: Record<string, number> };
+  /** Closes the LMDBs the items read from. */
+  close(): void;
+}
+
+/** The instance split: queries = evaluation items with instance labels, gallery = fit items showing one product. */
+function instanceSplit(fit: Items, evalItems: Items): InstanceSplit | undefined {
+  const positions = (items: Items, keep: (n: number) => boolean) =>
+    [...Array(items.length).keys()].filter((i) => keep(items.info(i).instanceLabels?.length ?? 0));
+  const queries = positions(evalItems, (n) => n >= 1);
+  const gallery = positions(fit, (n) => n === 1);
+  if (queries.length === 0 || gallery.length === 0) return undefined;
+  return { queries: subsetItems(evalItems, queries), gallery: subsetItems(fit, gallery) };
+}
+
+/**
+ * Streams the work directory's LMDBs and builds the plan. Tasks without data are left out when
+ * the config names none, refused when it names them.
+ */
+export async function planEvaluation(c: ResolvedEvaluateConfig): Promise<EvaluationPlan> {
+  const runDirs: Record<ModelKey, string> = {
+    'with-knowledge': join(c.workDir, 'runs', c.run),
+    'without-knowledge': join(c.workDir, 'runs', c.baseline),
+  };
+  const evalDir = c.outDir ?? join(runDirs['with-knowledge'], 'eval');
+
+  const validPath = join(c.workDir, LMDB_FILES.validation);
+  const train = RecordReader.open(join(c.workDir, LMDB_FILES.train));
+  const valid = existsSync(validPath) ? RecordReader.open(validPath) : undefined;
+  const close = () => {
+    train.close();
+    valid?.close();
+  };
+  try {
+    // Records the model cannot read (sizes that disagree with the first record's) are rejected, as pretraining does.
+    const first = train.length > 0 ? train.get(0) : undefined;
+    const dims = resolvePreprocessOptions({ featureDim: first?.featureDim, numClasses: first?.numClasses });
+    const rejectedByReason: Record<string, number> = {};
+    const trainScan = scanLmdb(train, dims, rejectedByReason);
+    const validScan = valid && scanLmdb(valid, dims, rejectedByReason);
+    const split = splitItems(trainScan.usable, validScan?.usable, { seed: c.seed, maxFit: c.maxFitItems, maxEval: c.maxEvalItems });
+    const fitBase = lmdbItems(train, split.fit.positions);
+    const evalBase = lmdbItems(split.eval.source === 'validation' ? valid! : train, split.eval.positions);
+    if (fitBase.length < 2 || evalBase.length < 2) {
+      throw new Error(`evaluation needs at least 2 fit and 2 evaluation items, got ${fitBase.length} and ${evalBase.length} (${split.description})`);
+    }
+
+    const kg = await readKgTables(join(c.workDir, 'kg'));
+    const completion = kg ? buildCompletionSplit(kg, fitBase, evalBase, { seed: c.seed, hidePerItem: 2 }) : undefined;
+    const fit = completion?.fitRecords ?? fitBase;
+    const evalItems = completion?.evalRecords ?? evalBase;
+    const instance = instanceSplit(fit, evalItems);
+
+    const missing: Partial<Record<EvalTaskName, string>> = {
+      completion: !completion
+        ? `no kg-triples OpenKE files in ${join(c.workDir, 'kg')} (run kg-triples build)`
+        : completion.evalExamples.length === 0 || completion.fitExamples.length === 0
+          ? 'the knowledge graph holds no questions about the fit or evaluation items'
+          : undefined,
+      'instance-retrieval': instance ? undefined : 'no evaluation item carries instance labels, or no fit item shows exactly one product',
+    };
+    for (const t of c.tasks ?? []) if (missing[t]) throw new UsageError(`--tasks ${t}: ${missing[t]}`);
+    const tasks = (c.tasks ?? (Object.keys(EVAL_TASKS) as EvalTaskName[])).filter((t) => !missing[t]);
+
+    const fitInfo = infosOf(fit);
+    const evalInfo = infosOf(evalItems);
+    const splits = {
+      items: {
+        source: split.description,
+        seed: c.seed,
+        fit: { items: fit.length, of: split.fit.of, idsSha1: idsDigest(fitInfo.map((r) => r.imageId)) },
+        eval: { items: evalItems.length, of: split.eval.of, idsSha1: idsDigest(evalInfo.map((r) => r.imageId)) },
+      },
+      completion: completion
+        ? {
+            source: 'questions: kg/valid2id.txt + test2id.txt triples of the evaluation items (fit: up to 2 hidden training pairs per fit item); every item shown without its held-out pairs',
+            valueVocabulary: completion.numValues,
+            relations: completion.numRelations,
+            fitQuestions: completion.fitExamples.length,
+            evalQuestions: completion.evalExamples.length,
+            heldOutTriplesOfOtherItems: completion.unusedHeldOut,
+          }
+        : { skipped: 'kg/ OpenKE files not found' },
+      instance: instance
+        ? {
+            source: 'queries: evaluation items with instance labels; gallery: fit items showing exactly one product',
+            queries: instance.queries.length,
+            gallery: instance.gallery.length,
+            multiProductQueries: infosOf(instance.queries).filter((i) => i.instanceLabels!.length > 1).length,
+          }
+        : { skipped: missing['instance-retrieval'] },
+    };
+    const budget = { steps: c.probeSteps, learningRate: c.probeLr, weightDecay: c.probeWeightDecay, batchSize: c.probeBatch, seed: c.seed };
+    return {
+      c,
+      runDirs,
+      evalDir,
+      fit,
+      evalItems,
+      completion,
+      instance,
+      tasks,
+      cells: corruptionGrid(c.kinds, c.rates),
+      budgets: {
+        classifier: budget,
+        projection: { ...budget, dim: c.projectionDim, temperature: 0.1 },
+        completion: { ...budget, hidden: 128 },
+        fitCorruption: { kinds: c.fitCorruption > 0 ? c.kinds : [], share: c.fitCorruption },
+      },
+      splits,
+      counts: { in: trainScan.read + (validScan?.read ?? 0), usable: trainScan.usable.length + (validScan?.usable.length ?? 0), rejectedByReason },
+      close,
+    };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}

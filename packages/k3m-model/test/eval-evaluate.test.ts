@@ -80,6 +80,7 @@ describe('evaluate', () => {
     expect(results.splits).toMatchObject({
       items: { fit: { items: 40 }, eval: { items: 20 } },
       completion: { evalQuestions: 4, fitQuestions: 11, valueVocabulary: 4 },
+      instance: { skipped: 'no evaluation item carries instance labels, or no fit item shows exactly one product' },
     });
     expect(results.chance['title-to-image.rank@10']).toBeCloseTo(0.5, 12);
     // The model without knowledge cannot tell anything once title and image are gone.
@@ -100,6 +101,23 @@ describe('evaluate', () => {
     const split = JSON.parse(readFileSync(join(evalDir, 'split.json'), 'utf8'));
     expect(split.eval).toHaveLength(20);
     expect(existsSync(join(work, 'reports', 'k3m-model-evaluate.json'))).toBe(true);
+  });
+
+  it('refuses a task named without its data, naming it', async () => {
+    const opener = async () => ({ encoder: new FakeEncoder(), modalities: ['title', 'image'] as const });
+    await expect(evaluate({ workDir: work, tasks: ['instance-retrieval'], kinds: [], backend: 'cpu', quiet: true }, opener)).rejects.toThrow(
+      /^--tasks instance-retrieval: no evaluation item carries instance labels/,
+    );
+    const noKg = mkdtempSync(join(tmpdir(), 'k3m-eval-nokg-'));
+    try {
+      const all = makeRecords(10);
+      writeLmdb(join(noKg, LMDB_FILES.train), all);
+      await expect(evaluate({ workDir: noKg, tasks: ['classification', 'completion'], kinds: [], backend: 'cpu', quiet: true }, opener)).rejects.toThrow(
+        /^--tasks completion: no kg-triples OpenKE files in .*kg \(run kg-triples build\)$/,
+      );
+    } finally {
+      rmSync(noKg, { recursive: true, force: true });
+    }
   });
 
   it('refuses a baseline that was pretrained with knowledge', async () => {

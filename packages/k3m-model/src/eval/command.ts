@@ -22,6 +22,7 @@ function ratesArg(v: string): number[] {
 }
 
 const CliSchema = EvaluateConfigSchema.extend({
+  task: EvaluateConfigSchema.shape.tasks,
   config: z.string().optional(),
   shard: z.string().optional(),
   numShards: z.number().int().positive().optional(),
@@ -44,6 +45,7 @@ export function evaluateTable(r: EvaluateReport): string {
     ['clean', 'title-to-image.rank@10'],
     ['noisy-title-image@100', 'title-to-image.rank@10'],
     ['clean', 'completion.hits@10'],
+    ['clean', 'instance.mAP@10'],
   ] as const) {
     const c = r.results.cells.find((x) => x.id === cell);
     if (!c || c.values['with-knowledge'][metric] === undefined) continue;
@@ -62,14 +64,17 @@ export function addEvaluateCommand(program: Command): Command {
     program
       .command('evaluate')
       .description(
-        'robustness table: item classification, cross-modal retrieval and knowledge completion under missing/noisy title, image and knowledge, for the model pretrained with knowledge (--run) and without it (--baseline); writes runs/<run>/eval/',
+        'robustness table: item classification, cross-modal retrieval, knowledge completion and instance-level retrieval under missing/noisy title, image and knowledge, for the model pretrained with knowledge (--run) and without it (--baseline); writes runs/<run>/eval/',
       ),
   )
     .option('--run <name>', 'run pretrained with knowledge (runs/<name>/); results go to runs/<name>/eval/', 'k3m-small')
     .option('--baseline <name>', 'run pretrained with --modalities title,image, same budget and seed', 'k3m-small-noknow')
     .option('--out-dir <dir>', 'where results go (default: <work-dir>/runs/<run>/eval)')
     .addOption(new Option('--seed <n>', 'seed of every split, corruption and probe').argParser(intArg('--seed')).default(42))
-    .addOption(new Option('--tasks <list>', `comma-separated: ${Object.keys(EVAL_TASKS).join(', ')}`).argParser(list))
+    .addOption(
+      new Option('--tasks <list>', `comma-separated: ${Object.keys(EVAL_TASKS).join(', ')} (default: every task the work directory has data for)`).argParser(list),
+    )
+    .addOption(new Option('--task <name>', 'one task, e.g. --task instance-retrieval (same as --tasks <name>)').argParser(list).conflicts('tasks'))
     .addOption(new Option('--kinds <list>', `corruption kinds, comma-separated: ${Object.keys(CORRUPTION_KINDS).join(', ')}`).argParser(list))
     .addOption(new Option('--rates <list>', 'corruption rates in percent, comma-separated (default 0,20,50,80,100)').argParser(ratesArg))
     .addOption(new Option('--max-fit-items <n>', 'seeded cap on the items probes are fitted on (0 = all)').argParser(intArg('--max-fit-items')).default(0))
@@ -87,7 +92,7 @@ export function addEvaluateCommand(program: Command): Command {
       const cfg = await loadConfig(CliSchema, cmd, cmd.opts().config as string | undefined);
       if (cfg.shard || cfg.numShards) throw new UsageError('--shard: evaluate runs as one unit (it is not sharded)');
       const common = resolveCommon(cfg);
-      const report = await evaluate({ ...cfg, workDir: common.workDir, quiet: common.quiet });
+      const report = await evaluate({ ...cfg, tasks: cfg.tasks ?? cfg.task, workDir: common.workDir, quiet: common.quiet });
       printReport(report, evaluateTable(report), common);
     });
 }

@@ -42,6 +42,12 @@ export const METRICS: Readonly<Record<string, MetricInfo>> = Object.freeze({
   'completion.hits@1': { label: 'Hits@1', table: 'Knowledge completion', share: true },
   'completion.hits@10': { label: 'Hits@10', table: 'Knowledge completion', share: true },
   'completion.meanRank': { label: 'mean rank', table: 'Knowledge completion', share: false },
+  'instance.mAP@10': { label: 'mAP@10', table: 'Instance retrieval', share: true },
+  'instance.mAP@50': { label: 'mAP@50', table: 'Instance retrieval', share: true },
+  'instance.mAP@100': { label: 'mAP@100', table: 'Instance retrieval', share: true },
+  'instance.prec@10': { label: 'Prec@10', table: 'Instance retrieval', share: true },
+  'instance.prec@50': { label: 'Prec@50', table: 'Instance retrieval', share: true },
+  'instance.prec@100': { label: 'Prec@100', table: 'Instance retrieval', share: true },
 });
 
 /** One row: a grid cell and each model's metric values (`null` = undefined, e.g. no items). */

@@ -1,13 +1,14 @@
 /**
- * The issue's acceptance test on the embedded sample, through the real pipeline: it runs
- * `nx run k3m-model:evaluate` (sample, build-data, kg-triples, region features, LMDB, both
- * pretrainings at the default budget and seed, the full evaluation grid) into `<repo>/work`.
- * On a fresh clone that is the whole pipeline (about 8 minutes on 2 cores); afterwards nx
- * serves it from its cache. `K3M_EVAL_WORK_DIR` points the checks at another evaluated work dir.
+ * The acceptance test of `k3m-model evaluate` on the embedded sample, through the real pipeline:
+ * it runs `nx run k3m-model:evaluate` (sample, build-data, kg-triples, region features, LMDB,
+ * both pretrainings at the default budget and seed, the full evaluation grid) into
+ * `<repo>/work`. On a fresh clone that is the whole pipeline (about 8 minutes on 2 cores);
+ * afterwards nx serves it from its cache. `K3M_EVAL_WORK_DIR` points the checks at another
+ * evaluated work dir.
  *
- * "Well above chance" is a significance bound, not a ratio: over a gallery of n items, hits at
- * Rank@10 under chance are Binomial(n, p) with p = chance Rank@10; the test requires the
- * measured hits to lie at least 3 standard deviations above n·p (one-sided p < 0.0014).
+ * The bars are the issue's: with clean inputs, the model pretrained with knowledge retrieves at
+ * Rank@10 at least 3x chance in both directions; with every title missing, the model with
+ * knowledge classifies better than the one without.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const work = process.env.K3M_EVAL_WORK_DIR ?? join(repoRoot, 'work');
 
 interface Results {
@@ -42,25 +43,27 @@ beforeAll(() => {
 }, 1_500_000);
 
 describe('evaluation on the embedded sample after the default pretraining budget', () => {
-  it('retrieves well above chance with clean inputs (Rank@10, both directions, the K3M model)', () => {
+  it('retrieves at least 3x chance with clean inputs (Rank@10, both directions, the model with knowledge)', () => {
     const n = results.splits.items.eval.items;
     const clean = cell('clean');
     for (const d of ['title-to-image', 'image-to-title']) {
-      const p = results.chance[`${d}.rank@10`]!;
+      const chance = results.chance[`${d}.rank@10`]!;
       const withK = clean['with-knowledge'][`${d}.rank@10`]!;
       const withoutK = clean['without-knowledge'][`${d}.rank@10`]!;
-      const z = (withK * n - n * p) / Math.sqrt(n * p * (1 - p));
       console.log(
-        `eval-sample: ${d} Rank@10 over ${n} items: chance ${pct(p)}, with knowledge ${pct(withK)} (${(withK / p).toFixed(1)}x chance, z = ${z.toFixed(1)}), without knowledge ${pct(withoutK)}`,
+        `evaluate-sample: ${d} Rank@10 over ${n} items: chance ${pct(chance)}, bar ${pct(3 * chance)}; with knowledge ${pct(withK)} (${(withK / chance).toFixed(2)}x chance), without knowledge ${pct(withoutK)} (${(withoutK / chance).toFixed(2)}x)`,
       );
-      expect(z, `${d}: z-score of Rank@10 hits above chance`).toBeGreaterThanOrEqual(3);
+    }
+    for (const d of ['title-to-image', 'image-to-title']) {
+      const chance = results.chance[`${d}.rank@10`]!;
+      expect(clean['with-knowledge'][`${d}.rank@10`]!, `${d}: Rank@10 with knowledge against 3x chance`).toBeGreaterThanOrEqual(3 * chance);
     }
   });
 
   it('classifies better with knowledge than without when every title is missing', () => {
     const gone = cell('missing-title@100');
     console.log(
-      `eval-sample: classification accuracy at 100% missing title: with knowledge ${pct(gone['with-knowledge']['classification.accuracy'])}, without ${pct(gone['without-knowledge']['classification.accuracy'])} ` +
+      `evaluate-sample: classification accuracy at 100% missing title: with knowledge ${pct(gone['with-knowledge']['classification.accuracy'])}, without ${pct(gone['without-knowledge']['classification.accuracy'])} ` +
         `(clean ${pct(cell('clean')['with-knowledge']['classification.accuracy'])} / ${pct(cell('clean')['without-knowledge']['classification.accuracy'])}; chance ${pct(results.chance['classification.accuracy'])})`,
     );
     expect(gone['with-knowledge']['classification.accuracy']!).toBeGreaterThan(gone['without-knowledge']['classification.accuracy']!);

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { buildCompletionSplit as buildOverItems, withoutPairs, type CompletionSplitOptions, type KgTables } from '../src/eval/completion.ts';
-import { itemsOf, toArray } from '../src/eval/items.ts';
+import { itemsOf } from '../src/eval/items.ts';
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
-import { makeRecords } from './eval-fixtures.ts';
+import { makeRecords, toArray } from './eval-fixtures.ts';
 
 /** The split over in-memory records, every item read back. */
 function buildCompletionSplit(kg: KgTables, fit: readonly K3mRecord[], evalSide: readonly K3mRecord[], opts: CompletionSplitOptions) {

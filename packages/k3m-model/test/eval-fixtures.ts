@@ -5,6 +5,7 @@
  */
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import type { RepresentationEncoder } from '../src/eval/encoder.ts';
+import type { Items } from '../src/eval/items.ts';
 import type { Matrix } from '../src/eval/probe.ts';
 
 export const COLOURS = ['红色', '蓝色', '绿色', '黑色'];
@@ -67,4 +68,9 @@ export class FakeEncoder implements RepresentationEncoder {
     });
     return { data, rows: records.length, cols: this.dim };
   }
+}
+
+/** Every record of `items`, read now. */
+export function toArray(items: Items): K3mRecord[] {
+  return Array.from({ length: items.length }, (_, i) => items.get(i));
 }

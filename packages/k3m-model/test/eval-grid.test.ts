@@ -11,8 +11,8 @@ import {
   type GridCell,
 } from '../src/eval/grid.ts';
 import { CachedEncoder, encodeItems, recordKey } from '../src/eval/encoder.ts';
-import { itemsOf, toArray, type Items } from '../src/eval/items.ts';
-import { FakeEncoder, makeRecords } from './eval-fixtures.ts';
+import { itemsOf, type Items } from '../src/eval/items.ts';
+import { FakeEncoder, makeRecords, toArray } from './eval-fixtures.ts';
 
 /** The cell over in-memory records, every item read back. */
 function applyCell(records: readonly K3mRecord[], c: GridCell, seed: number) {

@@ -53,11 +53,6 @@ export function subsetItems(items: Items, positions: readonly number[]): Items {
   return { length: positions.length, get: (i) => items.get(at(positions, i)), info: (i) => items.info(at(positions, i)) };
 }
 
-/** Every record, read now (tests and small sets only). */
-export function toArray(items: Items): K3mRecord[] {
-  return Array.from({ length: items.length }, (_, i) => items.get(i));
-}
-
 /** Every item's light fields. */
 export function infosOf(items: Items): ItemInfo[] {
   return Array.from({ length: items.length }, (_, i) => items.info(i));

@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildCompletionSplit as buildOverItems, withoutPairs, type CompletionSplitOptions, type KgTables } from '../src/eval/completion.ts';
+import { buildCompletionSplit as buildOverItems, readKgTables, withoutPairs, type CompletionSplitOptions, type KgTables } from '../src/eval/completion.ts';
 import { itemsOf } from '../src/eval/items.ts';
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import { makeRecords, toArray } from './eval-fixtures.ts';
@@ -69,5 +72,39 @@ describe('buildCompletionSplit', () => {
     const none = buildCompletionSplit({ ...kg, train: [], valid: [], test: [] }, fit, evalSide, { seed: 1, hidePerItem: 2 });
     expect(none.fitRecords).toEqual(fit);
     expect(none.evalExamples).toEqual([]);
+  });
+});
+
+describe('readKgTables', () => {
+  it('keeps only the triples of the chosen items and counts the held-out ones it skipped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'k3m-eval-kg-'));
+    try {
+      const openke = (rows: string[]) => `${rows.length}\n${rows.join('\n')}\n`;
+      // Entities: values 红色 0, 蓝色 1; items img0..img3 = 2..5. Triples are `head tail relation`.
+      writeFileSync(join(dir, 'entity2id.txt'), openke(['红色\t0', '蓝色\t1', 'item:img0\t2', 'item:img1\t3', 'item:img2\t4', 'item:img3\t5']));
+      writeFileSync(join(dir, 'relation2id.txt'), openke(['颜色\t0']));
+      writeFileSync(join(dir, 'train2id.txt'), openke(['2 0 0', '3 1 0', '4 0 0']));
+      writeFileSync(join(dir, 'valid2id.txt'), openke(['5 1 0']));
+      writeFileSync(join(dir, 'test2id.txt'), openke(['2 1 0', '4 1 0']));
+      const all = (await readKgTables(dir))!;
+      expect([all.train.length, all.valid.length, all.test.length, all.skippedHeldOut]).toEqual([3, 1, 2, 0]);
+      const some = (await readKgTables(dir, new Set(['img0', 'img1'])))!;
+      expect(some.train).toEqual([
+        [2, 0, 0],
+        [3, 1, 0],
+      ]);
+      expect(some.valid).toEqual([]);
+      expect(some.test).toEqual([[2, 1, 0]]);
+      expect(some.skippedHeldOut).toBe(2);
+      // The questions about the chosen items do not depend on the filter, nor does the count of the others'.
+      const records = makeRecords(4);
+      const full = buildCompletionSplit(all, records.slice(0, 1), records.slice(1, 2), { seed: 1, hidePerItem: 1 });
+      const filtered = buildCompletionSplit(some, records.slice(0, 1), records.slice(1, 2), { seed: 1, hidePerItem: 1 });
+      expect(filtered).toEqual(full);
+      expect(filtered.unusedHeldOut).toBe(2);
+      expect(await readKgTables(join(dir, 'missing'))).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

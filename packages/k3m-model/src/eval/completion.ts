@@ -19,6 +19,8 @@ import { Rng } from '@k3m-kit/core';
 import { mapItems, type Items } from './items.ts';
 import type { CompletionExample, CompletionSplit } from './tasks.ts';
 
+const ITEM_PREFIX = 'item:';
+
 /** The OpenKE files as read: names by id and `[head, tail, relation]` triples. */
 export interface KgTables {
   entities: readonly string[];
@@ -26,23 +28,38 @@ export interface KgTables {
   train: readonly (readonly [number, number, number])[];
   valid: readonly (readonly [number, number, number])[];
   test: readonly (readonly [number, number, number])[];
+  /** Held-out (valid, test) triples of items left out while reading. */
+  skippedHeldOut?: number;
 }
 
-/** Reads kg-triples' OpenKE files from `kgDir`; undefined when any of them is missing. */
-export async function readKgTables(kgDir: string): Promise<KgTables | undefined> {
+/**
+ * Reads kg-triples' OpenKE files from `kgDir`, streaming the triples and keeping only those
+ * about the items in `keep` (all when absent); undefined when any file is missing.
+ */
+export async function readKgTables(kgDir: string, keep?: ReadonlySet<string>): Promise<KgTables | undefined> {
   const files = [ENTITY_FILE, RELATION_FILE, TRAIN_FILE, VALID_FILE, TEST_FILE].map((f) => join(kgDir, f));
   if (!files.every(existsSync)) return undefined;
-  const triples = async (p: string) => {
+  const entities = await readVocab(files[0]!);
+  const kept = (h: number) => {
+    const name = entities[h];
+    return !keep || !name?.startsWith(ITEM_PREFIX) || keep.has(name.slice(ITEM_PREFIX.length));
+  };
+  let skippedHeldOut = 0;
+  const triples = async (p: string, heldOut: boolean) => {
     const out: [number, number, number][] = [];
-    for await (const t of readTriples2id(p)) out.push(t);
+    for await (const t of readTriples2id(p)) {
+      if (kept(t[0])) out.push(t);
+      else if (heldOut) skippedHeldOut++;
+    }
     return out;
   };
   return {
-    entities: await readVocab(files[0]!),
+    entities,
     relations: await readVocab(files[1]!),
-    train: await triples(files[2]!),
-    valid: await triples(files[3]!),
-    test: await triples(files[4]!),
+    train: await triples(files[2]!, false),
+    valid: await triples(files[3]!, true),
+    test: await triples(files[4]!, true),
+    skippedHeldOut,
   };
 }
 
@@ -58,8 +75,6 @@ export interface BuiltCompletionSplit extends CompletionSplit {
   /** Held-out triples whose item is not among the fit or evaluation items. */
   unusedHeldOut: number;
 }
-
-const ITEM_PREFIX = 'item:';
 
 /** The item's knowledge without the given pairs (compared by property and value text). */
 export function withoutPairs(pv: string, drop: readonly Pair[]): string {
@@ -110,7 +125,7 @@ export function buildCompletionSplit(
   const ids = (items: Items) => Array.from({ length: items.length }, (_, i) => items.info(i).imageId);
   const fitIds = ids(fit);
   const evalIds = ids(evalSide);
-  let unusedHeldOut = 0;
+  let unusedHeldOut = kg.skippedHeldOut ?? 0;
   const seen = new Set([...fitIds, ...evalIds]);
   for (const [item, qs] of heldOut) if (!seen.has(item)) unusedHeldOut += qs.length;
   // The pairs each item is shown without, applied when its record is read.

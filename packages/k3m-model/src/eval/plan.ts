@@ -91,7 +91,8 @@ export async function planEvaluation(c: ResolvedEvaluateConfig): Promise<Evaluat
       throw new Error(`evaluation needs at least 2 fit and 2 evaluation items, got ${fitBase.length} and ${evalBase.length} (${split.description})`);
     }
 
-    const kg = await readKgTables(join(c.workDir, 'kg'));
+    const selected = new Set([...infosOf(fitBase), ...infosOf(evalBase)].map((i) => i.imageId));
+    const kg = await readKgTables(join(c.workDir, 'kg'), selected);
     const completion = kg ? buildCompletionSplit(kg, fitBase, evalBase, { seed: c.seed, hidePerItem: 2 }) : undefined;
     const fit = completion?.fitRecords ?? fitBase;
     const evalItems = completion?.evalRecords ?? evalBase;

@@ -4,6 +4,7 @@
  * that an input the model has already seen is never encoded twice. Corruption at rate r changes
  * only a fraction r of the items, and a retrieval side that hides a modality makes many
  * corruptions collapse onto the same input, so the cache removes most of the grid's cost.
+ * {@link encodeItems} reads and encodes items a chunk at a time, so records are never all held.
  */
 import { createHash } from 'node:crypto';
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';

@@ -1,8 +1,9 @@
 /**
- * @file The three downstream tasks. Each fits its probe once on its fit side (with a share of
- * it corrupted, see {@link mixedCorruption}), then scores the evaluation side under every grid
- * cell: the corruption is applied to the evaluation records, which are then shown to the model
- * through the task's view.
+ * @file The three probed downstream tasks (instance retrieval, which fits nothing, is
+ * instance-retrieval.ts). Each fits its probe once on its fit side (with a share of it
+ * corrupted, see {@link mixedCorruption}), then scores the evaluation side under every grid
+ * cell: the corruption is applied to the evaluation items, which are then shown to the model
+ * through the task's view and encoded chunk by chunk.
  *
  * - Item classification: softmax probe on the full item representation, labels = category.
  * - Cross-modal retrieval between an item's TEXT side (its title, plus its knowledge for the

@@ -23,7 +23,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '@k3m-kit/core';
 import { LMDB_FILES } from '@k3m-kit/k3m-model';
-import { encodeRecord, MsgpackWriter, TensorpackLmdbWriter, type K3mRecord } from '@k3m-kit/lmdb-writer';
+import { encodeRecord, TensorpackLmdbWriter, type K3mRecord } from '@k3m-kit/lmdb-writer';
 
 const SIZES = (process.env.BENCH_SIZES ?? '1000,10000,100000').split(',').map(Number);
 const BOXES = Number(process.env.BENCH_BOXES ?? 2);
@@ -68,9 +68,8 @@ function writeLmdb(workDir: string, n: number): number {
   const path = join(workDir, LMDB_FILES.train);
   mkdirSync(dirname(path), { recursive: true });
   const { writer } = TensorpackLmdbWriter.open(path, 'bench');
-  const w = new MsgpackWriter(1 << 20);
   for (let i = 0; i < n; i++) {
-    writer.append(encodeRecord(record(i), {}, w));
+    writer.append(encodeRecord(record(i)));
     if ((i + 1) % 1000 === 0) writer.commit({ fingerprint: 'bench', records: writer.count, lastImageId: `${i}_s0` });
   }
   writer.finish();

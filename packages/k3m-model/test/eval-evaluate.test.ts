@@ -9,7 +9,7 @@ import { addEvaluateCommand } from '../src/eval/command.ts';
 import { evaluate } from '../src/eval/evaluate.ts';
 import type { EvalResults } from '../src/eval/results.ts';
 import { LMDB_FILES } from '../src/train/records.ts';
-import { COLOURS, FakeEncoder, makeRecords } from './eval-fixtures.ts';
+import { COLOURS, FakeEncoder, instanceRecords, makeRecords } from './eval-fixtures.ts';
 
 function writeLmdb(path: string, records: readonly K3mRecord[]): void {
   const { writer } = TensorpackLmdbWriter.open(path, 'test');
@@ -125,6 +125,48 @@ describe('evaluate', () => {
     await expect(
       evaluate({ workDir: work, tasks: ['classification'], kinds: [], backend: 'cpu', quiet: true }, async () => ({ encoder: new FakeEncoder(), modalities: all })),
     ).rejects.toThrow(/--baseline k3m-small-noknow: pretrained with knowledge/);
+  });
+});
+
+describe('evaluate --tasks instance-retrieval', () => {
+  it('reads instance labels from the LMDB records and writes the Product1M table', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'k3m-eval-instance-'));
+    try {
+      const { gallery, queries } = instanceRecords();
+      // A fit item showing two products is not a gallery item.
+      writeLmdb(join(dir, LMDB_FILES.train), [...gallery, { ...queries[8]!, imageId: 'fit01' }]);
+      writeLmdb(join(dir, LMDB_FILES.validation), queries);
+      const report = await evaluate(
+        { workDir: dir, tasks: ['instance-retrieval'], kinds: ['missing-image'], rates: [0, 1], backend: 'cpu', quiet: true },
+        async (_runDir, role) => ({ encoder: new FakeEncoder(), modalities: role === 'with-knowledge' ? ['title', 'image', 'knowledge'] : ['title', 'image'] }),
+      );
+      expect(report).toMatchObject({ in: 36, written: 36, rejected: 0, reconciles: true });
+      const results = report.results;
+      expect(results.splits.instance).toEqual({
+        source: 'queries: evaluation items with instance labels; gallery: fit items showing exactly one product',
+        queries: 11,
+        gallery: 24,
+        multiProductQueries: 2,
+      });
+      const clean = results.cells.find((c) => c.id === 'clean')!.values;
+      for (const m of ['with-knowledge', 'without-knowledge'] as const) {
+        expect(clean[m]['instance.mAP@10']).toBeCloseTo(10 / 11, 6);
+        expect(clean[m]['instance.prec@100']).toBeCloseTo(10 / 11, 6);
+        expect(clean[m]['classification.accuracy']).toBeUndefined();
+      }
+      // Chance: 8 queries with 3 relevant of 24, 2 with 6, 1 with none.
+      expect(results.chance['instance.prec@10']).toBeCloseTo((8 * (3 / 24) + 2 * (6 / 24)) / 11, 12);
+      expect(results.chance['instance.mAP@10']).toBeGreaterThan(0);
+      const evalDir = join(dir, 'runs', 'k3m-small', 'eval');
+      const md = readFileSync(join(evalDir, 'results.md'), 'utf8');
+      expect(md).toContain('### Instance retrieval');
+      expect(md).toContain('| setting | mAP@10 w/ K | mAP@10 w/o K | mAP@50 w/ K |');
+      expect(readdirSync(join(evalDir, 'plots')).sort()).toEqual(
+        ['mAP10', 'mAP50', 'mAP100', 'prec10', 'prec50', 'prec100'].map((m) => `instance-${m}.svg`).sort(),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

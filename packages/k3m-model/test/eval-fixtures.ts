@@ -74,3 +74,28 @@ export class FakeEncoder implements RepresentationEncoder {
 export function toArray(items: Items): K3mRecord[] {
   return Array.from({ length: items.length }, (_, i) => items.get(i));
 }
+
+/**
+ * Products 0..7, each a one-hot direction in the image features. A gallery listing of product
+ * p shows only p; a query picture shows one or two products (one box each). Every title and
+ * knowledge text is the same, so the image is what identifies the instance.
+ */
+export function instanceRecords(): { gallery: K3mRecord[]; queries: K3mRecord[] } {
+  const [template] = makeRecords(1, 4, 8, 2);
+  const listing = (id: string, products: number[], k: number): K3mRecord => {
+    const features = new Float32Array(2 * 8);
+    products.forEach((p, b) => (features[b * 8 + p] = 1));
+    if (products.length === 1) features[8 + products[0]!] = 1;
+    features[(k * 3) % 16]! += 0.05;
+    return { ...template!, imageId: id, features, caption: '商品', category: `cat${products[0]! % 4}`, extra: { instanceLabels: products.map((p) => `p${p}`) } };
+  };
+  const gallery = [...Array(8).keys()].flatMap((p) => [0, 1, 2].map((k) => listing(`g${p}_${k}`, [p], k)));
+  const queries = [
+    ...[...Array(8).keys()].map((p) => listing(`q${p}`, [p], 9)),
+    listing('q01', [0, 1], 10),
+    listing('q23', [2, 3], 11),
+    // A product the gallery does not hold.
+    { ...listing('q-unknown', [5], 12), extra: { instanceLabels: ['p99'] } },
+  ];
+  return { gallery, queries };
+}

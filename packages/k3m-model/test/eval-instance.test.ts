@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '@k3m-kit/core';
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 import { CachedEncoder } from '../src/eval/encoder.ts';
-import { corruptionGrid } from '../src/eval/grid.ts';
+import { applyCell, corruptionGrid } from '../src/eval/grid.ts';
 import {
   averagePrecisionAt,
   chanceInstanceRetrieval,
@@ -14,9 +14,9 @@ import {
   type RankedQuery,
 } from '../src/eval/instance-metrics.ts';
 import { instanceRetrievalTask } from '../src/eval/instance-retrieval.ts';
-import { itemsOf, type LabelledRecord } from '../src/eval/items.ts';
+import { itemsOf } from '../src/eval/items.ts';
 import type { TaskContext } from '../src/eval/tasks.ts';
-import { FakeEncoder, makeRecords } from './eval-fixtures.ts';
+import { FakeEncoder, instanceRecords, makeRecords } from './eval-fixtures.ts';
 
 const q = (ranking: number[], relevant: number[]): RankedQuery => ({ ranking, relevant: new Set(relevant) });
 
@@ -119,31 +119,6 @@ describe('chanceInstanceRetrieval', () => {
   });
 });
 
-/**
- * Products 0..7, each a one-hot direction in the image features. A gallery listing of product
- * p shows only p; a query picture shows one or two products (one box each). Every title and
- * knowledge text is the same, so the image is what identifies the instance.
- */
-function instanceRecords(): { gallery: LabelledRecord[]; queries: LabelledRecord[] } {
-  const [template] = makeRecords(1, 4, 8, 2);
-  const listing = (id: string, products: number[], k: number): LabelledRecord => {
-    const features = new Float32Array(2 * 8);
-    products.forEach((p, b) => (features[b * 8 + p] = 1));
-    if (products.length === 1) features[8 + products[0]!] = 1;
-    features[(k * 3) % 16]! += 0.05;
-    return { ...template!, imageId: id, features, caption: '商品', category: `cat${products[0]! % 4}`, instanceLabels: products.map((p) => `p${p}`) };
-  };
-  const gallery = [...Array(8).keys()].flatMap((p) => [0, 1, 2].map((k) => listing(`g${p}_${k}`, [p], k)));
-  const queries = [
-    ...[...Array(8).keys()].map((p) => listing(`q${p}`, [p], 9)),
-    listing('q01', [0, 1], 10),
-    listing('q23', [2, 3], 11),
-    // A product the gallery does not hold.
-    { ...listing('q-unknown', [5], 12), instanceLabels: ['p99'] },
-  ];
-  return { gallery, queries };
-}
-
 describe('instanceRetrievalTask', () => {
   beforeAll(async () => {
     await tf.setBackend('cpu');
@@ -180,10 +155,14 @@ describe('instanceRetrievalTask', () => {
   });
 });
 
-/** Labels survive corruption: a corrupted query is still about the same products. */
-describe('instance labels through the item helpers', () => {
-  it('reads them into the light fields', () => {
-    const r: LabelledRecord = { ...makeRecords(1)[0]!, instanceLabels: ['p1', 'p2'] };
-    expect(itemsOf([r as K3mRecord]).info(0)).toEqual({ imageId: 'img0', category: 'cat0', instanceLabels: ['p1', 'p2'] });
+describe('instance labels as light fields', () => {
+  it("come from the record's extra fields and stay with the item when it is corrupted", () => {
+    const records: K3mRecord[] = makeRecords(3).map((r, i) => ({ ...r, extra: { instanceLabels: [`p${i}`, 'x'] } }));
+    expect(itemsOf(records).info(1)).toEqual({ imageId: 'img1', category: 'cat1', instanceLabels: ['p1', 'x'] });
+    const noisy = applyCell(itemsOf(records), { id: 'noisy-image@100', kind: 'noisy-image', rate: 1 }, 1);
+    expect([0, 1, 2].map((i) => noisy.items.info(i).instanceLabels)).toEqual([['p0', 'x'], ['p1', 'x'], ['p2', 'x']]);
+    // The corrupted record takes only the donor's image.
+    expect(noisy.items.get(0).extra).toEqual({ instanceLabels: ['p0', 'x'] });
+    expect(noisy.items.get(0).features).not.toBe(records[0]!.features);
   });
 });

@@ -7,17 +7,11 @@
  */
 import type { K3mRecord } from '@k3m-kit/lmdb-writer';
 
-/**
- * A record that may carry product instance labels (Product1M: the products a picture shows).
- * Read from the record when its codec provides them.
- */
-export type LabelledRecord = K3mRecord & { instanceLabels?: readonly string[] };
-
 /** What the metrics need of an item, at hand without reading its record. */
 export interface ItemInfo {
   imageId: string;
   category: string;
-  /** Product instances the item shows; absent when the data has none. */
+  /** Product instances the item shows (Product1M; the record's `extra.instanceLabels`); absent when the data has none. */
   instanceLabels?: readonly string[];
 }
 
@@ -30,8 +24,9 @@ export interface Items {
 }
 
 /** The light fields of a record. */
-export function infoOf(r: LabelledRecord): ItemInfo {
-  return r.instanceLabels ? { imageId: r.imageId, category: r.category, instanceLabels: [...r.instanceLabels] } : { imageId: r.imageId, category: r.category };
+export function infoOf(r: K3mRecord): ItemInfo {
+  const labels = r.extra?.instanceLabels;
+  return labels ? { imageId: r.imageId, category: r.category, instanceLabels: [...labels] } : { imageId: r.imageId, category: r.category };
 }
 
 /** Items over records already in memory (tests, small sets). */

@@ -7,7 +7,7 @@
  */
 import { RecordReader, type K3mRecord } from '@k3m-kit/lmdb-writer';
 import { recordProblem, type ResolvedPreprocessOptions } from '../data/preprocess.ts';
-import { infoOf, type ItemInfo, type Items, type LabelledRecord } from './items.ts';
+import { infoOf, type ItemInfo, type Items } from './items.ts';
 
 /** What one pass over an LMDB found. */
 export interface LmdbScan {
@@ -39,7 +39,7 @@ export function scanLmdb(reader: RecordReader, dims: ResolvedPreprocessOptions, 
  * items are used.
  */
 export function lmdbItems(reader: RecordReader, positions: readonly number[]): Items {
-  const infos: ItemInfo[] = positions.map((p) => infoOf(reader.getTransient(p) as LabelledRecord));
+  const infos: ItemInfo[] = positions.map((p) => infoOf(reader.getTransient(p)));
   const position = (i: number) => {
     const p = positions[i];
     if (p === undefined) throw new RangeError(`item ${i} outside [0, ${positions.length})`);

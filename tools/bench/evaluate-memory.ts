@@ -1,23 +1,26 @@
 /**
- * @file Benchmark of `k3m-model evaluate`'s memory (not a test): peak RSS against the number of
- * records in the work directory, which must stay flat (evaluate streams its LMDBs and keeps
+ * @file Benchmark of `k3m-model evaluate`'s memory (not a test): peak memory against the number
+ * of records in the work directory, which must stay flat (evaluate streams its LMDBs and keeps
  * feature rows, not records).
  *
  * For each size it writes a synthetic training LMDB (K3M-shaped: 2048-d region features and
  * 1601 detector classes, `BENCH_BOXES` boxes a record, through lmdb-writer's codec and writer),
- * then runs `k3m-model evaluate` in a child under `/usr/bin/time -v` and reads its maximum
- * resident set size (the largest of the process and its evaluation worker). The evaluated
- * items are capped (`--max-fit-items`, `--max-eval-items`), so what could still grow with the
- * LMDB is only what evaluate holds of records it does not evaluate. The reference is what
- * evaluate did before: `[...reader]`, every record of the LMDB decoded and held, measured the
- * same way. The two runs it evaluates (`k3m-small` and the `--modalities title,image`
- * baseline) are pretrained for 2 steps on the smallest LMDB and copied to the others.
+ * then runs `k3m-model evaluate` in a child under `/usr/bin/time -v`. It prints two peaks, each
+ * of the largest process (evaluate or its worker): the RSS getrusage reports, which counts the
+ * LMDB file pages lmdb-js has mapped (evaluate reads every record once to count and check it, so
+ * these grow with the file; they are clean page cache the kernel reclaims under pressure), and
+ * the anonymous RSS (RssAnon from /proc, sampled every 100 ms): what evaluate itself allocates.
+ * The evaluated items are capped (`--max-fit-items`, `--max-eval-items`), so what could still
+ * grow with the LMDB is only what evaluate holds of records it does not evaluate. The reference
+ * is what evaluate did before: `[...reader]`, every record decoded and held, measured the same
+ * way. The two runs it evaluates (`k3m-small` and the `--modalities title,image` baseline) are
+ * pretrained for 2 steps on the smallest LMDB and copied to the others.
  *
  *   npx tsx tools/bench/evaluate-memory.ts                     # 1k, 10k, 100k records, 2 boxes each
  *   BENCH_SIZES=1000,10000 BENCH_BOXES=4 BENCH_DIR=/data npx tsx tools/bench/evaluate-memory.ts
  */
-import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,15 +79,68 @@ function writeLmdb(workDir: string, n: number): number {
   return statSync(path).size;
 }
 
-/** Runs `node args` under /usr/bin/time -v; its peak RSS in bytes and wall seconds. */
-function measured(args: string[], what: string): { rss: number; seconds: number; stdout: string } {
+/** Processes whose parent chain reaches `root` (from /proc/<pid>/stat). */
+function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      parent.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone between the listing and the read
+    }
+  }
+  const out: number[] = [];
+  for (const pid of parent.keys()) {
+    for (let p: number | undefined = pid; p !== undefined && p > 1; p = parent.get(p)) {
+      if (p === root) {
+        out.push(pid);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** Anonymous resident memory of a process in bytes (its heap; not the LMDB pages it maps). */
+function rssAnon(pid: number): number {
+  try {
+    const kb = /RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return kb ? Number(kb[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+interface Measured {
+  /** Peak RSS (getrusage, the largest process of the tree), file pages mapped from the LMDB included. */
+  rss: number;
+  /** Peak anonymous RSS of the largest process, sampled every 100 ms. */
+  anon: number;
+  seconds: number;
+  stdout: string;
+}
+
+/** Runs `node args` under /usr/bin/time -v, sampling the process tree's anonymous memory meanwhile. */
+async function measured(args: string[], what: string): Promise<Measured> {
   const t = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-v', process.execPath, ...args], { cwd: root, encoding: 'utf8', maxBuffer: 256 << 20 });
+  const child = spawn('/usr/bin/time', ['-v', process.execPath, ...args], { cwd: root });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const peak = new Map<number, number>();
+  const sample = setInterval(() => {
+    for (const pid of descendants(child.pid!)) peak.set(pid, Math.max(peak.get(pid) ?? 0, rssAnon(pid)));
+  }, 100);
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  clearInterval(sample);
   const seconds = (performance.now() - t) / 1000;
-  if (r.status !== 0) throw new Error(`${what} failed (${r.status}):\n${(r.stdout + r.stderr).slice(-3000)}`);
-  const kb = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr);
+  if (code !== 0) throw new Error(`${what} failed (${code}):\n${(stdout + stderr).slice(-3000)}`);
+  const kb = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
   if (!kb) throw new Error(`${what}: /usr/bin/time printed no maximum resident set size`);
-  return { rss: Number(kb[1]) * 1024, seconds, stdout: r.stdout };
+  return { rss: Number(kb[1]) * 1024, anon: Math.max(0, ...peak.values()), seconds, stdout };
 }
 
 function pretrain(workDir: string, name: string, modalities: string): void {
@@ -102,7 +158,7 @@ const all = [...RecordReader.open(process.argv[1])];
 console.log(all.length);
 `;
 
-const rows: { n: number; lmdb: number; ours: number; oursS: number; ref: number }[] = [];
+const rows: { n: number; lmdb: number; ours: Measured; ref: Measured }[] = [];
 try {
   const smallest = Math.min(...SIZES);
   const runs = join(dir, `w${smallest}`, 'runs');
@@ -115,16 +171,18 @@ try {
       pretrain(workDir, 'k3m-small', 'title,image,knowledge');
       pretrain(workDir, 'k3m-small-noknow', 'title,image');
     } else cpSync(runs, join(workDir, 'runs'), { recursive: true });
-    const ours = measured(
+    const ours = await measured(
       [bin, 'evaluate', '--work-dir', workDir, '--tasks', 'classification,retrieval', '--kinds', 'missing-title', '--rates', '0,100',
         '--max-fit-items', String(FIT), '--max-eval-items', String(EVAL), '--probe-steps', '20', '--quiet', '--json'],
       `evaluate on ${n} records`,
     );
     const report = JSON.parse(ours.stdout) as { in: number; written: number };
     if (report.in !== n) throw new Error(`evaluate read ${report.in} records of ${n}`);
-    const ref = measured(['--import', 'tsx', '--input-type=module', '-e', WHOLE_LMDB, join(workDir, LMDB_FILES.train)], `whole-LMDB load of ${n} records`);
-    rows.push({ n, lmdb, ours: ours.rss, oursS: ours.seconds, ref: ref.rss });
-    console.log(`${n} records: evaluate peak RSS ${mb(ours.rss)} MB (${ours.seconds.toFixed(0)} s); holding the whole LMDB ${mb(ref.rss)} MB`);
+    const ref = await measured(['--import', 'tsx', '--input-type=module', '-e', WHOLE_LMDB, join(workDir, LMDB_FILES.train)], `whole-LMDB load of ${n} records`);
+    rows.push({ n, lmdb, ours, ref });
+    console.log(
+      `${n} records: evaluate peak RSS ${mb(ours.rss)} MB, anonymous ${mb(ours.anon)} MB (${ours.seconds.toFixed(0)} s); holding the whole LMDB ${mb(ref.rss)} MB, anonymous ${mb(ref.anon)} MB`,
+    );
     rmSync(join(workDir, LMDB_FILES.train), { force: true });
   }
 } finally {
@@ -133,24 +191,26 @@ try {
 
 console.log(`\nevaluate, ${BOXES} boxes of ${FEATURES}-d features + ${CLASSES} classes a record; ${FIT} fit and ${EVAL} evaluation items (seeded caps), 2 processes`);
 console.log('Reference: the whole LMDB decoded and held, as evaluate did before it streamed ([...reader]), in a bare process.');
-console.log('Growth: peak RSS above the smallest size; what holding records costs shows there.');
-console.log('records   LMDB MB   evaluate peak RSS MB   growth MB   seconds   reference peak RSS MB   growth MB   growth ours / reference');
+console.log('RSS = getrusage peak of the largest process, which counts the LMDB file pages lmdb-js maps (reclaimable page cache);');
+console.log('anonymous = peak RssAnon of the largest process (what it allocates), sampled every 100 ms. Growth = above the smallest size.');
+console.log('records   LMDB MB   evaluate RSS MB   anonymous MB   growth anon MB   seconds   reference RSS MB   anonymous MB   growth anon MB');
 const [first] = rows;
 for (const r of rows) {
-  const ours = r.ours - first!.ours;
-  const ref = r.ref - first!.ref;
   console.log(
     [
       String(r.n).padStart(7),
       mb(r.lmdb).padStart(7),
-      mb(r.ours).padStart(20),
-      mb(ours).padStart(9),
-      r.oursS.toFixed(0).padStart(7),
-      mb(r.ref).padStart(21),
-      mb(ref).padStart(9),
-      (r === first ? '–' : (ours / ref).toFixed(3)).padStart(23),
+      mb(r.ours.rss).padStart(15),
+      mb(r.ours.anon).padStart(12),
+      mb(r.ours.anon - first!.ours.anon).padStart(14),
+      r.ours.seconds.toFixed(0).padStart(7),
+      mb(r.ref.rss).padStart(16),
+      mb(r.ref.anon).padStart(12),
+      mb(r.ref.anon - first!.ref.anon).padStart(14),
     ].join('   '),
   );
 }
-const peaks = rows.map((r) => r.ours);
-console.log(`evaluate's peak RSS from ${first!.n} to ${rows.at(-1)!.n} records: x${(Math.max(...peaks) / Math.min(...peaks)).toFixed(2)} (flat = about 1)`);
+const ratio = (xs: number[]) => (Math.max(...xs) / Math.min(...xs)).toFixed(2);
+console.log(
+  `evaluate from ${first!.n} to ${rows.at(-1)!.n} records: anonymous peak x${ratio(rows.map((r) => r.ours.anon))} (flat = about 1), RSS x${ratio(rows.map((r) => r.ours.rss))}`,
+);

@@ -18,8 +18,15 @@ export interface DecodedImage {
   rawW: number;
 }
 
+/** Why an image cannot go through the detector: `decode-failed`, or `unusable-size` (decodes, but resizes to nothing). */
 export class ImageDecodeError extends Error {
   override name = 'ImageDecodeError';
+  constructor(
+    message: string,
+    readonly reason: 'decode-failed' | 'unusable-size' = 'decode-failed',
+  ) {
+    super(message);
+  }
 }
 
 /** Reads, orients, converts to sRGB and resizes one image; undecodable files throw {@link ImageDecodeError}. */
@@ -30,6 +37,7 @@ export async function decodeImage(path: string, minSize: number, maxSize: number
   } catch (e) {
     throw new ImageDecodeError(`cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  let unusable: string | undefined;
   try {
     const meta = await sharp(buf, { failOn: 'error' }).metadata();
     if (!meta.width || !meta.height) throw new Error('no dimensions');
@@ -37,6 +45,8 @@ export async function decodeImage(path: string, minSize: number, maxSize: number
     const rawW = swap ? meta.height : meta.width;
     const rawH = swap ? meta.width : meta.height;
     const size = resizedSize(rawH, rawW, minSize, maxSize);
+    if (size.w < 1 || size.h < 1) unusable = `${rawW}x${rawH} resizes to ${size.w}x${size.h} at ${minSize}/${maxSize}: too thin for the detector`;
+    if (unusable) throw new Error(unusable);
     const { data, info } = await sharp(buf, { failOn: 'error' })
       .rotate()
       .removeAlpha()
@@ -47,6 +57,6 @@ export async function decodeImage(path: string, minSize: number, maxSize: number
     if (info.channels !== 3) throw new Error(`${info.channels} channels after conversion`);
     return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), h: info.height, w: info.width, rawH, rawW };
   } catch (e) {
-    throw new ImageDecodeError((e as Error).message.split('\n')[0]!);
+    throw new ImageDecodeError((e as Error).message.split('\n')[0]!, unusable ? 'unusable-size' : 'decode-failed');
   }
 }

@@ -22,7 +22,7 @@ import { isIgnorable, randomParams, verifyParams, type Params, type ParamsFit } 
 import { PRESETS, type PresetName } from './model/presets.ts';
 
 /** Presets that may run without a checkpoint (on the seeded random initialisation). */
-export const RANDOM_INIT_PRESETS: readonly PresetName[] = ['small-c4'];
+export const RANDOM_INIT_PRESETS: readonly PresetName[] = ['small-c4-2048', 'small-c4'];
 export const DEFAULT_SEED = 0;
 
 export interface LoadedWeights {

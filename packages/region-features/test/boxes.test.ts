@@ -1,6 +1,6 @@
 /** Box arithmetic: ROIPool's quantisation, NMS, anchors, and the K3M threshold climb. */
 import { describe, expect, it } from 'vitest';
-import { applyDeltas, gridAnchors, nms, roiPool, selectK3m, sizeMajorCellAnchors } from '../src/model/boxes.ts';
+import { applyDeltas, bestForeground, gridAnchors, nms, roiPool, selectK3m, sizeMajorCellAnchors } from '../src/model/boxes.ts';
 import { resizedSize } from '../src/model/detector.ts';
 
 describe('roiPool (torchvision roi_pool semantics)', () => {
@@ -46,27 +46,25 @@ describe('anchors and deltas', () => {
 
 describe('selectK3m', () => {
   it('raises the NMS threshold until 36 boxes survive, else keeps what 0.9 leaves', () => {
-    // 40 boxes sliding by one pixel: IoU of neighbours 0.9 - many suppressed at 0.5.
+    // 40 boxes sliding by three pixels: many suppressed at 0.5.
     const n = 40;
-    const k = 3;
-    const probs = new Float32Array(n * k);
-    const boxes = new Float64Array(n * (k - 1) * 4);
-    for (let i = 0; i < n; i++) {
-      probs.set([1 - i / 100, i / 100, 0], i * k);
-      for (let c = 0; c < k - 1; c++) boxes.set([i * 3, 0, i * 3 + 10, 10], (i * (k - 1) + c) * 4);
-    }
-    const s = selectK3m(probs, k, boxes);
+    const scores = Float64Array.from({ length: n }, (_, i) => 1 - i / 100);
+    const boxes = new Float64Array(n * 4);
+    for (let i = 0; i < n; i++) boxes.set([i * 3, 0, i * 3 + 10, 10], i * 4);
+    const s = selectK3m(scores, boxes);
     expect(s.keep).toHaveLength(36);
     expect(s.keep[0]).toBe(0);
-    const few = selectK3m(probs.subarray(0, 5 * k), k, boxes.subarray(0, 5 * 8));
+    const few = selectK3m(scores.subarray(0, 5), boxes.subarray(0, 5 * 4));
     expect(few.keep).toHaveLength(5);
   });
-  it('ignores the background column (the last)', () => {
+  it('bestForeground ignores the background column (the last); selection follows the scores', () => {
     const probs = Float32Array.from([0.1, 0.2, 0.7, 0.3, 0.1, 0.6]);
-    const boxes = Float64Array.from([0, 0, 1, 1, 5, 5, 6, 6, 10, 10, 11, 11, 20, 20, 21, 21]);
-    const s = selectK3m(probs, 3, boxes);
+    const best = bestForeground(probs, 3);
+    expect(Array.from(best.classes)).toEqual([1, 0]);
+    expect(Array.from(best.scores, (v) => Math.fround(v))).toEqual([Math.fround(0.2), Math.fround(0.3)]);
+    const s = selectK3m(best.scores, Float64Array.from([10, 10, 11, 11, 5, 5, 6, 6]));
     expect(s.keep).toEqual([1, 0]);
-    expect(Array.from(s.boxes)).toEqual([10, 10, 11, 11, 5, 5, 6, 6]);
+    expect(Array.from(s.boxes)).toEqual([5, 5, 6, 6, 10, 10, 11, 11]);
   });
 });
 

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '@k3m-kit/core/backend';
-import { extractImage } from '../src/extract.ts';
+import { extractImage } from '../src/extract-image.ts';
 import { selectAdaptive } from '../src/model/boxes.ts';
 import { Detector } from '../src/model/detector.ts';
 import { PRESETS } from '../src/model/presets.ts';

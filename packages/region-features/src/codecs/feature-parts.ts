@@ -3,14 +3,16 @@
  * resume and sharding), merged into the K3M-named TSVs once every segment is done:
  *
  *   seg<seg>.tsv            feature rows of the segment in item order (the TSV codec's lines)
- *   seg<seg>.rejects.jsonl  rejected images of the segment, one RejectRecord per line
- *   seg<seg>.started.json   the fingerprint the line files were begun with
+ *   rejects/seg<seg>.jsonl  rejected images of the segment, one RejectRecord per line (a
+ *                           reject log, committed when the segment ends)
+ *   seg<seg>.started.json   the fingerprint the TSV was begun with
  *   seg<seg>.done.json      {@link PartMarker}: written atomically last, so its presence with the
  *                           current fingerprint is what makes a segment done
  *
- * The two line files are appended one whole line per write while a segment runs; a resumed run
- * cuts a torn last line, skips the images already present and appends the rest, so the result
- * equals an uninterrupted run. A marker with another fingerprint means other options: redone.
+ * The TSV is appended one whole line per write while a segment runs; a resumed run cuts a torn
+ * last line, skips the images already present and runs the rest (rejected ones again: their log
+ * was not committed), so the result equals an uninterrupted run. A marker with another
+ * fingerprint means other options: redone.
  */
 import { existsSync } from 'node:fs';
 import { readFile, rm, truncate } from 'node:fs/promises';
@@ -25,7 +27,7 @@ export function partPaths(workDir: string, seg: number) {
   const dir = join(workDir, FEATURE_DIR, PARTS_DIR);
   return {
     tsv: join(dir, `seg${seg}.tsv`),
-    rejects: join(dir, `seg${seg}.rejects.jsonl`),
+    rejects: join(dir, 'rejects', `seg${seg}.jsonl`),
     started: join(dir, `seg${seg}.started.json`),
     marker: join(dir, `seg${seg}.done.json`),
   };
@@ -54,10 +56,12 @@ export const PartMarkerSchema = z.object({
   seg: z.number().int().nonnegative(),
   split: z.enum(['train', 'val']),
   file: z.string(),
+  /** Items the segment's reader read (the ledger's `in`). */
   items: z.number().int().nonnegative(),
   in: z.number().int().nonnegative(),
   written: z.number().int().nonnegative(),
   rejected: z.number().int().nonnegative(),
+  /** Items without an image: skipped, no row. */
   imageMissing: z.number().int().nonnegative(),
   rejectedByReason: z.record(z.string(), z.number()),
 });

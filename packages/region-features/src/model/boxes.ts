@@ -205,36 +205,42 @@ export interface Selection {
 }
 
 /**
- * K3M's rule as py-bottom-up-attention's `fast_rcnn_inference_single_image` runs it: drop the
- * background column (the last), take each box's best class and that class's regressed box
- * (clipped), NMS, keep the first `maxBoxes`; raise the NMS threshold from 0.5 by 0.1 up to 0.9
- * until exactly `maxBoxes` survive. That function takes `score_thresh=0.2` but never applies it.
+ * Each box's best foreground class and its probability: the background column (the last) is
+ * dropped, ties go to the lower class (torch's `max`).
  */
-export function selectK3m(probs: Float32Array, k: number, predBoxes: Boxes, maxBoxes = 36): Selection {
+export function bestForeground(probs: Float32Array, k: number): { classes: Int32Array; scores: Float64Array } {
   const n = probs.length / k;
-  const fg = k - 1;
-  const maxScores = new Float64Array(n);
-  const best = new Float64Array(n * 4);
+  const classes = new Int32Array(n);
+  const scores = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     let m = -Infinity;
-    let cls = 0;
-    for (let j = 0; j < fg; j++) {
+    for (let j = 0; j < k - 1; j++) {
       const v = probs[i * k + j]!;
       if (v > m) {
         m = v;
-        cls = j;
+        classes[i] = j;
       }
     }
-    maxScores[i] = m;
-    best.set(predBoxes.subarray((i * fg + cls) * 4, (i * fg + cls) * 4 + 4), i * 4);
+    scores[i] = m;
   }
+  return { classes, scores };
+}
+
+/**
+ * K3M's rule as py-bottom-up-attention's `fast_rcnn_inference_single_image` runs it, given each
+ * box's best foreground score and that class's regressed box (clipped; see
+ * {@link bestForeground}): NMS, keep the first `maxBoxes`; raise the NMS threshold from 0.5 by
+ * 0.1 up to 0.9 until exactly `maxBoxes` survive. That function takes `score_thresh=0.2` but
+ * never applies it.
+ */
+export function selectK3m(scores: Float64Array, classBoxes: Boxes, maxBoxes = 36): Selection {
   let keep: number[] = [];
   for (const t of [0.5, 0.6, 0.7, 0.8, 0.9]) {
-    keep = nms(best, maxScores, t, maxBoxes);
+    keep = nms(classBoxes, scores, t, maxBoxes);
     if (keep.length === maxBoxes) break;
   }
   const boxes = new Float64Array(keep.length * 4);
-  keep.forEach((i, o) => boxes.set(best.subarray(i * 4, i * 4 + 4), o * 4));
+  keep.forEach((i, o) => boxes.set(classBoxes.subarray(i * 4, i * 4 + 4), o * 4));
   return { keep, boxes };
 }
 

@@ -18,6 +18,7 @@ import type { DetectorConfig } from './presets.ts';
 import {
   applyDeltas,
   argsortDesc,
+  bestForeground,
   clipBoxes,
   gridAnchors,
   nms,
@@ -96,8 +97,9 @@ export class Detector {
   private readonly rpnHead: Conv;
   private readonly clsW: tf.Tensor2D;
   private readonly clsB: tf.Tensor1D;
-  private readonly boxW: tf.Tensor2D;
-  private readonly boxB: tf.Tensor1D;
+  /** Class-specific box regression `[(numClasses - 1) * 4, d]` (PyTorch layout) and bias: only each box's best class is evaluated. */
+  private readonly boxW: Float32Array;
+  private readonly boxB: Float32Array;
   private readonly mean: tf.Tensor1D;
   private readonly attr?: AttributeHead;
   /** Cell anchors `[anchors * 4]`, row k for RPN channel k. */
@@ -145,9 +147,10 @@ export class Detector {
       const i = s - 2;
       const b = c.bottleneck[i]!;
       const o = c.out[i]!;
-      // res2 keeps the stem's stride; res3 and res4 halve on conv1; res5 (VG) keeps 14x14 and dilates.
-      const firstStride = s === 3 || s === 4 ? 2 : 1;
-      const dil = s === 5 ? 2 : 1;
+      // res2 keeps the stem's stride; res3 and res4 halve on conv1; res5 either keeps 14x14 and
+      // dilates (VG) or halves like detectron2's standard C4 head.
+      const firstStride = s === 3 || s === 4 || (s === 5 && c.res5Dilation === 1) ? 2 : 1;
+      const dil = s === 5 ? c.res5Dilation : 1;
       return stageBlocks(c, s).map((blk, j) => ({
         conv1: conv(`${blk.name}.conv1`, 1, blk.inC, b, j === 0 ? firstStride : 1),
         conv2: conv(`${blk.name}.conv2`, 3, b, b, 1, dil),
@@ -175,7 +178,8 @@ export class Detector {
       tf.tensor1d(p(`${name}.bias`)),
     ];
     [this.clsW, this.clsB] = linear('roi_heads.box_predictor.cls_score', c.numClasses);
-    [this.boxW, this.boxB] = linear('roi_heads.box_predictor.bbox_pred', (c.numClasses - 1) * 4);
+    this.boxW = p('roi_heads.box_predictor.bbox_pred.weight');
+    this.boxB = p('roi_heads.box_predictor.bbox_pred.bias');
     if ([...optionalParamShapes(c).attributes.keys()].every((n) => params.has(n))) {
       const [fcW, fcB] = linear('roi_heads.box_predictor.fc_attr', d / 4, d + d / 8);
       const [scoreW, scoreB] = linear('roi_heads.box_predictor.attr_score', c.numAttributes, d / 4);
@@ -290,20 +294,19 @@ export class Detector {
   }
 
   /**
-   * Class probabilities `[r, numClasses]`, class-specific deltas `[r, (numClasses - 1) * 4]`
-   * and, with `attributes`, attribute probabilities `[r, numAttributes]`: as
-   * py-bottom-up-attention's attribute head, the embedding of each box's highest-scoring class
-   * (background included) joins the features, then a ReLU layer and the scores; the softmax runs
-   * over every score (py-bottom-up-attention drops the last, "no attribute", before its softmax:
-   * the first 400 renormalised are its numbers).
+   * Class probabilities `[r, numClasses]` and, with `attributes`, attribute probabilities
+   * `[r, numAttributes]`: as py-bottom-up-attention's attribute head, the embedding of each box's
+   * highest-scoring class (background included) joins the features, then a ReLU layer and the
+   * scores; the softmax runs over every score (py-bottom-up-attention drops the last, "no
+   * attribute", before its softmax: the first 400 renormalised are its numbers).
    */
-  async predict(features: Float32Array, r: number, attributes = false): Promise<{ probs: Float32Array; deltas: Float32Array; attrProbs?: Float32Array }> {
+  async predict(features: Float32Array, r: number, attributes = false): Promise<{ probs: Float32Array; attrProbs?: Float32Array }> {
     const head = this.attr;
     if (attributes && !head) throw new Error('these weights have no attribute head');
     const outs = tf.tidy(() => {
       const x = tf.tensor2d(features, [r, this.config.out[3]]);
       const logits = tf.add(tf.matMul(x, this.clsW), this.clsB);
-      const res = [tf.softmax(logits), tf.add(tf.matMul(x, this.boxW), this.boxB)];
+      const res = [tf.softmax(logits)];
       if (attributes && head) {
         const emb = tf.gather(head.embedding, tf.argMax(logits, 1));
         const hidden = tf.relu(tf.add(tf.matMul(tf.concat([x, emb], 1), head.fcW), head.fcB));
@@ -311,9 +314,30 @@ export class Detector {
       }
       return res;
     });
-    const [probs, deltas, attrProbs] = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
+    const [probs, attrProbs] = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
     tf.dispose(outs);
-    return { probs: probs!, deltas: deltas!, attrProbs };
+    return { probs: probs!, attrProbs };
+  }
+
+  /**
+   * The class-specific box deltas `[r * 4]` of each box for one foreground class (`classes[i]`),
+   * the rows of `bbox_pred` the selection reads: detectron2 computes all `(numClasses - 1) * 4`
+   * and picks these, which at 1601 classes costs more than the classifier.
+   */
+  classDeltas(features: Float32Array, classes: Int32Array): Float32Array {
+    const d = this.config.out[3];
+    const out = new Float32Array(classes.length * 4);
+    for (let i = 0; i < classes.length; i++) {
+      const x = features.subarray(i * d, (i + 1) * d);
+      for (let j = 0; j < 4; j++) {
+        const row = classes[i]! * 4 + j;
+        const w = this.boxW.subarray(row * d, (row + 1) * d);
+        let acc = 0;
+        for (let t = 0; t < d; t++) acc += x[t]! * w[t]!;
+        out[i * 4 + j] = acc + this.boxB[row]!;
+      }
+    }
+    return out;
   }
 
   /** The whole detector on one preprocessed image of size `imgH x imgW`. */
@@ -331,11 +355,12 @@ export class Detector {
     const k = this.config.numClasses;
     const features = r ? await this.boxFeatures(res4, proposals) : new Float32Array(0);
     const empty = new Float32Array(0);
-    const { probs, deltas, attrProbs } = r ? await this.predict(features, r, attributes) : { probs: empty, deltas: empty, attrProbs: attributes ? empty : undefined };
+    const { probs, attrProbs } = r ? await this.predict(features, r, attributes) : { probs: empty, attrProbs: attributes ? empty : undefined };
     let sel;
     if (rule === 'k3m') {
-      const pred = clipBoxes(applyDeltas(proposals, deltas, BOX_REG_WEIGHTS, k - 1), imgH, imgW);
-      sel = selectK3m(probs, k, pred);
+      const best = bestForeground(probs, k);
+      const pred = clipBoxes(applyDeltas(proposals, this.classDeltas(features, best.classes), BOX_REG_WEIGHTS), imgH, imgW);
+      sel = selectK3m(best.scores, pred);
     } else sel = selectAdaptive(probs, k, proposals);
     return { res4, proposals, features, probs, keep: sel.keep, boxes: sel.boxes, attrProbs };
   }
@@ -344,6 +369,6 @@ export class Detector {
     const convs: Conv[] = [this.stem, this.rpnConv, this.rpnHead];
     for (const b of [...this.stages.flat(), ...this.res5]) convs.push(b.conv1, b.conv2, b.conv3, ...(b.shortcut ? [b.shortcut] : []));
     const attr = this.attr ? [this.attr.embedding, this.attr.fcW, this.attr.fcB, this.attr.scoreW, this.attr.scoreB] : [];
-    tf.dispose([...convs.flatMap((c) => [c.filter, c.bias]), this.clsW, this.clsB, this.boxW, this.boxB, this.mean, ...attr]);
+    tf.dispose([...convs.flatMap((c) => [c.filter, c.bias]), this.clsW, this.clsB, this.mean, ...attr]);
   }
 }

@@ -188,8 +188,18 @@ export function relMaxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 export interface TinyItem {
-  /** Image size, or 'missing' (no image), or 'corrupt' (bytes that do not decode). */
-  image: { w: number; h: number } | 'missing' | 'corrupt';
+  /**
+   * Image size, or 'missing' (no image), 'corrupt' (bytes that are no image), 'truncated' (a
+   * JPEG cut in half) or 'absent' (the row names a file that does not exist).
+   */
+  image: { w: number; h: number } | 'missing' | 'corrupt' | 'truncated' | 'absent';
+}
+
+async function drawJpeg(w: number, h: number, k: number, seg: number): Promise<Buffer> {
+  const c = (k * 53 + seg * 97) % 256;
+  const base = sharp({ create: { width: w, height: h, channels: 3, background: { r: c, g: 255 - c, b: (c * 3) % 256 } } });
+  const stripe = await sharp({ create: { width: Math.max(1, w >> 2), height: h, channels: 3, background: { r: 255, g: 255, b: 255 } } }).png().toBuffer();
+  return base.composite([{ input: stripe, left: w >> 1, top: 0 }]).jpeg({ quality: 90 }).toBuffer();
 }
 
 /**
@@ -204,14 +214,12 @@ export async function makeTinyWorkDir(dir: string, segments: { split: Split; ite
     for (const [k, item] of s.items.entries()) {
       const imageId = `${k}_s${seg}`;
       const pic = item.image === 'missing' ? '' : `${imageId}.jpg`;
-      if (item.image === 'corrupt') await writeFile(join(dir, 'image', pic), Buffer.from('not a jpeg at all'));
-      else if (item.image !== 'missing') {
-        const { w, h } = item.image;
-        const c = (k * 53 + seg * 97) % 256;
-        const base = sharp({ create: { width: w, height: h, channels: 3, background: { r: c, g: 255 - c, b: (c * 3) % 256 } } });
-        const stripe = await sharp({ create: { width: Math.max(1, w >> 2), height: h, channels: 3, background: { r: 255, g: 255, b: 255 } } }).png().toBuffer();
-        await base.composite([{ input: stripe, left: w >> 1, top: 0 }]).jpeg({ quality: 90 }).toFile(join(dir, 'image', pic));
-      }
+      const file = join(dir, 'image', pic);
+      if (item.image === 'corrupt') await writeFile(file, Buffer.from('not a jpeg at all'));
+      else if (item.image === 'truncated') {
+        const full = await drawJpeg(64, 48, k, seg);
+        await writeFile(file, full.subarray(0, full.length >> 1));
+      } else if (typeof item.image === 'object') await writeFile(file, await drawJpeg(item.image.w, item.image.h, k, seg));
       const row: SegmentRow = { imageId, title: `item ${k}`, pic, pv: 'color:red', category: 'c', itemId: `i${seg}-${k}` };
       rows.push(encodeSegmentRow(row));
     }

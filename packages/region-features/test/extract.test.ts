@@ -1,11 +1,12 @@
 /**
- * The extract stage on tiny work dirs (small-c4, random weights, wasm): accounting, rejects,
- * meta.json, sharded runs merging to the bytes of one run, resume after SIGKILL mid-segment,
- * and the CLI's exit codes.
+ * The extract stage on tiny work dirs (small-c4, random weights, wasm): counts against the
+ * input counted here from the segment files, rejects, meta.json, sharded runs merging to the
+ * bytes of one run, N workers giving the bytes of one, resume after SIGKILL and after Ctrl-C
+ * mid-segment, and the CLI's exit codes.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,16 +33,20 @@ const opts = (workDir: string, o: Partial<ExtractOptions> = {}): ExtractOptions 
   form: 'k3m',
   backend: 'wasm',
   prefetch: 2,
+  workers: 2,
   ...o,
 });
 const img = (w: number, h: number) => ({ image: { w, h } });
+/** Buffers compared as one boolean: a failing toEqual on megabytes would render a huge diff. */
+const sameBytes = async (a: string, b: string) => (await readFile(a)).equals(await readFile(b));
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'rf-extract-'));
   await makeTinyWorkDir(join(root, 'base'), [
     { split: 'train', items: [img(64, 48), { image: 'missing' }, img(40, 70), { image: 'corrupt' }] },
-    { split: 'val', items: [img(50, 50), img(80, 40)] },
-    { split: 'train', items: [img(48, 64), { image: 'missing' }] },
+    // 4000x1 decodes, but resizes to 416x0 at 256/416.
+    { split: 'val', items: [img(50, 50), img(80, 40), img(4000, 1)] },
+    { split: 'train', items: [img(48, 64), { image: 'missing' }, { image: 'truncated' }, { image: 'absent' }] },
   ]);
 });
 afterAll(async () => {
@@ -56,23 +61,63 @@ async function copyBase(name: string): Promise<string> {
 
 const outputs = (d: string) => [featureTsvPath(d, 'train'), featureTsvPath(d, 'val'), join(d, 'rejects/region-features.jsonl')];
 
+/** The input counted here, from the segment files as text: items, and items with no image. */
+async function countInput(d: string): Promise<{ items: number; missing: number }> {
+  let items = 0;
+  let missing = 0;
+  for (const f of (await readdir(d)).filter((n) => n.startsWith('id_title_pvs_cls.txt'))) {
+    for (const line of (await readFile(join(d, f), 'utf8')).split('\n')) {
+      if (line === '') continue;
+      items++;
+      if (line.split('\t')[2] === '') missing++;
+    }
+  }
+  return { items, missing };
+}
+
+/** Rows of both TSVs (every line must decode) and the reject log's records. */
+async function readOutputs(d: string) {
+  const meta = await readFeatureMeta(d);
+  let rows = 0;
+  for (const split of ['train', 'val'] as const) {
+    for await (const l of readFeatureTsv(featureTsvPath(d, split), meta)) {
+      if (!l.ok) throw new Error(l.detail);
+      rows++;
+    }
+  }
+  const rejects = (await readFile(join(d, 'rejects/region-features.jsonl'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return { rows, rejects };
+}
+
 describe('extract', () => {
   let single: string;
   beforeAll(async () => {
     single = await copyBase('single');
     await extract(opts(single));
-  }, 60_000);
+  }, 120_000);
 
-  it('accounts for every item: rows, rejects, image-missing', async () => {
+  it('counts in at the source: in, written, rejected and image-missing match the files', async () => {
     const r = JSON.parse(await readFile(join(single, 'reports/region-features.json'), 'utf8'));
-    expect(r).toMatchObject({ items: 8, imageMissing: 2, in: 6, written: 5, rejected: 1, reconciles: true, merged: true });
-    expect(r.rejectedByReason).toEqual({ 'decode-failed': 1 });
+    const input = await countInput(single);
+    const out = await readOutputs(single);
+    expect(input).toEqual({ items: 11, missing: 2 });
+    expect(r).toMatchObject({ in: input.items, written: out.rows, rejected: out.rejects.length, reconciles: true, merged: true });
+    expect(r.skippedByReason).toEqual({ 'image-missing': input.missing });
+    expect(input.items).toBe(out.rows + out.rejects.length + input.missing);
+    expect(r.rejectedByReason).toEqual({ 'decode-failed': 3, 'unusable-size': 1 });
+    expect(out.rejects).toEqual([
+      expect.objectContaining({ source: 'id_title_pvs_cls.txt0', line: 4, reason: 'decode-failed', id: '3_s0' }),
+      expect.objectContaining({ source: 'id_title_pvs_cls.txt1', line: 3, reason: 'unusable-size', id: '2_s1', detail: expect.stringMatching(/4000x1 resizes to 416x0/) }),
+      expect.objectContaining({ source: 'id_title_pvs_cls.txt2', line: 3, reason: 'decode-failed', id: '2_s2', detail: expect.stringMatching(/premature end/i) }),
+      expect.objectContaining({ source: 'id_title_pvs_cls.txt2', line: 4, reason: 'decode-failed', id: '3_s2', detail: expect.stringMatching(/ENOENT/) }),
+    ]);
     expect(r.randomInit).toBe(true);
     expect(r.note).toMatch(/random initialisation/);
+    expect(r.k3mReadable).toBe(false);
+    expect(r.widthWarning).toMatch(/256-d features over 101 classes: the original K3M loader reads only 2048-d features and 1601 class probabilities/);
     expect(r.backend).toMatch(/wasm/);
+    expect(r.workers).toBe(2);
     expect(r.imagesPerSecond).toBeGreaterThan(0);
-    const rej = (await readFile(join(single, 'rejects/region-features.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
-    expect(rej).toEqual([expect.objectContaining({ source: 'id_title_pvs_cls.txt0', line: 4, reason: 'decode-failed', id: '3_s0' })]);
   });
 
   it('writes K3M-form TSVs in item order with raw sizes, and meta.json with the widths', async () => {
@@ -106,25 +151,50 @@ describe('extract', () => {
     const r = await extract(opts(single));
     expect(r.segmentsSkipped).toBe(3);
     expect(r.imagesProcessed).toBe(0);
+    expect(r.workers).toBe(0);
     const after = await Promise.all(outputs(single).map((p) => readFile(p)));
-    expect(after).toEqual(before);
+    expect(after.every((b, i) => b.equals(before[i]!))).toBe(true);
   }, 60_000);
 
-  it('shards 0/2 and 1/2 merge to the bytes of one run', async () => {
+  it('1 worker and 3 workers write the bytes of 2', async () => {
+    for (const workers of [1, 3]) {
+      const d = await copyBase(`workers-${workers}`);
+      const r = await extract(opts(d, { workers }));
+      expect(r.workers).toBe(workers);
+      for (const [i, p] of outputs(d).entries()) expect(await sameBytes(p, outputs(single)[i]!), p).toBe(true);
+    }
+  }, 120_000);
+
+  it('shards 0/2 and 1/2 merge to the bytes of one run, with counts folded from the parts', async () => {
     const d = await copyBase('sharded');
     const r0 = await extract(opts(d, { shard: { index: 0, count: 2 } }));
     expect(r0.merged).toBe(false);
+    // Shard 0 owns segments 0 and 2: 8 items, 2 without an image, 3 rejected.
+    expect(r0).toMatchObject({ in: 8, written: 3, rejected: 3, skippedByReason: { 'image-missing': 2 }, reconciles: true });
     expect(existsSync(join(d, 'reports/region-features.shard-0-of-2.json'))).toBe(true);
     expect(existsSync(featureTsvPath(d, 'train'))).toBe(false);
     const r1 = await extract(opts(d, { shard: { index: 1, count: 2 } }));
     expect(r1.merged).toBe(true);
     // The last shard merges and still leaves its own report: schedulers read it as "shard done".
-    expect(JSON.parse(await readFile(join(d, 'reports/region-features.shard-1-of-2.json'), 'utf8'))).toMatchObject({ shard: '1/2', merged: false, segments: 1 });
-    for (const [a, b] of outputs(d).map((p, i) => [p, outputs(single)[i]!])) expect(await readFile(a!)).toEqual(await readFile(b!));
+    expect(JSON.parse(await readFile(join(d, 'reports/region-features.shard-1-of-2.json'), 'utf8'))).toMatchObject({ shard: '1/2', merged: false, segments: 1, in: 3, written: 2, rejected: 1 });
+    for (const [i, p] of outputs(d).entries()) expect(await sameBytes(p, outputs(single)[i]!), p).toBe(true);
     const m = await merge(d);
-    expect(m).toMatchObject({ in: 6, written: 5, rejected: 1, reconciles: true });
-    expect(await readFile(outputs(d)[0]!)).toEqual(await readFile(outputs(single)[0]!));
-  }, 60_000);
+    expect(m).toMatchObject({ in: 11, written: 5, rejected: 4, reconciles: true });
+    expect(await sameBytes(outputs(d)[0]!, outputs(single)[0]!)).toBe(true);
+  }, 120_000);
+
+  it('the merge counts what it copies: a part that lost a row does not reconcile, and the CLI fails', async () => {
+    const d = await copyBase('lost-row');
+    await extract(opts(d));
+    const part = partPaths(d, 0).tsv;
+    const lines = (await readFile(part, 'utf8')).split('\n');
+    await writeFile(part, lines.slice(1).join('\n'));
+    const m = await merge(d);
+    expect(m).toMatchObject({ in: 11, written: 4, rejected: 4, reconciles: false });
+    const r = spawnSync(process.execPath, [BIN, 'merge', '--work-dir', d, '--quiet'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/does not reconcile/);
+  }, 120_000);
 
   it('other options redo the parts (bare form, adaptive rule)', async () => {
     const d = await copyBase('bare');
@@ -135,7 +205,7 @@ describe('extract', () => {
     expect(line.split('\t')[4]!.startsWith("b'")).toBe(false);
     expect(Number(line.split('\t')[3])).toBeGreaterThanOrEqual(10);
     expect((await readFeatureMeta(d)).form).toBe('bare');
-  }, 60_000);
+  }, 120_000);
 });
 
 describe('--attributes (the attribute head of the _attr checkpoints)', () => {
@@ -152,7 +222,7 @@ describe('--attributes (the attribute head of the _attr checkpoints)', () => {
     d = await copyBase('attributes');
     await writeSafetensors(join(d, 'small-attr.safetensors'), tensors);
     await extract(opts(d, { weights: join(d, 'small-attr.safetensors'), attributes: true }));
-  }, 60_000);
+  }, 120_000);
 
   it('adds an attr_prob column of 401 probabilities per box, summing to 1, and says so in meta.json', async () => {
     const meta = await readFeatureMeta(d);
@@ -198,35 +268,63 @@ describe('extractImage', () => {
   }, 60_000);
 });
 
-describe('resume after SIGKILL', () => {
-  it('finishes a half-written segment to the same bytes as an uninterrupted run', async () => {
-    const items = Array.from({ length: 24 }, (_, k) => img(40 + k * 2, 60 - k));
-    const a = join(root, 'killed');
-    const b = join(root, 'clean');
-    await makeTinyWorkDir(a, [{ split: 'train', items }]);
-    await cp(a, b, { recursive: true });
-    const args = ['extract', '--work-dir', a, '--backend', 'wasm', '--quiet'];
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: 'ignore' });
-    const part = partPaths(a, 0).tsv;
-    const lines = async () => (existsSync(part) ? (await readFile(part, 'utf8')).split('\n').length - 1 : 0);
-    while ((await lines()) < 3 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    const partial = await lines();
-    expect(partial).toBeGreaterThanOrEqual(3);
-    expect(partial).toBeLessThan(24);
-    expect(existsSync(partPaths(a, 0).marker)).toBe(false);
+describe('interrupted runs resume to the bytes of an uninterrupted one', () => {
+  const items = Array.from({ length: 24 }, (_, k) => img(40 + k * 2, 60 - k));
+  let clean: string;
+  beforeAll(async () => {
+    clean = join(root, 'clean');
+    await makeTinyWorkDir(clean, [{ split: 'train', items }]);
+    await extract(opts(clean));
+  }, 120_000);
 
-    const resumed = spawnSync(process.execPath, [BIN, ...args, '--json'], { encoding: 'utf8' });
+  const args = (d: string) => ['extract', '--work-dir', d, '--backend', 'wasm', '--preset', 'small-c4', '--workers', '2', '--quiet'];
+  const lines = async (d: string) => (existsSync(partPaths(d, 0).tsv) ? (await readFile(partPaths(d, 0).tsv, 'utf8')).split('\n').length - 1 : 0);
+
+  /** Starts the CLI, waits for 3 rows in the part, sends `signal`; resolves with the exit and the rows then. */
+  async function interrupt(d: string, signal: NodeJS.Signals) {
+    await makeTinyWorkDir(d, [{ split: 'train', items }]);
+    const child = spawn(process.execPath, [BIN, ...args(d)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, sig) => r({ code, signal: sig })));
+    while ((await lines(d)) < 3 && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+    const t = performance.now();
+    child.kill(signal);
+    const how = await exit;
+    return { ...how, stderr, stopSeconds: (performance.now() - t) / 1000, partial: await lines(d) };
+  }
+
+  async function resumeAndCompare(d: string, partial: number) {
+    expect(existsSync(partPaths(d, 0).marker)).toBe(false);
+    const resumed = spawnSync(process.execPath, [BIN, ...args(d), '--json'], { encoding: 'utf8' });
     expect(resumed.status, resumed.stderr).toBe(0);
     const report = JSON.parse(resumed.stdout);
     expect(report.imagesProcessed).toBe(24 - partial);
-    expect(report).toMatchObject({ in: 24, written: 24, reconciles: true });
-    await extract(opts(b));
-    expect(await readFile(featureTsvPath(a, 'train'))).toEqual(await readFile(featureTsvPath(b, 'train')));
-    expect((await stat(featureTsvPath(a, 'train'))).size).toBeGreaterThan(0);
-    expect((await readdir(join(a, 'image_features'))).filter((f) => f.endsWith('.tmp'))).toEqual([]);
-  }, 120_000);
+    expect(report).toMatchObject({ in: 24, written: 24, rejected: 0, reconciles: true });
+    expect(await sameBytes(featureTsvPath(d, 'train'), featureTsvPath(clean, 'train'))).toBe(true);
+    expect((await stat(featureTsvPath(d, 'train'))).size).toBeGreaterThan(0);
+    expect((await readdir(join(d, 'image_features'))).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  }
+
+  it('after SIGKILL mid-segment', async () => {
+    const d = join(root, 'killed');
+    const r = await interrupt(d, 'SIGKILL');
+    expect(r.signal).toBe('SIGKILL');
+    expect(r.partial).toBeGreaterThanOrEqual(3);
+    expect(r.partial).toBeLessThan(24);
+    await resumeAndCompare(d, r.partial);
+  }, 180_000);
+
+  it('after Ctrl-C: the workers stop, exit 130 with a line saying how to resume', async () => {
+    const d = join(root, 'sigint');
+    const r = await interrupt(d, 'SIGINT');
+    expect(r.code).toBe(130);
+    expect(r.stderr).toMatch(/^region-features: interrupted; .* rerun the same command to resume$/m);
+    // The workers are terminated mid-image, not waited for.
+    expect(r.stopSeconds).toBeLessThan(10);
+    expect(r.partial).toBeLessThan(24);
+    await resumeAndCompare(d, r.partial);
+  }, 180_000);
 });
 
 describe('CLI', () => {
@@ -238,10 +336,45 @@ describe('CLI', () => {
     const w = run('extract', '--work-dir', join(root, 'base'), '--preset', 'bua-r101-c4', '--quiet');
     expect(w.status).toBe(2);
     expect(w.stderr).toMatch(/--weights: preset bua-r101-c4 needs converted weights/);
+    const n = run('extract', '--work-dir', join(root, 'base'), '--workers', '0');
+    expect(n.status).toBe(2);
+    expect(n.stderr).toMatch(/--workers 0: expected an integer >= 1/);
   }, 60_000);
+
   it('exits 1 naming the file when there is no segments.json', () => {
     const r = run('extract', '--work-dir', join(root, 'nowhere'), '--quiet');
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/segments\.json/);
   }, 60_000);
+
+  it('merge refuses --shard and --num-shards (flag or config file) with one line, and honours --config', async () => {
+    const d = await copyBase('merge-cli');
+    await extract(opts(d));
+    for (const [args, flag] of [
+      [['--shard', '0/2'], /^region-features: --shard 0\/2: merge is not sharded/],
+      [['--num-shards', '2'], /^region-features: --num-shards 2: merge is not sharded/],
+    ] as const) {
+      const r = run('merge', '--work-dir', d, ...args);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(flag);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    const sharded = join(d, 'sharded.json');
+    await writeFile(sharded, JSON.stringify({ shard: '1/2' }));
+    const s = run('merge', '--work-dir', d, '--config', sharded);
+    expect(s.status).toBe(2);
+    expect(s.stderr).toMatch(/--shard 1\/2: merge is not sharded/);
+    const cfg = join(d, 'merge.json');
+    await writeFile(cfg, JSON.stringify({ workDir: d, json: true }));
+    const m = run('merge', '--config', cfg);
+    expect(m.status, m.stderr).toBe(0);
+    expect(JSON.parse(m.stdout)).toMatchObject({ stage: 'region-features', in: 11, written: 5, rejected: 4, merged: true, reconciles: true });
+  }, 120_000);
+
+  it('a preset K3M cannot read says so on stderr, also with --quiet', async () => {
+    const d = await copyBase('warn-cli');
+    const r = run('extract', '--work-dir', d, '--backend', 'wasm', '--preset', 'small-c4', '--quiet');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^WARNING: preset small-c4 writes 256-d features over 101 classes: the original K3M loader .* cannot read these rows/m);
+  }, 120_000);
 });

@@ -12,6 +12,7 @@ buffer come from it, loaded as detectron2 loads it; else seeded random weights.
 import json
 import os
 import pickle
+import resource
 import sys
 import time
 
@@ -43,8 +44,10 @@ def main(cfg_json, images_json, threads, pkl=None):
         for rgb in rgbs:
             run(net, rgb, rgb.shape[0], rgb.shape[1], cell)
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    # ru_maxrss is in KiB on Linux: this process's peak, weights and activations included.
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({'images': len(rgbs), 'seconds': dt, 'imagesPerSecond': len(rgbs) / dt, 'cpuSecondsPerImage': cpu / len(rgbs),
-                      'threads': threads, 'torch': torch.__version__}))
+                      'threads': threads, 'peakRssMB': peak_mb, 'torch': torch.__version__}))
 
 
 if __name__ == '__main__':

@@ -131,9 +131,12 @@ class Net:
 
     def stage(self, x, s):
         prefix = 'roi_heads.res5' if s == 5 else 'backbone.res%d' % s
+        # detectron2 RES5_DILATION: 2 (the VG variant, the default here) keeps res5 at stride 1
+        # and dilates; 1 is the standard C4 head, stride 2 on res5's first block.
+        res5_dilation = self.c.get('res5Dilation', 2)
         for i in range(self.c['blocks'][s - 2]):
-            stride = 2 if (i == 0 and s in (3, 4)) else 1
-            x = self.block(x, '%s.%d' % (prefix, i), stride, 2 if s == 5 else 1)
+            stride = 2 if (i == 0 and (s in (3, 4) or (s == 5 and res5_dilation == 1))) else 1
+            x = self.block(x, '%s.%d' % (prefix, i), stride, res5_dilation if s == 5 else 1)
         return x
 
     def backbone(self, x):

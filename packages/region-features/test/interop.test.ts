@@ -9,12 +9,12 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeFeatureRow, readFeatureTsv, type FeatureRow } from '../src/codecs/feature-tsv.ts';
+import { encodeFeatureRow, featureTsvPath, readFeatureTsv, type FeatureRow } from '../src/codecs/feature-tsv.ts';
 import { readDetectron2Pickle } from '../src/codecs/detectron2-pickle.ts';
 import { readSafetensors } from '@k3m-kit/core';
 import { ANCHOR_BUFFER, optionalParamShapes, paramShapes, verifyParams, WeightsMismatchError } from '../src/model/params.ts';
 import { PRESETS } from '../src/model/presets.ts';
-import { GOLDEN_DIR, REPO_ROOT } from '../src/testing.ts';
+import { GOLDEN_DIR, makeTinyWorkDir, REPO_ROOT } from '../src/testing.ts';
 import { convertWeights } from '../src/weights.ts';
 
 const PY = '/usr/bin/python3';
@@ -71,6 +71,50 @@ describe('feature TSV and Python', () => {
       expect(got[i].clsProbSum).toBeCloseTo(r.clsProb.reduce((a, b) => a + b, 0), 4);
     });
   });
+});
+
+describe("the default pipeline's TSV in K3M's loader", () => {
+  const BIN = join(REPO_ROOT, 'packages/region-features/bin/region-features.js');
+  const extractCli = (d: string, ...args: string[]) => spawnSync(process.execPath, [BIN, 'extract', '--work-dir', d, '--backend', 'wasm', '--quiet', '--json', ...args], { encoding: 'utf8' });
+  // What K3M's loader fixes: np.zeros((region_len, 2048)) and a 1601-wide image_target.
+  const k3mLoader = (tsv: string) => spawnSync(PY, [join(REPO_ROOT, 'tools/golden/read_k3m_tsv.py'), tsv, '2048', '1601'], { encoding: 'utf8' });
+  const items = [{ image: { w: 64, h: 48 } }, { image: 'missing' as const }, { image: { w: 50, h: 70 } }];
+
+  it.skipIf(!hasNumpy)('extract with its defaults writes 2048-d features and 1601 class probabilities that the original loader reads', async () => {
+    if (!hasNumpy) return;
+    const d = join(dir, 'default-preset');
+    await makeTinyWorkDir(d, [{ split: 'train', items }]);
+    const r = extractCli(d);
+    expect(r.status, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ preset: 'small-c4-2048', featureDim: 2048, numClasses: 1601, k3mReadable: true, written: 2, reconciles: true });
+    expect(report.widthWarning).toBeUndefined();
+    expect(r.stderr).not.toMatch(/WARNING/);
+    const py = k3mLoader(featureTsvPath(d, 'train'));
+    expect(py.status, py.stderr).toBe(0);
+    const got = py.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(got.map((x) => [x.imageId, x.imageW, x.imageH])).toEqual([
+      ['0_s0', 64, 48],
+      ['2_s0', 50, 70],
+    ]);
+    for (const x of got) {
+      expect(x.numBoxes).toBeGreaterThan(0);
+      expect(x.clsProbSum).toBeCloseTo(x.numBoxes, 3);
+      expect(Number.isFinite(x.featureSum)).toBe(true);
+    }
+  }, 120_000);
+
+  it.skipIf(!hasNumpy)('the small-c4 preset (256-d, 101 classes) is what the loader cannot read, as its warning says', async () => {
+    if (!hasNumpy) return;
+    const d = join(dir, 'small-preset');
+    await makeTinyWorkDir(d, [{ split: 'train', items }]);
+    const r = extractCli(d, '--preset', 'small-c4');
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ k3mReadable: false, widthWarning: expect.stringMatching(/cannot read these rows/) });
+    const py = k3mLoader(featureTsvPath(d, 'train'));
+    expect(py.status).not.toBe(0);
+    expect(py.stderr).toMatch(/cannot reshape array/);
+  }, 120_000);
 });
 
 describe('detectron2 pickles', () => {

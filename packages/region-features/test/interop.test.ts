@@ -19,6 +19,7 @@ import { convertWeights } from '../src/weights.ts';
 
 const PY = '/usr/bin/python3';
 const hasNumpy = spawnSync(PY, ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0;
+if (!hasNumpy) console.warn(`SKIP K3M loader interop: ${PY} cannot import numpy (apt-get install python3-numpy)`);
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'rf-interop-'));

@@ -172,7 +172,9 @@ export class FeatureRowDecoder {
   }
 
   private start(): void {
-    const { workers, workersAfterBytes: _, ...rowOptions } = this.o;
+    // Only the row options travel: the caller's object may hold what cannot be cloned (the join's ledger and knowledge stream).
+    const { workers, dims, maxBoxes, encoding, segs, shard } = this.o;
+    const rowOptions: RowOptions = { dims, maxBoxes, encoding, segs, shard };
     for (let i = 0; i < workers; i++) {
       const w = new Worker(new URL('./tsx-worker.js', import.meta.url), {
         workerData: { module: new URL('./feature-row-worker.ts', import.meta.url).href, options: rowOptions },

@@ -5,9 +5,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { WHOLE } from '@k3m-kit/core';
+import { Ledger, WHOLE } from '@k3m-kit/core';
 import { convert, lmdbPath, RecordReader } from '../src/index.ts';
-import { FeatureRowDecoder } from '../src/feature-rows.ts';
+import { decodeRow, FeatureRowDecoder, readRawLines } from '../src/feature-rows.ts';
+import { featureFiles } from '../src/join.ts';
 import { writeFixtureWorkDir } from '../src/testing.ts';
 import { baseOptions, tempDir } from './helpers.ts';
 
@@ -47,6 +48,26 @@ describe('decoding on worker threads', () => {
       expect(rejects(parallel)).toBe(rejects(serial));
     }, 60_000);
   }
+
+  test('options the join carries that cannot cross to a thread (its ledger, the knowledge stream) stay on the main thread', async () => {
+    const workDir = await fixture('clone');
+    const rowOptions = { dims: { featureDim: 64, numClasses: 9 }, maxBoxes: 36, encoding: {}, shard: WHOLE, segs: [0] };
+    // As join() builds it: a Ledger and an async generator next to the row options.
+    const knowledge = (async function* () {})();
+    const decoder = new FeatureRowDecoder({ ...rowOptions, ledger: new Ledger(), knowledge, workers: 1, workersAfterBytes: 0 } as ConstructorParameters<typeof FeatureRowDecoder>[0]);
+    try {
+      let n = 0;
+      for await (const line of readRawLines(featureFiles(workDir, 'train'))) {
+        const want = decodeRow(new Uint8Array(line.bytes), rowOptions);
+        expect(await decoder.decode(line)).toEqual(want);
+        expect(decoder.threads).toBe(1);
+        if (++n === 5) break;
+      }
+      expect(n).toBe(5);
+    } finally {
+      await decoder.close();
+    }
+  }, 30_000);
 
   test('a worker that fails rejects the rows in flight with its cause instead of hanging', async () => {
     const decoder = new FeatureRowDecoder({

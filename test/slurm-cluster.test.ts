@@ -158,8 +158,16 @@ async function expectSameAsOneProcess(w: string): Promise<void> {
   expect(pick(await readJson(join(w, 'reports/region-features.json')), rfKeys)).toEqual(pick(await readJson(join(ref, 'reports/region-features.json')), rfKeys));
   const lw = await readJson(join(ref, 'reports/lmdb-writer.json'));
   const shards = await Promise.all(Array.from({ length: SHARDS }, (_, i) => readJson(join(w, `reports/lmdb-writer.shard-${i}-of-${SHARDS}.json`))));
-  for (const k of ['in', 'written', 'rejected'] as const) expect(shards.reduce((a, s) => a + (s[k] as number), 0)).toBe(lw[k]);
-  expect(pick(await readJson(join(w, 'reports/lmdb-writer.merge.json')), ['written', 'reconciles'])).toEqual({ written: lw.written, reconciles: true });
+  // Items (in, written = records, rejected) and the feature rows' own ledger: the shards add up
+  // to one process, and the merge reports what one process reports.
+  type Rows = Record<'in' | 'written' | 'rejected', number>;
+  for (const k of ['in', 'written', 'rejected'] as const) {
+    expect(shards.reduce((a, s) => a + (s[k] as number), 0)).toBe(lw[k]);
+    expect(shards.reduce((a, s) => a + (s.featureRows as Rows)[k], 0)).toBe((lw.featureRows as Rows)[k]);
+  }
+  expect(lw.reconciles).toBe(true);
+  const merged = await readJson(join(w, 'reports/lmdb-writer.merge.json'));
+  expect(pick(merged, [...COUNTS, 'featureRows'])).toEqual(pick(lw, [...COUNTS, 'featureRows']));
   const rejectLines = async (files: string[]) =>
     (await Promise.all(files.map((f) => readFile(f, 'utf8').catch(() => '')))).join('').split('\n').filter(Boolean).sort();
   expect(await rejectLines(Array.from({ length: SHARDS }, (_, i) => join(w, `rejects/lmdb-writer.shard-${i}-of-${SHARDS}.jsonl`)))).toEqual(

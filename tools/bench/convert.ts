@@ -59,7 +59,7 @@ const PARTS = {
     const r = await convert({ workDir: a.workDir, splits: ['train'], shard: WHOLE, missingImage: 'keep', fp16: a.fp16, clsProb: true, batchRecords: 1000, batchMb: 256, verifySample: 8, quiet: true, workers: a.workers });
     const seconds = (performance.now() - t) / 1000;
     const cpu = process.cpuUsage(c0);
-    return { seconds, peakMb: peakMb(), cpuSeconds: (cpu.user + cpu.system) / 1e6, records: r.records, fileBytes: statSync(lmdbPath(a.workDir, 'train')).size, valueBytes: r.valueBytes };
+    return { seconds, peakMb: peakMb(), cpuSeconds: (cpu.user + cpu.system) / 1e6, records: r.written, fileBytes: statSync(lmdbPath(a.workDir, 'train')).size, valueBytes: r.valueBytes };
   },
   async reads(a: { path: string; reads: number }): Promise<Part> {
     const rd = RecordReader.open(a.path);

@@ -21,6 +21,7 @@ import {
   RejectLog,
   shardSuffix,
   writeReport,
+  type LedgerCounts,
   type Shard,
   type StageReportBase,
   type TableRow,
@@ -93,9 +94,19 @@ export function defaultWorkers(): number {
   return Math.max(0, availableParallelism() - 1);
 }
 
-/** One split's LMDB and its share of the counts (input rows, see join.ts). */
-export interface SplitReport {
+/**
+ * The feature TSV rows' own ledger: `in` rows this run owns, counted as read; `written` rows
+ * carried by a record (every record that is not image-missing); `rejected` rows with their own
+ * reject line. `decoded`: rows the decoder was handed (the others belong to other shards).
+ */
+export interface FeatureRowCounts extends LedgerCounts {
+  decoded: number;
+}
+
+/** One split's LMDB and its share of the counts (see {@link ConvertReport}). */
+export interface SplitReport extends LedgerCounts {
   file: string;
+  /** Records in the LMDB (equal to `written`). */
   records: number;
   imageMissing: number;
   /** Records that were already committed by an interrupted run. */
@@ -103,18 +114,18 @@ export interface SplitReport {
   skipped: boolean;
   bytes: number;
   fingerprint: string;
-  in: number;
-  written: number;
-  rejected: number;
+  featureRows: FeatureRowCounts;
 }
 
 /**
- * `in`: input rows read (item rows and feature rows), `written`: input rows in the LMDBs (a
- * record carries its item row and, unless its image is missing, its feature row), `rejected`:
- * reject lines; `records`: LMDB records.
+ * Counted in items: `in` items of this run's segments, counted as read; `written` LMDB records,
+ * counted as each is put; `rejected` items' reject lines (`feature-row-rejected`,
+ * `duplicate-id`, `bad-id`, `image-missing`), counted as each is logged. The feature rows have
+ * their own ledger, `featureRows`; their reject lines are in the same reject log (their
+ * `source` is the TSV). `reconciles`: both ledgers reconcile.
  */
 export interface ConvertReport extends StageReportBase {
-  records: number;
+  featureRows: FeatureRowCounts;
   splits: Partial<Record<Split, SplitReport>>;
   bytes: number;
   valueBytes: number;
@@ -128,7 +139,7 @@ function fingerprintOf(o: ConvertOptions, split: Split, knowledge: string, input
     const s = statSync(f);
     return [f, s.size, s.mtimeMs];
   });
-  const what = { v: 2, split, shard: o.shard, fp16: o.fp16, clsProb: o.clsProb, missingImage: o.missingImage, knowledge, dims, files };
+  const what = { v: 3, split, shard: o.shard, fp16: o.fp16, clsProb: o.clsProb, missingImage: o.missingImage, knowledge, dims, files };
   return createHash('sha256').update(JSON.stringify(what)).digest('hex').slice(0, 32);
 }
 
@@ -171,8 +182,12 @@ async function convertRun(o: ConvertOptions): Promise<ConvertReport> {
   const manifest = await readManifest(o.workDir);
   const knowledge = o.knowledge ?? defaultKnowledge(o.workDir);
   const prev = previousReport(o.workDir, name);
-  const ledger = new Ledger();
-  const rejects = await RejectLog.open(o.workDir, name, ledger);
+  // Items and feature rows of all splits; each split's own ledgers are folded in.
+  const items = new Ledger();
+  const rows = new Ledger();
+  let decoded = 0;
+  // Not tied to a ledger: a reject line is an item's or a feature row's, counted in its own.
+  const rejects = await RejectLog.open(o.workDir, name);
   const splits: Partial<Record<Split, SplitReport>> = {};
   let valueBytes = 0;
   try {
@@ -183,16 +198,22 @@ async function convertRun(o: ConvertOptions): Promise<ConvertReport> {
       const file = lmdbPath(o.workDir, split, o.shard);
       const done = prev?.splits?.[split];
       // A finished split is skipped only when it had no rejects: the reject log is rewritten per run.
-      if (done?.fingerprint === fingerprint && existsSync(file) && !existsSync(`${file}.partial`) && done.rejected === 0) {
-        ledger.addCounts({ in: done.in, written: done.written, rejectedByReason: {} });
+      if (done?.fingerprint === fingerprint && existsSync(file) && !existsSync(`${file}.partial`) && done.rejected === 0 && done.featureRows.rejected === 0) {
+        items.addCounts(done);
+        rows.addCounts(done.featureRows);
+        decoded += done.featureRows.decoded;
         splits[split] = { ...done, skipped: true };
         continue;
       }
       const total = segs.reduce((a, e) => a + e.items, 0);
-      const before = ledger.counts();
-      const result = await convertSplit(o, { split, file, fingerprint, total, knowledge, rejects, ledger, dims, maxBoxes: meta.maxBoxes });
-      const after = ledger.counts();
-      splits[split] = { ...result.report, in: after.in - before.in, written: after.written - before.written, rejected: after.rejected - before.rejected };
+      const ledgers = { items: new Ledger(), featureRows: new Ledger() };
+      const result = await convertSplit(o, { split, file, fingerprint, total, knowledge, rejects, ...ledgers, dims, maxBoxes: meta.maxBoxes });
+      const counts = ledgers.items.counts();
+      const featureRows = { ...ledgers.featureRows.counts(), decoded: result.decoded };
+      splits[split] = { ...result.report, ...counts, featureRows };
+      items.addCounts(counts);
+      rows.addCounts(featureRows);
+      decoded += result.decoded;
       valueBytes += result.valueBytes;
     }
     await rejects.commit();
@@ -202,11 +223,14 @@ async function convertRun(o: ConvertOptions): Promise<ConvertReport> {
   }
   const seconds = (performance.now() - t0) / 1000;
   const all = Object.values(splits);
+  const itemCounts = items.counts();
+  const featureRows = { ...rows.counts(), decoded };
   const report: ConvertReport = {
     stage: STAGE,
-    ...ledger.counts(),
+    ...itemCounts,
+    reconciles: itemCounts.reconciles && featureRows.reconciles,
+    featureRows,
     seconds,
-    records: all.reduce((a, s) => a + s.records, 0),
     splits,
     bytes: all.reduce((a, s) => a + s.bytes, 0),
     valueBytes,
@@ -225,12 +249,15 @@ interface SplitJob {
   total: number;
   knowledge: KnowledgeSource;
   rejects: RejectLog;
-  ledger: Ledger;
+  items: Ledger;
+  featureRows: Ledger;
   dims: FeatureDims;
   maxBoxes: number;
 }
 
-async function convertSplit(o: ConvertOptions, j: SplitJob): Promise<{ report: Omit<SplitReport, 'in' | 'written' | 'rejected'>; valueBytes: number }> {
+type SplitResult = { report: Omit<SplitReport, keyof LedgerCounts | 'featureRows'>; valueBytes: number; decoded: number };
+
+async function convertSplit(o: ConvertOptions, j: SplitJob): Promise<SplitResult> {
   const { writer, progress: resumed } = TensorpackLmdbWriter.open(j.file, j.fingerprint);
   const skip = writer.resumedFrom;
   const bar = createProgress(`${LMDB_NAMES[j.split]} records`, j.total, { quiet: o.quiet });
@@ -244,6 +271,7 @@ async function convertSplit(o: ConvertOptions, j: SplitJob): Promise<{ report: O
   let bytesSinceCommit = 0;
   let lastImageId = '';
   const mark = (): Progress => ({ fingerprint: j.fingerprint, records: writer.count, lastImageId, split: j.split });
+  const stats = { featureRowsDecoded: 0 };
   try {
     for await (const ev of join({
       workDir: o.workDir,
@@ -255,16 +283,20 @@ async function convertSplit(o: ConvertOptions, j: SplitJob): Promise<{ report: O
       encoding: { fp16: o.fp16, clsProb: o.clsProb },
       workers: o.workers ?? defaultWorkers(),
       workersAfterBytes: (o.workersAfterMb ?? 64) * 1e6,
-      ledger: j.ledger,
+      items: j.items,
+      featureRows: j.featureRows,
+      stats,
       knowledge: j.knowledge.open?.(j.split),
     })) {
       if (ev.kind === 'reject') {
         await j.rejects.add(ev.reject);
+        (ev.of === 'item' ? j.items : j.featureRows).rejected(ev.reject.reason);
         continue;
       }
       bar.increment();
       // Records committed by an interrupted run are in the output too.
-      j.ledger.wrote(ev.rows);
+      j.items.wrote();
+      if (!ev.imageMissing) j.featureRows.wrote();
       if (ev.imageMissing) imageMissing++;
       lastImageId = ev.imageId;
       if (index < skip) {
@@ -301,14 +333,18 @@ async function convertSplit(o: ConvertOptions, j: SplitJob): Promise<{ report: O
   return {
     report: { file: j.file, records: index, imageMissing, resumedFrom: skip, skipped: false, bytes: statSync(j.file).size, fingerprint: j.fingerprint },
     valueBytes,
+    decoded: stats.featureRowsDecoded,
   };
 }
 
 /** The report as a table for people. */
 export function convertTable(r: ConvertReport): string {
-  const rows: TableRow[] = [['in (item + feature rows)', r.in], ['written (rows in records)', r.written], ['rejected', r.rejected]];
+  const rows: TableRow[] = [['in (items)', r.in], ['written (records)', r.written], ['rejected (items)', r.rejected]];
   for (const [reason, n] of Object.entries(r.rejectedByReason)) rows.push([`  ${reason}`, n]);
-  rows.push(['records', r.records]);
+  const f = r.featureRows;
+  rows.push(['feature rows in', f.in], ['feature rows written', f.written], ['feature rows rejected', f.rejected]);
+  for (const [reason, n] of Object.entries(f.rejectedByReason)) rows.push([`  ${reason}`, n]);
+  rows.push(['feature rows decoded', f.decoded]);
   for (const [split, s] of Object.entries(r.splits)) {
     rows.push([`${split} records`, s.records]);
     rows.push([`${split} image-missing`, s.imageMissing]);

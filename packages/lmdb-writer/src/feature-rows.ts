@@ -11,13 +11,17 @@
  *
  * Small runs never start a worker: rows are decoded on the main thread until
  * `workersAfterBytes` of lines have gone through (starting a worker costs about a second).
+ *
+ * A shard decodes only its own rows: each line's image id is read from its first field (the
+ * codec's `featureLineImageId`) and the rows of other shards' segments are passed over
+ * undecoded, so N shards together decode every row once, not N times.
  */
 import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { IoError, ownsUnit, type Shard } from '@k3m-kit/core';
 // The codec's own entry: the package index would load TensorFlow.js and sharp into every worker.
-import { decodeFeatureLine, type FeatureDims } from '@k3m-kit/region-features/feature-tsv';
+import { decodeFeatureLine, featureLineImageId, type FeatureDims } from '@k3m-kit/region-features/feature-tsv';
 import { storedArrays, type RecordEncoding, type StoredArrays } from './codecs/msgpack-numpy.ts';
 
 /** What every row of a run is decoded against. */
@@ -25,9 +29,6 @@ export interface RowOptions {
   dims: FeatureDims;
   maxBoxes: number;
   encoding: RecordEncoding;
-  /** The segments of the split and this run's shard: rows of other shards are not encoded. */
-  segs: readonly number[];
-  shard: Shard;
 }
 
 /** A usable row's image fields and arrays, in the form they are stored in. */
@@ -45,9 +46,9 @@ export function parseImageId(id: string | undefined): { k: number; seg: number }
 }
 
 /** Whether this shard accounts for a row: rows of its segments, and unplaceable rows on shard 0. */
-export function ownsRow(imageId: string | undefined, segs: readonly number[], shard: Shard): boolean {
+export function ownsRow(imageId: string | undefined, segs: ReadonlySet<number>, shard: Shard): boolean {
   const p = parseImageId(imageId);
-  if (p && segs.includes(p.seg)) return ownsUnit(shard, p.seg);
+  if (p && segs.has(p.seg)) return ownsUnit(shard, p.seg);
   return shard.index === 0;
 }
 
@@ -60,8 +61,8 @@ function firstNonFinite(a: Float32Array): number | undefined {
 }
 
 /**
- * One line: decoded by the codec, checked (too many boxes, NaN, infinity) and, when usable
- * and owned by this shard, its arrays put in stored form.
+ * One line: decoded by the codec, checked (too many boxes, NaN, infinity) and, when usable,
+ * its arrays put in stored form.
  */
 export function decodeRow(line: Uint8Array, o: RowOptions): DecodedRow {
   let text = Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString('latin1');
@@ -69,7 +70,6 @@ export function decodeRow(line: Uint8Array, o: RowOptions): DecodedRow {
   const d = decodeFeatureLine(text, o.dims);
   if (!d.ok) return { ok: false, reason: d.reason, detail: d.detail, imageId: d.imageId };
   const f = d.row;
-  if (!ownsRow(f.imageId, o.segs, o.shard)) return { ok: true, imageId: f.imageId };
   if (f.numBoxes > o.maxBoxes) return { ok: true, imageId: f.imageId, problem: { reason: 'too-many-boxes', detail: `num_boxes ${f.numBoxes} > ${o.maxBoxes}` } };
   for (const [name, a] of [['boxes', f.boxes], ['features', f.features], ['cls_prob', f.clsProb]] as const) {
     const v = firstNonFinite(a);
@@ -145,6 +145,7 @@ export class FeatureRowDecoder {
   private readonly jobs = new Map<number, Job>();
   private nextId = 0;
   private inlineBytes = 0;
+  private nDecoded = 0;
   private failure: Error | undefined;
 
   constructor(private readonly o: DecoderOptions) {}
@@ -154,8 +155,14 @@ export class FeatureRowDecoder {
     return this.pool.length;
   }
 
+  /** Lines handed to `decode` so far. */
+  get decoded(): number {
+    return this.nDecoded;
+  }
+
   decode(line: RawLine): Promise<DecodedRow> {
     if (this.failure) return Promise.reject(this.failure);
+    this.nDecoded++;
     if (this.o.workers <= 0 || this.inlineBytes < this.o.workersAfterBytes) {
       this.inlineBytes += line.bytes.byteLength;
       return Promise.resolve(decodeRow(line.bytes, this.o));
@@ -173,8 +180,8 @@ export class FeatureRowDecoder {
 
   private start(): void {
     // Only the row options travel: the caller's object may hold what cannot be cloned (the join's ledger and knowledge stream).
-    const { workers, dims, maxBoxes, encoding, segs, shard } = this.o;
-    const rowOptions: RowOptions = { dims, maxBoxes, encoding, segs, shard };
+    const { workers, dims, maxBoxes, encoding } = this.o;
+    const rowOptions: RowOptions = { dims, maxBoxes, encoding };
     for (let i = 0; i < workers; i++) {
       const w = new Worker(new URL('./tsx-worker.js', import.meta.url), {
         workerData: { module: new URL('./feature-row-worker.ts', import.meta.url).href, options: rowOptions },
@@ -205,13 +212,20 @@ export class FeatureRowDecoder {
 }
 
 /**
- * The split's feature rows decoded, in file order, with at most `ahead` lines in flight.
- * @example for await (const r of decodedRows(files, decoder, 8)) ...
+ * The split's feature rows that `wanted` accepts (by image id), decoded, in file order, with at
+ * most `ahead` lines in flight; the other rows are passed over undecoded.
+ * @example for await (const r of decodedRows(files, decoder, 8, (id) => ownsRow(id, segs, shard))) ...
  */
-export async function* decodedRows(files: readonly string[], decoder: FeatureRowDecoder, ahead: number): AsyncGenerator<DecodedRow & { line: number; source: string }> {
+export async function* decodedRows(
+  files: readonly string[],
+  decoder: FeatureRowDecoder,
+  ahead: number,
+  wanted: (imageId: string) => boolean,
+): AsyncGenerator<DecodedRow & { line: number; source: string }> {
   const queue: Promise<DecodedRow & { line: number; source: string }>[] = [];
   try {
     for await (const raw of readRawLines(files)) {
+      if (!wanted(featureLineImageId(raw.bytes))) continue;
       const { line, source } = raw;
       const p = decoder.decode(raw).then((r) => ({ ...r, line, source }));
       p.catch(() => undefined); // awaited below; this only keeps an early exit from crashing

@@ -13,11 +13,15 @@
  * - the feature codec's reasons (`field-count`, `bad-base64`, `array-length`, ...), and
  *   `nan-value`, `inf-value`, `too-many-boxes` for a row; its item is then rejected too, as
  *   `feature-row-rejected`, so each input line has its own reject line;
+ * - `bad-id`: an item whose id names no position `<k>_s<seg>` of its own segment;
  * - `image-missing`: only with `--missing-image drop`.
  *
- * Accounting: the join's input is lines of two kinds, item rows (segment files) and feature
- * rows (TSV), and it tells the ledger about each as it streams in (`read`); a written record
- * carries one item row, plus its feature row unless the image is missing (`rows`).
+ * Accounting: two ledgers, told of each input as it streams in (`read`). `items` counts the
+ * items of this run's segments: each becomes one record or one reject line (`of: 'item'`).
+ * `featureRows` counts the feature TSV rows this run owns (those of its segments; on shard 0
+ * also those that fit no segment): each is carried by a record (one that is not
+ * image-missing) or has its own reject line (`of: 'featureRow'`). Rows of other shards'
+ * segments are passed over undecoded and counted by neither.
  *
  * Knowledge, when given (kg-triples' `readKnowledge`), is walked in lockstep with the items and
  * must match them id for id; a mismatch is an error (the kg/ output is stale), not a reject.
@@ -58,16 +62,21 @@ export interface JoinOptions {
   workers: number;
   /** ... once this many bytes of rows were decoded on the main thread. */
   workersAfterBytes: number;
-  /** Told of every input row as it is read. */
-  ledger: Ledger;
+  /** Told of every item as it is read. */
+  items: Ledger;
+  /** Told of every feature row this run owns as it is read. */
+  featureRows: Ledger;
+  /** Filled in when the join ends: feature rows decoded (the others were passed over). */
+  stats?: { featureRowsDecoded: number };
   /** Cleaned knowledge in manifest order; default: the segment's `pv` with a final `;`. */
   knowledge?: AsyncIterable<KnowledgeEntry>;
 }
 
 export type JoinEvent =
-  /** `rows`: input rows the record carries (the item, and its feature row unless missing). */
-  | { kind: 'record'; value: Buffer; imageId: string; imageMissing: boolean; rows: number }
-  | { kind: 'reject'; reject: RejectRecord };
+  /** A record carries its item and, unless its image is missing, its feature row. */
+  | { kind: 'record'; value: Buffer; imageId: string; imageMissing: boolean }
+  /** A reject line, of an item (a segment file's line) or of a feature row (a TSV line). */
+  | { kind: 'reject'; of: 'item' | 'featureRow'; reject: RejectRecord };
 
 /** The reference's PV text form for the model: `p:v;` per pair, so a final `;` is added. */
 export function pvWithFinalSeparator(pv: string): string {
@@ -99,11 +108,16 @@ export function featureFiles(workDir: string, split: Split): string[] {
 export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
   const manifest = await readManifest(o.workDir);
   const segs = manifest.segments.filter((e) => e.split === o.split);
-  const decoder = new FeatureRowDecoder({ ...o, segs: segs.map((e) => e.seg) });
+  const segIds = new Set(segs.map((e) => e.seg));
+  const { dims, maxBoxes, encoding, workers, workersAfterBytes } = o;
+  const decoder = new FeatureRowDecoder({ dims, maxBoxes, encoding, workers, workersAfterBytes });
+  // Rows of other shards' segments are theirs; unplaceable rows are shard 0's, so N shards count them once.
+  const rows = decodedRows(featureFiles(o.workDir, o.split), decoder, AHEAD, (id) => ownsRow(id, segIds, o.shard));
   try {
-    yield* joinRows(o, segs, decodedRows(featureFiles(o.workDir, o.split), decoder, AHEAD)[Symbol.asyncIterator]());
+    yield* joinRows(o, segs, rows[Symbol.asyncIterator]());
   } finally {
     await decoder.close();
+    if (o.stats) o.stats.featureRowsDecoded = decoder.decoded;
   }
 }
 
@@ -111,7 +125,6 @@ export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
 const AHEAD = 16;
 
 async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterator<FeatureLine>): AsyncGenerator<JoinEvent> {
-  const segIds = segs.map((e) => e.seg);
   // Position of a segment in manifest order; rows of segments owned by other shards are skipped.
   const order = new Map<number, { index: number; entry: SegmentEntry; owned: boolean }>();
   segs.forEach((e, index) => order.set(e.seg, { index, entry: e, owned: ownsUnit(o.shard, e.seg) }));
@@ -128,18 +141,15 @@ async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterat
   // A row with a position, or one that can never match (reject it when met).
   type Row = { line: FeatureLine; pos?: Pos };
   const nextRow = async (): Promise<Row | undefined> => {
-    for (;;) {
-      const r = await rows.next();
-      if (r.done) return undefined;
-      const id = r.value.imageId;
-      // Rows of other shards' segments are theirs; unplaceable rows are shard 0's, so N shards count them once.
-      if (!ownsRow(id, segIds, o.shard)) continue;
-      o.ledger.read();
-      const parsed = parseId(id);
-      const seg = parsed && order.get(parsed.seg);
-      return { line: r.value, pos: seg ? { seg: seg.index, k: parsed!.k } : undefined };
-    }
+    const r = await rows.next();
+    if (r.done) return undefined;
+    o.featureRows.read();
+    const parsed = parseId(r.value.imageId);
+    const seg = parsed && order.get(parsed.seg);
+    return { line: r.value, pos: seg ? { seg: seg.index, k: parsed!.k } : undefined };
   };
+  const rowReject = (reject: RejectRecord): JoinEvent => ({ kind: 'reject', of: 'featureRow', reject });
+  const itemReject = (reject: RejectRecord): JoinEvent => ({ kind: 'reject', of: 'item', reject });
   const strayReject = (row: Row): RejectRecord => {
     const id = row.line.imageId;
     const base = { source: row.line.source, line: row.line.line, id };
@@ -169,22 +179,26 @@ async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterat
   let row = await nextRow();
   let last: Pos | undefined;
   for await (const item of readItems(o.workDir, o.split, (e) => ownsUnit(o.shard, e.seg))) {
-    o.ledger.read();
+    o.items.read();
     const source = basename(order.get(item.seg)!.entry.file);
     const parsed = parseId(item.imageId);
     const pos: Pos = { seg: order.get(item.seg)!.index, k: parsed?.k ?? -1 };
     // Knowledge has one entry per segment row, rejected rows included: consume it first.
     const pv = know ? await knowledgeFor(item.imageId, item.seg) : pvWithFinalSeparator(item.pv);
-    const itemReject = { source, line: item.line, id: item.imageId };
+    const at = { source, line: item.line, id: item.imageId };
     // raw-ingest's extra fields (P9D domain, Product1M labels, TaiSu caption source) go into the record.
     const extra = item.extra ? { extra: item.extra } : {};
-    if (!parsed || parsed.seg !== item.seg || (last && !before(last, pos))) {
-      yield { kind: 'reject', reject: { ...itemReject, reason: 'duplicate-id', detail: `item ${item.imageId} repeats or runs backwards in segment ${item.seg}` } };
+    if (!parsed || parsed.seg !== item.seg) {
+      yield itemReject({ ...at, reason: 'bad-id', detail: `item id ${item.imageId} is not <k>_s${item.seg} (segment ${item.seg})` });
+      continue;
+    }
+    if (last && !before(last, pos)) {
+      yield itemReject({ ...at, reason: 'duplicate-id', detail: `item ${item.imageId} repeats or runs backwards in segment ${item.seg}` });
       continue;
     }
     last = pos;
     while (row && (!row.pos || before(row.pos, pos))) {
-      yield { kind: 'reject', reject: strayReject(row) };
+      yield rowReject(strayReject(row));
       row = await nextRow();
     }
     if (row && same(row.pos!, pos)) {
@@ -193,24 +207,24 @@ async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterat
       row = await nextRow();
       if (!line.ok || line.problem) {
         const problem = line.ok ? line.problem! : { reason: line.reason, detail: line.detail };
-        yield { kind: 'reject', reject: { source: line.source, line: line.line, id: item.imageId, ...problem } };
-        yield { kind: 'reject', reject: { ...itemReject, reason: 'feature-row-rejected', detail: `its feature row (${line.source} line ${line.line}) was rejected: ${problem.reason}` } };
+        yield rowReject({ source: line.source, line: line.line, id: item.imageId, ...problem });
+        yield itemReject({ ...at, reason: 'feature-row-rejected', detail: `its feature row (${line.source} line ${line.line}) was rejected: ${problem.reason}` });
         continue;
       }
       // An owned, clean row comes with its arrays (decodeRow).
       const record = { ...line.row!, imageId: item.imageId, caption: item.title, pv, category: item.category, featureDim: o.dims.featureDim, ...extra };
-      yield { kind: 'record', value: encodeStoredRecord(record), imageId: item.imageId, imageMissing: false, rows: 2 };
+      yield { kind: 'record', value: encodeStoredRecord(record), imageId: item.imageId, imageMissing: false };
       continue;
     }
     if (o.missingImage === 'drop') {
-      yield { kind: 'reject', reject: { ...itemReject, reason: 'image-missing', detail: item.pic ? `no feature row for ${item.pic}` : 'no image' } };
+      yield itemReject({ ...at, reason: 'image-missing', detail: item.pic ? `no feature row for ${item.pic}` : 'no image' });
       continue;
     }
     const record = { imageId: item.imageId, caption: item.title, pv, category: item.category, features: empty, clsProb: empty, boxes: empty, numBoxes: 0, imageH: 0, imageW: 0, featureDim: o.dims.featureDim, numClasses: o.dims.numClasses, ...extra };
-    yield { kind: 'record', value: encodeRecord(record, o.encoding), imageId: item.imageId, imageMissing: true, rows: 1 };
+    yield { kind: 'record', value: encodeRecord(record, o.encoding), imageId: item.imageId, imageMissing: true };
   }
   while (row) {
-    yield { kind: 'reject', reject: strayReject(row) };
+    yield rowReject(strayReject(row));
     row = await nextRow();
   }
 }

@@ -5,15 +5,22 @@
  * manifest's segments and taking each one's records from its shard restores the single-run
  * order. Values are copied byte for byte, so the result's records equal a single run's.
  * Resumable like convert (progress marker per commit).
+ *
+ * Counts: the same as a single run's convert report. `written` is counted here, one per record
+ * copied; `in` and `rejected` (items) and the `featureRows` ledger are the shards' counts, read
+ * from their reports (`reports/lmdb-writer.shard-<i>-of-<N>.json`), each checked against the
+ * records its part holds. `reconciles` compares the shards' items with the records merged, so a
+ * record lost between a shard and the merged LMDB shows.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
+import { z } from 'zod';
 import { readManifest, type Split } from '@k3m-kit/raw-ingest';
-import { createProgress, formatTable, IoError, Ledger, UsageError, writeReport, type StageReportBase, type TableRow } from '@k3m-kit/core';
+import { createProgress, formatTable, IoError, Ledger, shardSuffix, UsageError, writeReport, type StageReportBase, type TableRow } from '@k3m-kit/core';
 import { decodeRecord } from './codecs/msgpack-numpy.ts';
 import { TensorpackLmdbReader, TensorpackLmdbWriter } from './codecs/tensorpack-lmdb.ts';
-import { LMDB_DIR, LMDB_NAMES, lmdbPath, SPLIT_NAMES, STAGE } from './convert.ts';
+import { LMDB_DIR, LMDB_NAMES, lmdbPath, SPLIT_NAMES, STAGE, type FeatureRowCounts } from './convert.ts';
 import { verify } from './codecs/record-reader.ts';
 
 export interface MergeOptions {
@@ -25,9 +32,42 @@ export interface MergeOptions {
   quiet: boolean;
 }
 
+/** What merge reads of a shard's convert report: one split's counts. */
+const ShardSplitSchema = z.object({
+  records: z.number().int().nonnegative(),
+  in: z.number().int().nonnegative(),
+  rejectedByReason: z.record(z.string(), z.number().int().nonnegative()),
+  featureRows: z.object({
+    in: z.number().int().nonnegative(),
+    written: z.number().int().nonnegative(),
+    rejectedByReason: z.record(z.string(), z.number().int().nonnegative()),
+    decoded: z.number().int().nonnegative(),
+  }),
+});
+const ShardReportSchema = z.object({ splits: z.record(z.string(), ShardSplitSchema) });
+type ShardSplit = z.infer<typeof ShardSplitSchema>;
+
+/** Shard i's counts for a split, from its report; its part must hold the records it reports. */
+function shardCounts(workDir: string, split: Split, index: number, count: number, partRecords: number): ShardSplit {
+  const path = joinPath(workDir, 'reports', `${STAGE}${shardSuffix({ index, count })}.json`);
+  let counts: ShardSplit | undefined;
+  try {
+    counts = ShardReportSchema.parse(JSON.parse(readFileSync(path, 'utf8'))).splits[split];
+  } catch (e) {
+    throw new IoError(path, e);
+  }
+  if (!counts) throw new IoError(path, `no ${split} split: rerun lmdb-writer convert --shard ${index}/${count}`);
+  if (counts.records !== partRecords) {
+    throw new IoError(path, `reports ${counts.records} ${split} records, its part holds ${partRecords}: rerun lmdb-writer convert --shard ${index}/${count}`);
+  }
+  return counts;
+}
+
 export interface MergeReport extends StageReportBase {
   mode: 'merge';
   numShards: number;
+  /** The shards' feature-row ledgers, summed. */
+  featureRows: FeatureRowCounts;
   splits: Partial<Record<Split, { file: string; parts: string[]; records: number; bytes: number; resumedFrom: number }>>;
   bytes: number;
 }
@@ -55,15 +95,22 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
   const manifest = await readManifest(o.workDir);
   const splits: MergeReport['splits'] = {};
   let n = 0;
-  // in: records read from the parts; written: records in the merged LMDBs (a record that fits
-  // no segment is an error, so nothing is rejected).
-  const ledger = new Ledger();
+  const items = new Ledger();
+  const rows = new Ledger();
+  let decoded = 0;
   for (const split of o.splits ?? SPLIT_NAMES) {
     const parts = partsOf(o.workDir, split, o.numShards);
     n = parts.length;
     const readers = parts.map((p) => TensorpackLmdbReader.open(p));
     const file = lmdbPath(o.workDir, split);
     try {
+      for (const [i, r] of readers.entries()) {
+        const c = shardCounts(o.workDir, split, i, n, r.length);
+        items.read(c.in);
+        for (const [reason, k] of Object.entries(c.rejectedByReason)) items.rejected(reason, k);
+        rows.addCounts(c.featureRows);
+        decoded += c.featureRows.decoded;
+      }
       const fingerprint = createHash('sha256')
         .update(JSON.stringify(parts.map((p) => [p, statSync(p).size, statSync(p).mtimeMs])))
         .digest('hex')
@@ -83,11 +130,10 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
           const id = decodeRecord(v).record.imageId;
           if (segOf(id) !== e.seg) break;
           next[shard]!++;
-          ledger.read();
           bar.increment();
           last = id;
           // Records an interrupted merge committed are in the output already.
-          ledger.wrote();
+          items.wrote();
           if (index++ < skip) continue;
           writer.append(v);
           if (writer.count % o.batchRecords === 0) writer.commit({ fingerprint, records: writer.count, lastImageId: last });
@@ -108,11 +154,15 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
     }
   }
   const all = Object.values(splits);
+  const itemCounts = items.counts();
+  const featureRows = { ...rows.counts(), decoded };
   const report: MergeReport = {
     stage: STAGE,
     mode: 'merge',
     numShards: n,
-    ...ledger.counts(),
+    ...itemCounts,
+    reconciles: itemCounts.reconciles && featureRows.reconciles,
+    featureRows,
     seconds: (performance.now() - t0) / 1000,
     splits,
     bytes: all.reduce((a, s) => a + s.bytes, 0),
@@ -122,7 +172,9 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
 }
 
 export function mergeTable(r: MergeReport): string {
-  const rows: TableRow[] = [['shards', r.numShards], ['in', r.in], ['written', r.written]];
+  const f = r.featureRows;
+  const rows: TableRow[] = [['shards', r.numShards], ['in (items, from the shards)', r.in], ['written (records)', r.written], ['rejected (items, from the shards)', r.rejected]];
+  rows.push(['feature rows in', f.in], ['feature rows written', f.written], ['feature rows rejected', f.rejected]);
   for (const [split, s] of Object.entries(r.splits)) rows.push([`${split} records`, s.records], [`${split} bytes`, s.bytes]);
   rows.push(['seconds', r.seconds], ['reconciles', r.reconciles]);
   return formatTable(`${STAGE} merge`, rows);

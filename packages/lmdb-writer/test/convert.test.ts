@@ -81,8 +81,9 @@ describe('convert', () => {
     });
     const report = await convert(baseOptions(workDir));
     // A bad row of an item rejects both: the row (its reason) and the item (feature-row-rejected).
-    expect(report.rejectedByReason).toEqual({ 'array-length': 1, 'duplicate-id': 1, 'field-count': 1, 'nan-value': 1, 'no-metadata': 2, 'feature-row-rejected': 2 });
-    expect(report.reconciles).toBe(true);
+    expect(report.rejectedByReason).toEqual({ 'feature-row-rejected': 2 });
+    expect(report.featureRows.rejectedByReason).toEqual({ 'array-length': 1, 'duplicate-id': 1, 'field-count': 1, 'nan-value': 1, 'no-metadata': 2 });
+    expect([report.reconciles, report.featureRows.reconciles]).toEqual([true, true]);
     const lines = readFileSync(join(workDir, 'rejects/lmdb-writer.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.find((l) => l.reason === 'nan-value')).toMatchObject({ source: 'train.tsv.0', line: 3, id: '2_s0' });
     expect(lines.find((l) => l.id === '2_s0' && l.reason === 'feature-row-rejected')).toMatchObject({ source: 'id_title_pvs_cls.txt0', line: 3 });
@@ -183,7 +184,7 @@ describe('convert', () => {
     const first = await convert(baseOptions(workDir));
     const again = await convert(baseOptions(workDir));
     expect(again.splits.train!.skipped).toBe(true);
-    expect([again.records, again.in, again.written]).toEqual([28, first.in, first.written]);
+    expect([again.written, again.in, again.featureRows]).toEqual([28, first.in, first.featureRows]);
     expect(again.reconciles).toBe(true);
   });
 });

@@ -5,10 +5,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { Ledger, WHOLE } from '@k3m-kit/core';
+import { Ledger } from '@k3m-kit/core';
 import { convert, lmdbPath, RecordReader } from '../src/index.ts';
 import { decodeRow, FeatureRowDecoder, readRawLines } from '../src/feature-rows.ts';
 import { featureFiles } from '../src/join.ts';
+import type { RecordEncoding } from '../src/codecs/msgpack-numpy.ts';
 import { writeFixtureWorkDir } from '../src/testing.ts';
 import { baseOptions, tempDir } from './helpers.ts';
 
@@ -34,8 +35,9 @@ describe('decoding on worker threads', () => {
       const parallel = await fixture('parallel');
       const a = await convert(baseOptions(serial, { fp16, workers: 0 }));
       const b = await convert(baseOptions(parallel, { fp16, workers: 2, workersAfterMb: 0 }));
-      expect([b.in, b.written, b.rejected, b.records]).toEqual([a.in, a.written, a.rejected, a.records]);
-      expect(b.rejected).toBe(2);
+      expect([b.in, b.written, b.rejected, b.featureRows]).toEqual([a.in, a.written, a.rejected, a.featureRows]);
+      // The bad row, and the extra copy of row 4 (no item of its own: a duplicate-id).
+      expect([b.rejected, b.featureRows.rejected]).toEqual([0, 2]);
       for (const split of ['train', 'val'] as const) {
         const x = RecordReader.open(lmdbPath(serial, split));
         const y = RecordReader.open(lmdbPath(parallel, split));
@@ -51,7 +53,7 @@ describe('decoding on worker threads', () => {
 
   test('options the join carries that cannot cross to a thread (its ledger, the knowledge stream) stay on the main thread', async () => {
     const workDir = await fixture('clone');
-    const rowOptions = { dims: { featureDim: 64, numClasses: 9 }, maxBoxes: 36, encoding: {}, shard: WHOLE, segs: [0] };
+    const rowOptions = { dims: { featureDim: 64, numClasses: 9 }, maxBoxes: 36, encoding: {} };
     // As join() builds it: a Ledger and an async generator next to the row options.
     const knowledge = (async function* () {})();
     const decoder = new FeatureRowDecoder({ ...rowOptions, ledger: new Ledger(), knowledge, workers: 1, workersAfterBytes: 0 } as ConstructorParameters<typeof FeatureRowDecoder>[0]);
@@ -73,14 +75,12 @@ describe('decoding on worker threads', () => {
     const decoder = new FeatureRowDecoder({
       dims: { featureDim: 4, numClasses: 2 },
       maxBoxes: 36,
-      encoding: {},
-      shard: WHOLE,
-      segs: undefined as unknown as number[], // the worker throws on its first row
+      encoding: undefined as unknown as RecordEncoding, // the worker throws on its first row
       workers: 1,
       workersAfterBytes: 0,
     });
     const line = { bytes: new Uint8Array(Buffer.from('0_s0\t1\t1\t0\t\t\t')), line: 1, source: 't.tsv' };
-    await expect(decoder.decode(line)).rejects.toThrow(/feature decoding worker 0 failed: .*includes/);
+    await expect(decoder.decode(line)).rejects.toThrow(/feature decoding worker 0 failed: .*clsProb/);
     await expect(decoder.decode({ ...line, bytes: new Uint8Array(4) })).rejects.toThrow(/worker 0 failed/);
     await decoder.close();
   }, 30_000);

@@ -140,6 +140,20 @@ export function decodeFeatureLine(line: string, dims?: FeatureDims): DecodedFeat
 }
 
 /**
+ * A line's image id (its first field, as {@link decodeFeatureLine} returns it, also for a line
+ * it rejects) read from the line's bytes without decoding the rest: a reader that wants only
+ * some images' rows (a convert shard) passes over the others for the cost of finding a TAB.
+ * @example featureLineImageId(Buffer.from('3_s0\t640\t...')) // '3_s0'
+ */
+export function featureLineImageId(line: Uint8Array): string {
+  const bytes = Buffer.from(line.buffer, line.byteOffset, line.byteLength);
+  const tab = bytes.indexOf(9);
+  // Without a TAB the whole line is the one field; decodeFeatureLine gets it without a final CR.
+  const end = tab !== -1 ? tab : bytes.length > 0 && bytes[bytes.length - 1] === 13 ? bytes.length - 1 : bytes.length;
+  return bytes.toString('latin1', 0, end);
+}
+
+/**
  * Streams a TSV file: every line comes back decoded or with its reason, with its line number.
  * Lines are split on bytes and decoded as latin1: the TSV is ASCII (ids and base64), and
  * readline's UTF-8 decoding of ~700 KB lines was the bottleneck of every consumer.

@@ -12,7 +12,10 @@
  * 4. the trainer's random reads through `RecordReader` (`get`: fresh buffers, `getTransient`:
  *    one reused buffer), warm page cache;
  * 5. the Python reference (the original step 3 with Debian's lmdb/msgpack/msgpack_numpy),
- *    skipped with its reason when they are missing.
+ *    skipped with its reason when they are missing;
+ * 6. one convert shard of four (`--shard 0/4`; the rows are in 4 segments): it decodes only its
+ *    own quarter of the rows and passes over the rest, so its time and CPU should be near a
+ *    quarter of the whole run's.
  *
  *   npx tsx tools/bench/convert.ts                       # 400 rows (~280 MB TSV)
  *   BENCH_TSV=1000 BENCH_READS=5000 BENCH_DIR=/data npx tsx tools/bench/convert.ts
@@ -22,7 +25,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Rng, WHOLE } from '@k3m-kit/core';
+import { Rng, WHOLE, type Shard } from '@k3m-kit/core';
 import { convert, defaultWorkers, lmdbPath, RecordReader } from '@k3m-kit/lmdb-writer';
 import { writeFixtureWorkDir } from '@k3m-kit/lmdb-writer/testing';
 import { featureTsvPath } from '@k3m-kit/region-features/feature-tsv';
@@ -45,6 +48,8 @@ interface Part {
   /** CPU seconds of the whole process, worker threads included. */
   cpuSeconds?: number;
   records?: number;
+  /** Feature rows the convert decoded. */
+  decoded?: number;
   fileBytes?: number;
   valueBytes?: number;
   getPerS?: number;
@@ -53,13 +58,15 @@ interface Part {
 
 /** The measured parts, each run in a child process of this file (`<file> part <name> <json>`). */
 const PARTS = {
-  async convert(a: { workDir: string; fp16: boolean; workers: number }): Promise<Part> {
+  async convert(a: { workDir: string; fp16: boolean; workers: number; shard?: Shard }): Promise<Part> {
+    const shard = a.shard ?? WHOLE;
     const t = performance.now();
     const c0 = process.cpuUsage();
-    const r = await convert({ workDir: a.workDir, splits: ['train'], shard: WHOLE, missingImage: 'keep', fp16: a.fp16, clsProb: true, batchRecords: 1000, batchMb: 256, verifySample: 8, quiet: true, workers: a.workers });
+    const r = await convert({ workDir: a.workDir, splits: ['train'], shard, missingImage: 'keep', fp16: a.fp16, clsProb: true, batchRecords: 1000, batchMb: 256, verifySample: 8, quiet: true, workers: a.workers });
     const seconds = (performance.now() - t) / 1000;
     const cpu = process.cpuUsage(c0);
-    return { seconds, peakMb: peakMb(), cpuSeconds: (cpu.user + cpu.system) / 1e6, records: r.written, fileBytes: statSync(lmdbPath(a.workDir, 'train')).size, valueBytes: r.valueBytes };
+    const file = lmdbPath(a.workDir, 'train', shard);
+    return { seconds, peakMb: peakMb(), cpuSeconds: (cpu.user + cpu.system) / 1e6, records: r.written, decoded: r.featureRows.decoded, fileBytes: statSync(file).size, valueBytes: r.valueBytes };
   },
   async reads(a: { path: string; reads: number }): Promise<Part> {
     const rd = RecordReader.open(a.path);
@@ -113,7 +120,9 @@ async function main(): Promise<void> {
   const fmt = (x: number, d = 1) => x.toFixed(d);
   try {
     const workDir = join(dir, 'work');
-    await writeFixtureWorkDir({ workDir, featureDim: 2048, numClasses: 1601, segments: [{ seg: 0, split: 'train', items: rows }], boxes: () => 36, missing: () => false });
+    // Four segments, so that one shard of four has a quarter of the rows (part 6).
+    const segments = [0, 1, 2, 3].map((seg) => ({ seg, split: 'train' as const, items: Math.floor(rows / 4) + (seg < rows % 4 ? 1 : 0) }));
+    await writeFixtureWorkDir({ workDir, featureDim: 2048, numClasses: 1601, segments, boxes: () => 36, missing: () => false });
     const tsv = featureTsvPath(workDir, 'train', 0);
     const tsvMb = statSync(tsv).size / 1e6;
     const cores = availableParallelism();
@@ -129,6 +138,9 @@ async function main(): Promise<void> {
     rmSync(lmdb);
     const fp16 = child('convert', { workDir, fp16: true, workers });
     rmSync(lmdb);
+    const quarter = { index: 0, count: 4 };
+    const shard = child('convert', { workDir, fp16: false, workers, shard: quarter });
+    rmSync(lmdbPath(workDir, 'train', quarter));
 
     const perS = (p: Part) => p.records! / p.seconds;
     const cpuMs = (p: Part) => `${fmt((p.cpuSeconds! * 1000) / p.records!)} ms CPU/record`;
@@ -148,6 +160,10 @@ async function main(): Promise<void> {
       const [, s, rss] = py.stdout.trim().split(' ').map(Number) as [number, number, number];
       console.log(`python reference  ${fmt(rows / s, 0)} records/s; peak RSS ${fmt(rss, 0)} MB; ours (fp32) / python = ${fmt(perS(fp32) / (rows / s), 2)}x`);
     } else console.log(`python reference  skipped: ${(py.stdout + py.stderr).trim().split('\n').pop()}`);
+    console.log(
+      `convert shard 0/4 ${shard.records} of ${fp32.records} records, ${shard.decoded} of ${fp32.decoded} rows decoded, ${fmt(shard.seconds)} s and ${fmt(shard.cpuSeconds!)} CPU-s against the whole run's ${fmt(fp32.seconds)} s and ${fmt(fp32.cpuSeconds!)} CPU-s: ` +
+        `${fmt(shard.seconds / fp32.seconds, 2)}x the time, ${fmt(shard.cpuSeconds! / fp32.cpuSeconds!, 2)}x the CPU (a quarter: 0.25); peak RSS ${fmt(shard.peakMb, 0)} MB`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -174,7 +174,9 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
 export function mergeTable(r: MergeReport): string {
   const f = r.featureRows;
   const rows: TableRow[] = [['shards', r.numShards], ['in (items, from the shards)', r.in], ['written (records)', r.written], ['rejected (items, from the shards)', r.rejected]];
+  for (const [reason, n] of Object.entries(r.rejectedByReason)) rows.push([`  ${reason}`, n]);
   rows.push(['feature rows in', f.in], ['feature rows written', f.written], ['feature rows rejected', f.rejected]);
+  for (const [reason, n] of Object.entries(f.rejectedByReason)) rows.push([`  ${reason}`, n]);
   for (const [split, s] of Object.entries(r.splits)) rows.push([`${split} records`, s.records], [`${split} bytes`, s.bytes]);
   rows.push(['seconds', r.seconds], ['reconciles', r.reconciles]);
   return formatTable(`${STAGE} merge`, rows);

@@ -17,7 +17,7 @@ export {
   type SampleExpectation,
   type SampleFile,
 } from './sample/faults.ts';
-export { BRANDS, CATEGORIES, COLOURS, COLOUR_NAMES, SHAPE_BY_VALUE, shapeFor, type Category, type ColourName, type Shape } from './sample/catalogue.ts';
+export { BRANDS, CATEGORIES, COLOURS, COLOUR_NAMES, DOMAINS, SHAPE_BY_VALUE, categoryDomains, shapeFor, type Category, type ColourName, type Shape } from './sample/catalogue.ts';
 export { MIN_PAIRS, MAX_PAIRS } from './sample/item.ts';
 export { centreColour, nearestColour, MIN_SIDE, MAX_SIDE } from './sample/image.ts';
 export { STEPS, STEP_NAMES, STAGE_ARG_FLAGS, planSteps, stepCommand, splitStageArgs, shellWord, type PipelineOptions, type PlannedStep, type StepName } from './slurm/pipeline.ts';

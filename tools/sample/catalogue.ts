@@ -1,7 +1,7 @@
 /**
  * @file What the synthetic catalogue is made of: the colour palette (颜色 values with the RGB
  * the images are painted in), the shapes, and one entry per category with its property set,
- * title words and default shape. Frozen tables: a new category is one entry.
+ * title words, default shape and product domain. Frozen tables: a new category is one entry.
  *
  * Values never contain `#`, `:`, `;`, TAB or line breaks, so a clean knowledge string always
  * splits back into exactly the pairs that were written.
@@ -68,6 +68,8 @@ export interface Category {
   readonly properties: readonly Property[];
   /** Words a seller adds after the product word (target group, use). */
   readonly suffixes: readonly string[];
+  /** The product domain (industry) the category belongs to: P9D's unit of continual pretraining. */
+  readonly domain: string;
 }
 
 const p = (name: string, values: string[]): Property => Object.freeze({ name, values: Object.freeze(values) });
@@ -92,9 +94,18 @@ export const COLOUR_PROPERTY = '颜色';
 /** The property that overrides the category's shape. */
 export const SHAPE_PROPERTY = '形状';
 
+/**
+ * The sample's product domains, in the order continual pretraining visits them: its ten categories
+ * grouped as P9D groups products by industry (服饰鞋包 is a P9D industry; 家居用品 here also takes
+ * P9D's 家装家饰, and 出行用品 collects bags, phone cases and umbrellas, which P9D spreads over
+ * 服饰鞋包, 3C数码 and 运动/户外, so that three domains of similar size remain).
+ */
+export const DOMAINS = Object.freeze(['服饰鞋包', '家居用品', '出行用品'] as const);
+
 export const CATEGORIES: readonly Category[] = Object.freeze([
   {
     name: '连衣裙',
+    domain: '服饰鞋包',
     titleWords: ['连衣裙', '裙子', '长裙', '中长裙'],
     shape: 'dress',
     suffixes: ['女', '女装', '夏', '显瘦'],
@@ -112,6 +123,7 @@ export const CATEGORIES: readonly Category[] = Object.freeze([
   },
   {
     name: 'T恤',
+    domain: '服饰鞋包',
     titleWords: ['T恤', '短袖T恤', '体恤', '上衣'],
     shape: 'tshirt',
     suffixes: ['男', '女', '情侣装', '潮牌'],
@@ -129,6 +141,7 @@ export const CATEGORIES: readonly Category[] = Object.freeze([
   },
   {
     name: '运动鞋',
+    domain: '服饰鞋包',
     titleWords: ['运动鞋', '跑步鞋', '休闲鞋', '板鞋'],
     shape: 'shoe',
     suffixes: ['男', '女', '透气', '轻便'],
@@ -146,6 +159,7 @@ export const CATEGORIES: readonly Category[] = Object.freeze([
   },
   {
     name: '双肩包',
+    domain: '出行用品',
     titleWords: ['双肩包', '背包', '书包', '电脑包'],
     shape: 'backpack',
     suffixes: ['男', '女', '大容量', '学生'],
@@ -162,6 +176,7 @@ export const CATEGORIES: readonly Category[] = Object.freeze([
   },
   {
     name: '保温杯',
+    domain: '家居用品',
     titleWords: ['保温杯', '水杯', '焖烧杯', '杯子'],
     shape: 'bottle',
     suffixes: ['男', '女', '大容量', '便携'],
@@ -177,6 +192,7 @@ export const CATEGORIES: readonly Category[] = Object.freeze([
   },
   {
     name: '台灯',
+    domain: '家居用品',
     titleWords: ['台灯', '护眼台灯', '床头灯', '书桌灯'],
     shape: 'lamp',
     suffixes: ['卧室', '学生', '宿舍', '护眼'],
@@ -193,6 +209,7 @@ export const CATEGORIES: readonly Category[] = Object.freeze([
   },
   {
     name: '手机壳',
+    domain: '出行用品',
     titleWords: ['手机壳', '保护套', '手机套'],
     shape: 'phone-case',
     suffixes: ['全包', '防摔', '男', '女'],
@@ -208,6 +225,7 @@ export const CATEGORIES: readonly Category[] = Object.freeze([
   },
   {
     name: '抱枕',
+    domain: '家居用品',
     titleWords: ['抱枕', '靠垫', '靠枕', '沙发靠背'],
     shape: 'square',
     suffixes: ['客厅', '沙发', '床头', '办公室'],
@@ -224,6 +242,7 @@ export const CATEGORIES: readonly Category[] = Object.freeze([
   },
   {
     name: '陶瓷碗',
+    domain: '家居用品',
     titleWords: ['陶瓷碗', '饭碗', '汤碗', '面碗'],
     shape: 'bowl',
     suffixes: ['家用', '套装', '微波炉可用', '创意'],
@@ -239,6 +258,7 @@ export const CATEGORIES: readonly Category[] = Object.freeze([
   },
   {
     name: '雨伞',
+    domain: '出行用品',
     titleWords: ['雨伞', '晴雨伞', '折叠伞', '遮阳伞'],
     shape: 'umbrella',
     suffixes: ['男', '女', '自动', '防晒'],
@@ -253,6 +273,14 @@ export const CATEGORIES: readonly Category[] = Object.freeze([
     ],
   },
 ].map((c) => Object.freeze(c as Category)));
+
+/**
+ * Category name to product domain, for every category: the content of the sample's
+ * category-to-domain map file.
+ */
+export function categoryDomains(): Record<string, string> {
+  return Object.fromEntries(CATEGORIES.map((c) => [c.name, c.domain]));
+}
 
 /** The category's full property list: 颜色, the category's own properties, then the generic ones. */
 export function propertiesOf(category: Category): readonly Property[] {

@@ -11,6 +11,13 @@
  * give it (with default options; TaiSu with `--caption w`). Items are drawn as in the K3M
  * sample (tools/sample/item.ts), so titles and pictures agree; these formats carry no knowledge
  * pairs, so every item is knowledge-missing. Same seed, same bytes.
+ *
+ * Product1M items are product instances (products.ts): about one product per four train items;
+ * the train list holds several listings of each product (different titles and pictures, one
+ * label: the single-product gallery of instance retrieval) and every sixth item is a picture of
+ * two products; the dev list (the queries) holds further listings and, every third item, a
+ * picture of two or three products carrying all their labels. P9D items carry their category's
+ * product domain (catalogue.ts).
  */
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -18,10 +25,11 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Rng, UsageError, writeFileAtomic } from '@k3m-kit/core';
 import { encodeP9dItem, encodeProduct1mLine, encodeTaisuArchive, encodeTaisuCaptions, type P9dEntry, type TaisuCaptions } from '@k3m-kit/raw-ingest';
-import { BRANDS, CATEGORIES } from './catalogue.ts';
+import { CATEGORIES, type Category, type ColourName } from './catalogue.ts';
 import { FAULTS_FILE } from './faults.ts';
 import { encodeJpeg, paintImage } from './image.ts';
-import { makeItem, type SampleItem } from './item.ts';
+import { makeItem } from './item.ts';
+import { makeBundle, makeListing, makeProducts, type Listing } from './products.ts';
 
 export const SAMPLE_FORMATS = Object.freeze(['p9d', 'product1m', 'taisu'] as const);
 export type SampleFormat = (typeof SAMPLE_FORMATS)[number];
@@ -29,20 +37,6 @@ export type SampleFormat = (typeof SAMPLE_FORMATS)[number];
 export const FORMAT_SAMPLE_DEFAULTS = Object.freeze({ seed: 1, train: 16, valid: 4 });
 /** Fewest train items: room for every fault plus clean items around them. */
 export const MIN_FORMAT_TRAIN = 14;
-
-/** P9D's nine product domains (KevinLight831/CTP configs) for the sample's ten categories. */
-const DOMAIN_OF: Readonly<Record<string, string>> = Object.freeze({
-  连衣裙: '服饰鞋包',
-  T恤: '服饰鞋包',
-  运动鞋: '服饰鞋包',
-  双肩包: '服饰鞋包',
-  保温杯: '家居用品',
-  台灯: '家装家饰',
-  手机壳: '3C数码',
-  抱枕: '家装家饰',
-  陶瓷碗: '家居用品',
-  雨伞: '运动/户外',
-});
 
 /** One planted fault and what build-data must make of it. */
 export interface FormatFault {
@@ -82,9 +76,16 @@ const GBK = Buffer.from([0xd0, 0xc2, 0xbf, 0xee]);
 
 interface Drawn {
   id: string;
-  item: SampleItem;
+  title: string;
+  category: Category;
+  colour: ColourName;
   jpeg: Buffer;
+  /** Product1M: the instance labels of the products the picture shows. */
+  labels: string[];
 }
+
+/** Train items per product in the Product1M sample, and the period of its multi-product pictures. */
+const PRODUCT1M_LAYOUT = Object.freeze({ itemsPerProduct: 4, trainBundleEvery: 6, devBundleEvery: 3 });
 
 /**
  * Writes a sample of `format` into `out` and returns what `faults.json` records.
@@ -98,17 +99,24 @@ export async function makeFormatSample(o: FormatSampleOptions): Promise<FormatFa
   if (!Number.isInteger(valid) || valid < 1) throw new UsageError(`--valid ${valid}: expected an integer >= 1`);
   const idRng = Rng.from(seed, o.format, 'ids');
   let next = 600_000_000_000 + idRng.intIn(0, 2_000_000_000);
+  const nextId = () => String((next += idRng.intIn(1, 5000)));
   const draw = async (split: string, i: number): Promise<Drawn> => {
-    next += idRng.intIn(1, 5000);
+    const id = nextId();
     const rng = Rng.from(seed, o.format, split, i, 'item');
     const item = makeItem(rng, rng.pick(CATEGORIES));
     const jpeg = await encodeJpeg(paintImage(Rng.from(seed, o.format, split, i, 'image'), item.colour, item.shape), 85);
-    return { id: String(next), item, jpeg };
+    return { id, title: item.title, category: item.category, colour: item.colour, jpeg, labels: [] };
   };
   const trainItems: Drawn[] = [];
-  for (let i = 0; i < train; i++) trainItems.push(await draw('train', i));
   const validItems: Drawn[] = [];
-  for (let i = 0; i < valid; i++) validItems.push(await draw('val', i));
+  if (o.format === 'product1m') {
+    const drawn = await drawProduct1m(seed, train, valid, nextId);
+    trainItems.push(...drawn.train);
+    validItems.push(...drawn.valid);
+  } else {
+    for (let i = 0; i < train; i++) trainItems.push(await draw('train', i));
+    for (let i = 0; i < valid; i++) validItems.push(await draw('val', i));
+  }
 
   await mkdir(o.out, { recursive: true });
   await rm(join(o.out, 'images'), { recursive: true, force: true });
@@ -122,6 +130,37 @@ export async function makeFormatSample(o: FormatSampleOptions): Promise<FormatFa
 
 type Written = Pick<FormatFaultsFile, 'inputs' | 'faults'>;
 
+/**
+ * The Product1M sample's items (see the file header): train listings cycle through the products
+ * in a seeded order, every `trainBundleEvery`-th train item shows two products; dev listings
+ * cycle through another order, every `devBundleEvery`-th dev item shows two or three.
+ */
+async function drawProduct1m(seed: number, train: number, valid: number, nextId: () => string): Promise<{ train: Drawn[]; valid: Drawn[] }> {
+  const products = makeProducts(Rng.from(seed, 'product1m', 'products'), Math.max(4, Math.round(train / PRODUCT1M_LAYOUT.itemsPerProduct)));
+  const side = async (split: 'train' | 'val', n: number, bundleEvery: number, bundleSizes: readonly number[]): Promise<Drawn[]> => {
+    const order = Rng.from(seed, 'product1m', split, 'order').shuffle([...products.keys()]);
+    const out: Drawn[] = [];
+    let singles = 0;
+    for (let i = 0; i < n; i++) {
+      const id = nextId();
+      const rng = Rng.from(seed, 'product1m', split, i, 'item');
+      const pictureRng = Rng.from(seed, 'product1m', split, i, 'image');
+      let listing: Listing;
+      if (i % bundleEvery === bundleEvery - 1) {
+        const shown = rng.sample(products, rng.pick(bundleSizes));
+        listing = makeBundle(rng, pictureRng, shown);
+      } else listing = makeListing(rng, pictureRng, products[order[singles++ % order.length]!]!);
+      const first = products.find((p) => p.label === listing.labels[0])!;
+      out.push({ id, title: listing.title, category: first.category, colour: first.colour, jpeg: await encodeJpeg(listing.picture, 85), labels: listing.labels });
+    }
+    return out;
+  };
+  return {
+    train: await side('train', train, PRODUCT1M_LAYOUT.trainBundleEvery, [2]),
+    valid: await side('val', valid, PRODUCT1M_LAYOUT.devBundleEvery, [2, 3]),
+  };
+}
+
 /** Writes `images/<name>` and returns its reference relative to the sample directory. */
 async function image(out: string, name: string, bytes: Buffer): Promise<string> {
   await writeFile(join(out, 'images', name), bytes);
@@ -131,12 +170,11 @@ async function image(out: string, name: string, bytes: Buffer): Promise<string> 
 async function product1m(out: string, trainItems: Drawn[], validItems: Drawn[]): Promise<Written> {
   const file = 'product1m_train_ossurl_v2.txt';
   const faults: FormatFault[] = [];
-  const labels = (d: Drawn) => [`${BRANDS[Number(d.id) % BRANDS.length]} ${d.item.category.name}`, `${d.item.category.titleWords[0]} ${d.item.colour}`];
   const lines: Buffer[] = [];
   for (const [i, d] of trainItems.entries()) {
     const line = i + 1;
     const good = await image(out, `p-${i}.jpg`, d.jpeg);
-    const plain = { itemId: d.id, title: d.item.title, url: good, ossUrl: `file:${good}`, instanceLabels: labels(d) };
+    const plain = { itemId: d.id, title: d.title, url: good, ossUrl: `file:${good}`, instanceLabels: d.labels };
     let text: string | Buffer = encodeProduct1mLine(plain);
     let end = '\n';
     // `null`: the fault has no id (an explicit undefined would take the default).
@@ -144,7 +182,7 @@ async function product1m(out: string, trainItems: Drawn[], validItems: Drawn[]):
       faults.push({ kind, file, line, ...(id !== null ? { id } : {}), effect, ...(reason ? { reason } : {}) });
     switch (i) {
       case 2:
-        text = [d.id, d.item.title, good].join('#####');
+        text = [d.id, d.title, good].join('#####');
         plant('too-few-fields', 'rejected', 'field-count');
         break;
       case 3:
@@ -156,7 +194,7 @@ async function product1m(out: string, trainItems: Drawn[], validItems: Drawn[]):
         plant('no-image-url', 'rejected', 'no-image-ref');
         break;
       case 5:
-        text = Buffer.concat([Buffer.from(`${d.id}#####`), GBK, Buffer.from(`#####${good}#####${good}#####${labels(d).join('#;#')}`)]);
+        text = Buffer.concat([Buffer.from(`${d.id}#####`), GBK, Buffer.from(`#####${good}#####${good}#####${d.labels.join('#;#')}`)]);
         plant('invalid-utf8', 'rejected', 'invalid-utf8', null);
         break;
       case 6:
@@ -188,7 +226,7 @@ async function product1m(out: string, trainItems: Drawn[], validItems: Drawn[]):
         plant('crlf', 'kept');
         break;
       case 12:
-        text = encodeProduct1mLine({ itemId: d.id, title: d.item.title, url: good, ossUrl: '' });
+        text = encodeProduct1mLine({ itemId: d.id, title: d.title, url: good, ossUrl: '' });
         plant('no-labels', 'kept');
         break;
     }
@@ -199,7 +237,7 @@ async function product1m(out: string, trainItems: Drawn[], validItems: Drawn[]):
   const devLines: string[] = [];
   for (const [i, d] of validItems.entries()) {
     const good = await image(out, `p-dev-${i}.jpg`, d.jpeg);
-    devLines.push(encodeProduct1mLine({ itemId: d.id, title: d.item.title, url: good, ossUrl: `file:${good}`, instanceLabels: labels(d) }));
+    devLines.push(encodeProduct1mLine({ itemId: d.id, title: d.title, url: good, ossUrl: `file:${good}`, instanceLabels: d.labels }));
   }
   await writeFileAtomic(join(out, dev), devLines.join('\n') + '\n');
   return { inputs: [{ file, role: 'train' }, { file: dev, role: 'val' }], faults };
@@ -207,12 +245,12 @@ async function product1m(out: string, trainItems: Drawn[], validItems: Drawn[]):
 
 async function p9d(out: string, trainItems: Drawn[], validItems: Drawn[]): Promise<Written> {
   const faults: FormatFault[] = [];
-  const entry = (d: Drawn, ref: Partial<P9dEntry>): P9dEntry => ({ itemId: d.id, title: d.item.title, category: d.item.category.name, domain: DOMAIN_OF[d.item.category.name]!, ...ref });
+  const entry = (d: Drawn, ref: Partial<P9dEntry>): P9dEntry => ({ itemId: d.id, title: d.title, category: d.category.name, domain: d.category.domain, ...ref });
   // train.json, grouped by domain, written line by line so every position is known.
   const file = 'train.json';
   const byDomain = new Map<string, { d: Drawn; i: number }[]>();
   for (const [i, d] of trainItems.entries()) {
-    const dom = DOMAIN_OF[d.item.category.name]!;
+    const dom = d.category.domain;
     byDomain.set(dom, [...(byDomain.get(dom) ?? []), { d, i }]);
   }
   const lines = ['{'];
@@ -233,7 +271,7 @@ async function p9d(out: string, trainItems: Drawn[], validItems: Drawn[]): Promi
           plant('value-not-object', 'rejected', 'bad-value');
           break;
         case 3:
-          value = JSON.stringify({ title: 12345, cate_name: d.item.category.name, image_link: good });
+          value = JSON.stringify({ title: 12345, cate_name: d.category.name, image_link: good });
           plant('title-not-text', 'rejected', 'bad-value');
           break;
         case 4:
@@ -241,7 +279,7 @@ async function p9d(out: string, trainItems: Drawn[], validItems: Drawn[]): Promi
           plant('empty-id', 'rejected', 'empty-id', null);
           break;
         case 5:
-          value = JSON.stringify({ title: d.item.title, cate_name: d.item.category.name });
+          value = JSON.stringify({ title: d.title, cate_name: d.category.name });
           plant('no-image-link', 'rejected', 'no-image-ref');
           break;
         case 6:
@@ -297,7 +335,7 @@ async function taisu(out: string, seed: number, trainItems: Drawn[], validItems:
   const idOf = (d: Drawn) => `img${rng.intIn(1, 9)}baiducomitu${d.id}`;
   const ids = all.map(idOf);
   const captions = 'captions.json';
-  const entries: TaisuCaptions[] = all.map((d, i) => ({ id: ids[i]!, w: d.item.title, g: `一件${d.item.colour}的${d.item.category.name}` }));
+  const entries: TaisuCaptions[] = all.map((d, i) => ({ id: ids[i]!, w: d.title, g: `一件${d.colour}的${d.category.name}` }));
   // Entry 4 has no generated caption (kept with --caption w).
   delete entries[3]!.g;
   faults.push({ kind: 'no-generated-caption', file: captions, line: 5, entry: 4, id: ids[3]!, effect: 'kept' });

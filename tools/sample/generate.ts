@@ -4,6 +4,8 @@
  *   <out>/train.tsv, <out>/valid.tsv   raw format: itemID TAB title TAB image TAB KG TAB category
  *   <out>/images/<split>-<nnnnn>.jpg   the pictures, referenced relatively (`images/...`,
  *                                      `./images/...`) or as relative `file:` URLs
+ *   <out>/domains.json                 category-to-domain map (k3m-model's codec): the product
+ *                                      domains continual pretraining visits one after another
  *   <out>/faults.json                  what was planted (faults.ts), written last
  *
  * The generator owns `<out>/images`: it is rebuilt on every run, so a fault "file does not
@@ -12,7 +14,8 @@
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError, writeFileAtomic, Rng } from '@k3m-kit/core';
-import { CATEGORIES, COLOUR_PROPERTY, SHAPE_PROPERTY, propertiesOf } from './catalogue.ts';
+import { DOMAIN_MAP_FILE, encodeDomainMap } from '@k3m-kit/k3m-model';
+import { CATEGORIES, COLOUR_PROPERTY, SHAPE_PROPERTY, categoryDomains, propertiesOf } from './catalogue.ts';
 import {
   FAULTS_FILE,
   PLACEHOLDER,
@@ -173,6 +176,7 @@ export async function makeSample(options: SampleOptions): Promise<FaultsFile> {
   await rm(join(options.out, IMAGES_DIR), { recursive: true, force: true });
   await rename(partial, join(options.out, IMAGES_DIR));
   for (const t of tsvs) await writeFileAtomic(join(options.out, t.file), t.bytes);
+  await writeFileAtomic(join(options.out, DOMAIN_MAP_FILE), encodeDomainMap(categoryDomains()));
   const summary = summarise(seed, files, faults);
   await writeFileAtomic(join(options.out, FAULTS_FILE), JSON.stringify(summary, null, 2) + '\n');
   return summary;

@@ -2,6 +2,8 @@
  * @file Product pictures that agree with the knowledge: the item's shape, centred and covering
  * the image centre, painted in its 颜色 over a contrasting background (gradient, optional
  * stripes, small distractor blobs near the corners, pixel noise), encoded as JPEG by sharp.
+ * A product (Product1M sample) may carry an accent band in a second colour, and a scene shows
+ * several products side by side.
  * Pixels are painted in plain JS from a seeded stream, so the bytes depend only on the seed.
  */
 import sharp from 'sharp';
@@ -107,55 +109,124 @@ export function nearestColour(rgb: Rgb): ColourName {
   return best;
 }
 
-/**
- * Paints one picture.
- * @example const img = paintImage(Rng.from(1, 'img'), '红色', 'circle')
- */
-export function paintImage(rng: Rng, colour: ColourName, shape: Shape): RawImage {
-  const width = rng.intIn(MIN_SIDE, MAX_SIDE);
-  // Aspect kept within 3:4..4:3, so the centred object fills the centre on both axes.
-  const height = Math.max(MIN_SIDE, Math.min(MAX_SIDE, Math.round(width * rng.float(0.75, 1.333))));
-  const object = COLOURS[colour];
-  const families = BACKGROUNDS.map((f) => f.filter((t) => dist(t, object) >= MIN_CONTRAST)).filter((f) => f.length > 0);
-  const tones = rng.pick(families);
+/** Width of the accent band in the object's unit coordinates, and where it sits (v down). */
+const ACCENT_BAND = Object.freeze({ centre: -0.05, half: 0.2 });
+
+interface Placed {
+  inside: Inside;
+  cx: number;
+  cy: number;
+  half: number;
+  rgb: Rgb;
+  accent?: Rgb;
+}
+
+interface Background {
+  bg0: Rgb;
+  bg1: Rgb;
+  gx: number;
+  gy: number;
+  stripes: number;
+  noise: number;
+}
+
+/** Tones, gradient, stripes and noise level; tones contrast with every object colour when a family allows it. */
+function drawBackground(rng: Rng, objects: readonly Rgb[]): Background {
+  const contrasting = BACKGROUNDS.map((f) => f.filter((t) => objects.every((o) => dist(t, o) >= MIN_CONTRAST))).filter((f) => f.length > 0);
+  const tones = rng.pick(contrasting.length > 0 ? contrasting : BACKGROUNDS);
   const bg0 = rng.pick(tones);
   const bg1 = rng.pick(tones);
   const angle = rng.float(0, Math.PI);
-  const [gx, gy] = [Math.cos(angle), Math.sin(angle)];
   const stripes = rng.chance(0.3) ? rng.intIn(8, 20) : 0;
   const noise = rng.intIn(4, 12);
+  return { bg0, bg1, gx: Math.cos(angle), gy: Math.sin(angle), stripes, noise };
+}
 
+/**
+ * Paints one picture.
+ * @param accent a band across the object in a second colour (a product's mark); without it the
+ *   picture is exactly what it was before accents existed
+ * @example const img = paintImage(Rng.from(1, 'img'), '红色', 'circle')
+ */
+export function paintImage(rng: Rng, colour: ColourName, shape: Shape, accent?: ColourName): RawImage {
+  const width = rng.intIn(MIN_SIDE, MAX_SIDE);
+  // Aspect kept within 3:4..4:3, so the centred object fills the centre on both axes.
+  const height = Math.max(MIN_SIDE, Math.min(MAX_SIDE, Math.round(width * rng.float(0.75, 1.333))));
+  const bg = drawBackground(rng, [COLOURS[colour]]);
   const side = Math.min(width, height);
   const half = side * rng.float(0.38, 0.46);
   const cx = width / 2 + rng.float(-0.03, 0.03) * width;
   const cy = height / 2 + rng.float(-0.03, 0.03) * height;
-  const inside = SHAPE_TESTS[shape];
+  const object: Placed = { inside: SHAPE_TESTS[shape], cx, cy, half, rgb: COLOURS[colour], ...(accent ? { accent: COLOURS[accent] } : {}) };
+  return render(rng, width, height, bg, [object], drawBlobs(rng, width, height, side, [colour]));
+}
 
-  // Distractors sit in the corner bands, outside the centre the object must dominate.
-  const blobs = Array.from({ length: rng.intIn(0, 2) }, () => ({
+/** One product of a scene: its colour, shape and optional accent band. */
+export interface SceneObject {
+  colour: ColourName;
+  shape: Shape;
+  accent?: ColourName;
+}
+
+/**
+ * Several products side by side in one wider picture (a bundle, a shop's group shot), left to
+ * right in the order given, each about as large as the width allows.
+ * @example const img = paintScene(Rng.from(1, 'scene'), [{ colour: '红色', shape: 'bottle' }, { colour: '蓝色', shape: 'bowl' }])
+ */
+export function paintScene(rng: Rng, objects: readonly SceneObject[]): RawImage {
+  if (objects.length === 0) throw new RangeError('paintScene: no objects');
+  const height = rng.intIn(MIN_SIDE, Math.round((MIN_SIDE + MAX_SIDE) / 2));
+  const width = Math.min(MAX_SIDE * 2, Math.round(height * objects.length * rng.float(0.9, 1.1)));
+  const bg = drawBackground(rng, objects.map((o) => COLOURS[o.colour]));
+  const cell = width / objects.length;
+  const placed = objects.map((o, k): Placed => {
+    const half = Math.min(cell, height) * rng.float(0.36, 0.42);
+    return {
+      inside: SHAPE_TESTS[o.shape],
+      cx: cell * (k + 0.5) + rng.float(-0.03, 0.03) * cell,
+      cy: height / 2 + rng.float(-0.03, 0.03) * height,
+      half,
+      rgb: COLOURS[o.colour],
+      ...(o.accent ? { accent: COLOURS[o.accent] } : {}),
+    };
+  });
+  return render(rng, width, height, bg, placed, []);
+}
+
+interface Blob {
+  x: number;
+  y: number;
+  r: number;
+  rgb: Rgb;
+}
+
+/** Distractors sit in the corner bands, outside the centre the object must dominate. */
+function drawBlobs(rng: Rng, width: number, height: number, side: number, avoid: readonly ColourName[]): Blob[] {
+  return Array.from({ length: rng.intIn(0, 2) }, () => ({
     x: rng.chance(0.5) ? rng.float(0.04, 0.16) * width : rng.float(0.84, 0.96) * width,
     y: rng.chance(0.5) ? rng.float(0.04, 0.16) * height : rng.float(0.84, 0.96) * height,
     r: side * rng.float(0.04, 0.08),
-    rgb: COLOURS[rng.pick(COLOUR_NAMES.filter((c) => c !== colour))],
+    rgb: COLOURS[rng.pick(COLOUR_NAMES.filter((c) => !avoid.includes(c)))],
   }));
+}
 
+/** The pixels: objects (first one wins), blobs, the background gradient; shading and noise. */
+function render(rng: Rng, width: number, height: number, bg: Background, objects: readonly Placed[], blobs: readonly Blob[]): RawImage {
+  const { bg0, bg1, gx, gy, stripes, noise } = bg;
   // Clamped: stores round and saturate, so shading and noise never wrap around.
   const data = new Uint8ClampedArray(width * height * 3);
   const diag = Math.abs(gx) * width + Math.abs(gy) * height;
   const [ax, ay] = [Math.abs(gx) / diag, Math.abs(gy) / diag];
   let bits = 0;
   for (let y = 0; y < height; y++) {
-    const v = (y + 0.5 - cy) / half;
-    const objectShade = 1.05 - 0.05 * (v + 1); // light from above
     for (let x = 0; x < width; x++) {
       const o = (y * width + x) * 3;
       let r: number, g: number, b: number;
       let shade = 1;
-      if (inside((x + 0.5 - cx) / half, v)) {
-        r = object[0];
-        g = object[1];
-        b = object[2];
-        shade = objectShade;
+      const hit = objectAt(objects, x, y);
+      if (hit) {
+        [r, g, b] = hit.rgb;
+        shade = 1.05 - 0.05 * (hit.v + 1); // light from above
       } else {
         const blob = blobAt(blobs, x, y);
         if (blob) {
@@ -181,7 +252,19 @@ export function paintImage(rng: Rng, colour: ColourName, shape: Shape): RawImage
   return { width, height, data };
 }
 
-function blobAt(blobs: readonly { x: number; y: number; r: number; rgb: Rgb }[], x: number, y: number): Rgb | undefined {
+/** The first object covering pixel (x, y): the colour there (its accent band included) and the pixel's v. */
+function objectAt(objects: readonly Placed[], x: number, y: number): { rgb: Rgb; v: number } | undefined {
+  for (let i = 0; i < objects.length; i++) {
+    const p = objects[i]!;
+    const v = (y + 0.5 - p.cy) / p.half;
+    if (!p.inside((x + 0.5 - p.cx) / p.half, v)) continue;
+    const inBand = p.accent !== undefined && Math.abs(v - ACCENT_BAND.centre) <= ACCENT_BAND.half;
+    return { rgb: inBand ? p.accent! : p.rgb, v };
+  }
+  return undefined;
+}
+
+function blobAt(blobs: readonly Blob[], x: number, y: number): Rgb | undefined {
   for (let i = 0; i < blobs.length; i++) {
     const b = blobs[i]!;
     if ((x - b.x) * (x - b.x) + (y - b.y) * (y - b.y) <= b.r * b.r) return b.rgb;

@@ -61,8 +61,11 @@ export function makeItem(rng: Rng, category: Category, maxPairs = MAX_PAIRS): Sa
   };
 }
 
-/** brand, launch season, style, a feature, material, colour, product word, target group, tail. */
-function makeTitle(rng: Rng, category: Category, attrs: ReadonlyMap<string, string>): string {
+/**
+ * A seller's title from the attributes: brand, launch season, style, a feature, material, colour,
+ * product word, target group, tail; each part drawn, so two titles of one product differ.
+ */
+export function makeTitle(rng: Rng, category: Category, attrs: ReadonlyMap<string, string>): string {
   const parts: string[] = [];
   const brand = attrs.get('品牌');
   if (brand && rng.chance(0.8)) parts.push(brand + (rng.chance(0.3) ? ' ' : ''));

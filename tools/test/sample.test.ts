@@ -7,10 +7,12 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DOMAIN_MAP_FILE, decodeDomainMap } from '@k3m-kit/k3m-model';
 import {
   BRANDS,
   CATEGORIES,
   COLOUR_NAMES,
+  DOMAINS,
   FAULT_KIND_NAMES,
   MAX_PAIRS,
   MAX_SIDE,
@@ -133,6 +135,16 @@ describe('embedded sample at the default size', () => {
     expect(lines.filter((l) => l.file === 'train.tsv')).toHaveLength(600);
     expect(lines.filter((l) => l.file === 'valid.tsv')).toHaveLength(150);
     expect(await readFaults(dir)).toEqual(faults);
+  });
+
+  it('writes domains.json: every category of the sample mapped to one of three product domains, each holding a share of the items', async () => {
+    const map = decodeDomainMap(await readFile(join(dir, DOMAIN_MAP_FILE), 'utf8'));
+    const categories = new Set(lines.filter((l) => l.fields.length === 5).map((l) => l.fields[4]!));
+    expect([...categories].sort()).toEqual([...map.keys()].sort());
+    expect(new Set(map.values())).toEqual(new Set(DOMAINS));
+    const perDomain = new Map<string, number>();
+    for (const l of lines.filter((x) => x.fields.length === 5)) perDomain.set(map.get(l.fields[4]!)!, (perDomain.get(map.get(l.fields[4]!)!) ?? 0) + 1);
+    for (const d of DOMAINS) expect(perDomain.get(d)!, d).toBeGreaterThan(lines.length / 5);
   });
 
   it('plants every fault at its rate, and faults.json lists exactly what the bytes show', () => {

@@ -43,6 +43,7 @@ export { WorkerPool, type PoolOptions, type MicroResult } from './train/worker-p
 export { OptimizerStep, type OptimizerStepOptions, type StepResult } from './train/optimizer-step.ts';
 export { checkTrainingMemory, estimateTrainingMemory, WASM_HEAP_LIMIT, type MemoryEstimate } from './train/memory-estimate.ts';
 export { createSharedTraining, sharedBytes, type SharedTraining } from './train/shared-training.ts';
+export { DOMAIN_MAP_FILE, encodeDomainMap, decodeDomainMap, readDomainMap, type DomainMap } from './codecs/domain-map.ts';
 export { CHECKPOINT_FILES, readCheckpoint, readModelFiles, writeCheckpoint, hasCheckpoint, type Checkpoint, type TrainerState } from './codecs/checkpoint.ts';
 export { pretrain, pretrainStageName, plannedSteps, RUN_CONFIG_FILE, type EpochCounts, type PretrainIo, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';
 export { PRETRAIN_OPTIONS, PretrainOptionsSchema, pretrainConfig, modalitySetup, corruptionOf, fixesOf, workersOf, defaultWorkers, type PretrainConfig } from './train/config.ts';

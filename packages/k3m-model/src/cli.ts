@@ -28,6 +28,9 @@ import { forwardFiles } from './model/forward-files.ts';
 import { DEFAULT_FIXES, ORIGINAL_BEHAVIOUR, type FusionMode } from './model/k3m.ts';
 import { PRETRAIN_OPTIONS, PretrainOptionsSchema } from './train/config.ts';
 import { pretrain, pretrainStageName } from './train/pretrain.ts';
+import { CONTINUAL_OPTIONS, ContinualOptionsSchema } from './train/continual-config.ts';
+import { continualPretrain } from './train/continual.ts';
+import { continualReport } from './eval/continual-results.ts';
 import { lmdbSource, workDirSources, LMDB_FILES } from './train/records.ts';
 import { pipelineSummary, pretrainReport, pretrainTable } from './train/report.ts';
 import { addEvaluateCommand } from './eval/command.ts';
@@ -36,10 +39,13 @@ const FUSION_MODES = { '0': 0, '1': 1, '2': 2, '3': 3 } as const;
 
 const program = new Command().description('The K3M model in TensorFlow.js: pretraining, evaluation and parity tools');
 
-const pre = addOptions(addCommonOptions(program.command('pretrain').description('pretrain K3M on <work-dir>/image_lmdb_json/*_feat_all.lmdb into <work-dir>/runs/<name>/')), PRETRAIN_OPTIONS);
+const pre = addOptions(
+  addOptions(addCommonOptions(program.command('pretrain').description('pretrain K3M on <work-dir>/image_lmdb_json/*_feat_all.lmdb into <work-dir>/runs/<name>/ (with --domains: one domain after another, runs/<name>.stage-<i>/)')), PRETRAIN_OPTIONS),
+  CONTINUAL_OPTIONS,
+);
 
 pre.action(async () => {
-  const cfg = await loadConfig(PretrainOptionsSchema.extend(CommonFlagsSchema.shape), pre, pre.opts().config);
+  const cfg = await loadConfig(PretrainOptionsSchema.extend(ContinualOptionsSchema.shape).extend(CommonFlagsSchema.shape), pre, pre.opts().config);
   const common = resolveCommon(cfg);
   // One model trains in one process; a shard of the records would be a different model.
   if (common.shard.count > 1) throw new UsageError(`--shard ${common.shard.index}/${common.shard.count}: pretrain is not sharded (run it once)`);
@@ -55,6 +61,21 @@ pre.action(async () => {
   const ac = new AbortController();
   const onSigint = () => ac.abort();
   process.once('SIGINT', onSigint);
+  if (cfg.domains) {
+    const io = { train: sources.train, validation: sources.validation, backend: backend.name, signal: ac.signal, log: common.quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`) };
+    const out = await continualPretrain({ ...config, domains: cfg.domains }, io).finally(() => process.off('SIGINT', onSigint));
+    if (out.aborted) {
+      process.stderr.write(`k3m-model: interrupted; --resume keeps the finished stages and continues the interrupted one from its last checkpoint\n`);
+      process.exitCode = 130;
+      return;
+    }
+    const { report, rows } = continualReport(cfg.name, out.results, out.outDir);
+    await writeReport(common.workDir, String(report.stage), report);
+    printReport(report, formatTable(`k3m-model pretrain --domains ${cfg.domains.join(',')}`, rows), common);
+    if (!report.reconciles) throw new Error('report does not reconcile (in != written + rejected + skipped): this is a bug');
+    return;
+  }
+  for (const flag of ['domainMap', 'skipJoint'] as const) if (cfg[flag]) throw new UsageError(`--${flag === 'domainMap' ? 'domain-map' : 'skip-joint'}: only with --domains`);
   const result = await pretrain(config, {
     train: sources.train,
     validation: sources.validation,

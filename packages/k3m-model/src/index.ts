@@ -44,6 +44,12 @@ export { OptimizerStep, type OptimizerStepOptions, type StepResult } from './tra
 export { checkTrainingMemory, estimateTrainingMemory, WASM_HEAP_LIMIT, type MemoryEstimate } from './train/memory-estimate.ts';
 export { createSharedTraining, sharedBytes, type SharedTraining } from './train/shared-training.ts';
 export { DOMAIN_MAP_FILE, encodeDomainMap, decodeDomainMap, readDomainMap, type DomainMap } from './codecs/domain-map.ts';
+export { continualPretrain, stageRunName, jointRunName, RUN_DONE_FILE, type ContinualResult } from './train/continual.ts';
+export { CONTINUAL_OPTIONS, ContinualOptionsSchema, type ContinualConfig } from './train/continual-config.ts';
+export { domainOf, parseDomains, splitByDomain, type DomainSplit } from './train/domains.ts';
+export { continualMeasures, finalAverageAccuracy, averageForgetting, backwardTransfer, type ContinualMeasures } from './eval/continual-metrics.ts';
+export { DOMAIN_ACCURACY, openDomainItems, scoreDomains, type DomainScore, type DomainSide } from './eval/domain-retrieval.ts';
+export { accuracyMatrix, accuracyMatrixSvg, renderContinualTables, writeContinualResults, RESULT_FILES as CONTINUAL_RESULT_FILES, type ContinualResults, type RunOutcome } from './eval/continual-results.ts';
 export { CHECKPOINT_FILES, readCheckpoint, readModelFiles, writeCheckpoint, hasCheckpoint, type Checkpoint, type TrainerState } from './codecs/checkpoint.ts';
 export { pretrain, pretrainStageName, plannedSteps, RUN_CONFIG_FILE, type EpochCounts, type PretrainIo, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';
 export { PRETRAIN_OPTIONS, PretrainOptionsSchema, pretrainConfig, modalitySetup, corruptionOf, fixesOf, workersOf, defaultWorkers, type PretrainConfig } from './train/config.ts';

@@ -135,7 +135,8 @@ export async function continualPretrain(c: ContinualConfig, io: PretrainIo): Pro
     if (!aborted && !c.skipJoint) {
       const name = jointRunName(c.name);
       joint = c.resume ? await readDone(runDirOf(name)) : undefined;
-      if (!joint) {
+      if (joint) log(`${name}: done, kept`);
+      else {
         log(`${name}: all ${c.domains.length} domains together, ${listed.length} training records`);
         const validation = valid ? concatSources(c.domains.map((d) => valid.sources.get(d)!)) : undefined;
         joint = await runOne(name, undefined, listed, validation, { steps: c.steps === undefined ? undefined : c.steps * c.domains.length, resume: c.resume });

@@ -29,7 +29,7 @@ import { DEFAULT_FIXES, ORIGINAL_BEHAVIOUR, type FusionMode } from './model/k3m.
 import { PRETRAIN_OPTIONS, PretrainOptionsSchema } from './train/config.ts';
 import { pretrain, pretrainStageName } from './train/pretrain.ts';
 import { CONTINUAL_OPTIONS, ContinualOptionsSchema } from './train/continual-config.ts';
-import { continualPretrain } from './train/continual.ts';
+import { continualPretrain } from './eval/continual.ts';
 import { continualReport } from './eval/continual-results.ts';
 import { lmdbSource, workDirSources, LMDB_FILES } from './train/records.ts';
 import { pipelineSummary, pretrainReport, pretrainTable } from './train/report.ts';

@@ -44,7 +44,7 @@ export { OptimizerStep, type OptimizerStepOptions, type StepResult } from './tra
 export { checkTrainingMemory, estimateTrainingMemory, WASM_HEAP_LIMIT, type MemoryEstimate } from './train/memory-estimate.ts';
 export { createSharedTraining, sharedBytes, type SharedTraining } from './train/shared-training.ts';
 export { DOMAIN_MAP_FILE, encodeDomainMap, decodeDomainMap, readDomainMap, type DomainMap } from './codecs/domain-map.ts';
-export { continualPretrain, stageRunName, jointRunName, RUN_DONE_FILE, type ContinualResult } from './train/continual.ts';
+export { continualPretrain, stageRunName, jointRunName, RUN_DONE_FILE, type ContinualResult } from './eval/continual.ts';
 export { CONTINUAL_OPTIONS, ContinualOptionsSchema, type ContinualConfig } from './train/continual-config.ts';
 export { domainOf, parseDomains, splitByDomain, type DomainSplit } from './train/domains.ts';
 export { continualMeasures, finalAverageAccuracy, averageForgetting, backwardTransfer, type ContinualMeasures } from './eval/continual-metrics.ts';

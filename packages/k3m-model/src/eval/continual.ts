@@ -22,12 +22,12 @@ import { writeFileAtomic, type LedgerCounts } from '@k3m-kit/core';
 import { hasCheckpoint, readCheckpoint, writeCheckpoint } from '../codecs/checkpoint.ts';
 import { readDomainMap, type DomainMap } from '../codecs/domain-map.ts';
 import { buildVocab, recordTexts, writeVocabFile } from '../data/vocab.ts';
-import { openDomainItems, scoreDomains, type DomainScore } from '../eval/domain-retrieval.ts';
-import { writeContinualResults, type ContinualResults, type RunOutcome } from '../eval/continual-results.ts';
-import type { ContinualConfig } from './continual-config.ts';
-import { splitByDomain } from './domains.ts';
-import { plannedSteps, pretrain, type PretrainIo } from './pretrain.ts';
-import type { RecordSource } from './records.ts';
+import { openDomainItems, scoreDomains, type DomainScore } from './domain-retrieval.ts';
+import { writeContinualResults, type ContinualResults, type RunOutcome } from './continual-results.ts';
+import type { ContinualConfig } from '../train/continual-config.ts';
+import { splitByDomain } from '../train/domains.ts';
+import { plannedSteps, pretrain, type PretrainIo } from '../train/pretrain.ts';
+import type { RecordSource } from '../train/records.ts';
 
 /** The run directory name of stage `i` (0-based) and of the joint reference. */
 export const stageRunName = (name: string, i: number) => `${name}.stage-${i + 1}`;

@@ -95,7 +95,9 @@ export function accuracyMatrixSvg(r: ContinualResults): string {
   const left = 190;
   const top = 70;
   const gap = (i: number) => (r.joint && i === rows.length - 1 ? 12 : 0);
-  const width = left + cw * r.domains.length + 20;
+  const title = `Accuracy matrix a[i][j]: ${DOMAIN_ACCURACY.name}`;
+  // Room for the title at about 8 px a character (14 px bold).
+  const width = Math.max(left + cw * r.domains.length + 20, 8 * title.length + 20);
   const height = top + ch * rows.length + 12 + 30;
   const fill = (v: number) => {
     if (!Number.isFinite(v)) return '#dddddd';
@@ -106,7 +108,7 @@ export function accuracyMatrixSvg(r: ContinualResults): string {
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="white"/>`,
-    `<text x="${width / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">${esc(`Accuracy matrix a[i][j]: ${DOMAIN_ACCURACY.name}`)}</text>`,
+    `<text x="${width / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">${esc(title)}</text>`,
     `<text x="${left + (cw * r.domains.length) / 2}" y="${top - 28}" text-anchor="middle">evaluated on domain j</text>`,
     ...r.domains.map((d, j) => `<text x="${left + cw * j + cw / 2}" y="${top - 8}" text-anchor="middle">${esc(d)}</text>`),
   ];

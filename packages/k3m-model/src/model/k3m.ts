@@ -25,9 +25,15 @@ export interface ModelFixes {
   samEmptyKnowledge: boolean;
   /** Reference 8 #11: a loss with no labelled position is 0 instead of NaN. */
   lossNanGuard: boolean;
+  /**
+   * README #23: a structure loss that can learn (the negative's knowledge aggregate in its own
+   * context, a score on item ⊙ knowledge, each positive compared with its negative); the
+   * original's cannot beat chance.
+   */
+  samLearnableLoss: boolean;
 }
-export const DEFAULT_FIXES: ModelFixes = Object.freeze({ samEmptyKnowledge: true, lossNanGuard: true });
-export const ORIGINAL_BEHAVIOUR: ModelFixes = Object.freeze({ samEmptyKnowledge: false, lossNanGuard: false });
+export const DEFAULT_FIXES: ModelFixes = Object.freeze({ samEmptyKnowledge: true, lossNanGuard: true, samLearnableLoss: true });
+export const ORIGINAL_BEHAVIOUR: ModelFixes = Object.freeze({ samEmptyKnowledge: false, lossNanGuard: false, samLearnableLoss: false });
 
 export interface ForwardOptions {
   fusionMode: FusionMode;
@@ -308,6 +314,32 @@ const rowsWhere = (labels: Int32Array, pred: (l: number) => boolean) => {
 };
 
 /**
+ * SAM's attention over an item's triples (reference 4.6): t_j = struc_w1([context; p_j; v_j]),
+ * scores b_j = struc_w2(leaky_relu(t_j)), aggregate Σ softmax(b)_j t_j over the valid pairs.
+ * `pv` is [B, P, 2H] (endpoint means of property and value), `context` [B, H].
+ */
+function structureAggregate(ctx: Ctx, context: tf.Tensor, pv: tf.Tensor, validT: tf.Tensor, hasPairs: Uint8Array, fixes: ModelFixes): { agg: tf.Tensor; scores: tf.Tensor } {
+  const [Bn, NP] = validT.shape as [number, number];
+  const t = lin(ctx, tf.concat([tf.tile(tf.expandDims(context, 1), [1, NP, 1]), pv], -1), 'struc_w1');
+  const scores = tf.mul(tf.squeeze(lin(ctx, tf.leakyRelu(t, 0.01), 'struc_w2'), [2]), validT);
+  const a = tf.mul(tf.softmax(tf.add(scores, tf.mul(tf.sub(1, validT), -1e9))), validT);
+  let agg = tf.squeeze(bmm(tf.expandDims(a, 1), t), [1]);
+  if (!fixes.samEmptyKnowledge && hasPairs.some((h) => !h)) {
+    // Original M:2353-2369: an item without pairs reuses the last item's triples; before any
+    // item had pairs the fallback is t = [context_0], whose aggregate is context_0 itself.
+    const pick = new Float32Array(Bn * (Bn + 1));
+    let src = Bn;
+    for (let i = 0; i < Bn; i++) {
+      if (hasPairs[i]) src = i;
+      pick[i * (Bn + 1) + src] = 1;
+    }
+    const rows = tf.concat([agg, tf.slice(context, [0, 0], [1, -1])], 0);
+    agg = tf.matMul(tf.tensor2d(pick, [Bn, Bn + 1]), rows);
+  }
+  return { agg, scores };
+}
+
+/**
  * The whole model on one batch. All tensors it creates are returned or disposed by the caller's
  * `tf.tidy`/`variableGrads`.
  */
@@ -385,35 +417,37 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
       for (let j = 0; j < NP && batch.indexP[(i * NP + j) * 2] !== 0; j++) valid[i * NP + j] = 1;
       hasPairs[i] = valid[i * NP];
     }
-    const pj = bmm(pairSelector(batch.indexP, valid, Bn, NP, Lp), fusedPv);
-    const vj = bmm(pairSelector(batch.indexV, valid, Bn, NP, Lp), fusedPv);
-    const cRep = tf.tile(tf.expandDims(cInitial, 1), [1, NP, 1]);
-    const t = lin(ctx, tf.concat([cRep, pj, vj], -1), 'struc_w1');
+    const pv = tf.concat([bmm(pairSelector(batch.indexP, valid, Bn, NP, Lp), fusedPv), bmm(pairSelector(batch.indexV, valid, Bn, NP, Lp), fusedPv)], -1);
     const validT = tf.tensor2d(Float32Array.from(valid), [Bn, NP]);
-    const scores = tf.mul(tf.squeeze(lin(ctx, tf.leakyRelu(t, 0.01), 'struc_w2'), [2]), validT);
-    const a = tf.mul(tf.softmax(tf.add(scores, tf.mul(tf.sub(1, validT), -1e9))), validT);
-    let agg = tf.squeeze(bmm(tf.expandDims(a, 1), t), [1]);
-    if (!fixes.samEmptyKnowledge && hasPairs.some((h) => !h)) {
-      // Original M:2353-2369: an item without pairs reuses the last item's triples; before any
-      // item had pairs the fallback is t = [c_initial_0], whose aggregate is c_initial_0 itself.
-      const pick = new Float32Array(Bn * (Bn + 1));
-      let src = Bn;
-      for (let i = 0; i < Bn; i++) {
-        if (hasPairs[i]) src = i;
-        pick[i * (Bn + 1) + src] = 1;
-      }
-      const rows = tf.concat([agg, tf.slice(cInitial, [0, 0], [1, -1])], 0);
-      agg = tf.matMul(tf.tensor2d(pick, [Bn, Bn + 1]), rows);
-    }
-    const knowledge = lin(ctx, agg, 'struc_w3');
+    const sam = (context: tf.Tensor) => structureAggregate(ctx, context, pv, validT, hasPairs, fixes);
+    const own = sam(cInitial);
+    const knowledge = lin(ctx, own.agg, 'struc_w3');
     const cFinal = tf.add(cInitial, knowledge);
-    // Each item's negative is the next item's c_initial; a share's last item takes the next share's first.
-    const after = o.share ? o.share.nextItem(tf.slice(cInitial, [0, 0], [1, -1])) : tf.slice(cInitial, [0, 0], [1, -1]);
-    const rolled = tf.concat([tf.slice(cInitial, [1, 0], [-1, -1]), after], 0);
-    const cNeg = tf.add(rolled, knowledge);
-    if (mode !== 'train') Object.assign(out, { sam_attn_scores: scores, c_final: cFinal, c_final_neg: cNeg });
+    if (mode !== 'train') Object.assign(out, { sam_attn_scores: own.scores, c_final: cFinal });
     if (mode !== 'represent') {
-      const samLogits = lin(ctx, tf.concat([cFinal, cNeg], 0), 'struc_w_loss');
+      // The negative: the next item's representation with this item's knowledge (M:2377); a
+      // share's last item takes the next share's first.
+      const after = o.share ? o.share.nextItem(tf.slice(cInitial, [0, 0], [1, -1])) : tf.slice(cInitial, [0, 0], [1, -1]);
+      const rolled = tf.concat([tf.slice(cInitial, [1, 0], [-1, -1]), after], 0);
+      let samLogits: tf.Tensor;
+      if (fixes.samLearnableLoss) {
+        // The original's classifier is linear in c + knowledge and the negative shares this
+        // item's knowledge term, so the logit margins of positives minus negatives sum to 0 over
+        // every batch: no parameters beat chance (README "Why the default run did not learn").
+        // Fixed: the negative's aggregate is computed in its own context, the score reads the
+        // agreement of item and knowledge (struc_w_loss over c ⊙ struc_w3(aggregate)), and each
+        // pair is compared (logits = score(positive) - score(negative), and its negation for the
+        // negative row), so what all pairs of this knowledge share cancels.
+        const knowledgeNeg = lin(ctx, sam(rolled).agg, 'struc_w3');
+        if (mode === 'all') out.c_final_neg = tf.add(rolled, knowledgeNeg);
+        const [pos, neg] = tf.split(lin(ctx, tf.concat([tf.mul(cInitial, knowledge), tf.mul(rolled, knowledgeNeg)], 0), 'struc_w_loss'), 2, 0);
+        const diff = tf.sub(pos!, neg!);
+        samLogits = tf.concat([diff, tf.neg(diff)], 0);
+      } else {
+        const cNeg = tf.add(rolled, knowledge);
+        if (mode === 'all') out.c_final_neg = cNeg;
+        samLogits = lin(ctx, tf.concat([cFinal, cNeg], 0), 'struc_w_loss');
+      }
       if (mode === 'all') out.sam_logits = samLogits;
       const labels = new Int32Array(2 * Bn);
       labels.fill(1, 0, Bn);

@@ -56,6 +56,11 @@ export const PRETRAIN_OPTIONS = defineOptions({
   noiseKnowledge: { flags: '--noise-knowledge <p>', description: "probability an item gets another item's knowledge", schema: rate, parse: prob('--noise-knowledge') },
   samStaleTriples: { flags: '--sam-stale-triples', description: "reference bug 5: an item without PV pairs reuses the previous item's triples", schema: z.boolean().default(false) },
   nanLosses: { flags: '--nan-losses', description: 'reference bug 11: a loss with no labelled position is NaN', schema: z.boolean().default(false) },
+  samSharedNegative: {
+    flags: '--sam-shared-negative',
+    description: "reference: the structure negative shares the item's knowledge term under a linear classifier, so loss_tri cannot beat chance (README #23)",
+    schema: z.boolean().default(false),
+  },
 });
 
 /** Validates flags and config files (the common options are added by the CLI). */
@@ -89,7 +94,11 @@ export function workersOf(c: Pick<PretrainConfig, 'workers' | 'samStaleTriples'>
 }
 
 /** The model-fix switches of a config (design.md 7: fixes by default, flags restore the bugs). */
-export const fixesOf = (c: Pick<PretrainConfig, 'samStaleTriples' | 'nanLosses'>): ModelFixes => ({ samEmptyKnowledge: !c.samStaleTriples, lossNanGuard: !c.nanLosses });
+export const fixesOf = (c: Pick<PretrainConfig, 'samStaleTriples' | 'nanLosses' | 'samSharedNegative'>): ModelFixes => ({
+  samEmptyKnowledge: !c.samStaleTriples,
+  lossNanGuard: !c.nanLosses,
+  samLearnableLoss: !c.samSharedNegative,
+});
 
 /** The corruption rates of a config, as the data pipeline takes them. */
 export const corruptionOf = (c: Pick<PretrainConfig, keyof Required<CorruptionRates>>): CorruptionRates => ({

@@ -440,8 +440,9 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
         // negative row), so what all pairs of this knowledge share cancels.
         const knowledgeNeg = lin(ctx, sam(rolled).agg, 'struc_w3');
         if (mode === 'all') out.c_final_neg = tf.add(rolled, knowledgeNeg);
-        const [pos, neg] = tf.split(lin(ctx, tf.concat([tf.mul(cInitial, knowledge), tf.mul(rolled, knowledgeNeg)], 0), 'struc_w_loss'), 2, 0);
-        const diff = tf.sub(pos!, neg!);
+        // struc_w_loss's bias cancels in the difference, so it is left out (no gradient, as #15):
+        // summed rounding noise would otherwise be its only gradient.
+        const diff = linear(tf.sub(tf.mul(cInitial, knowledge), tf.mul(rolled, knowledgeNeg)), p(ctx, 'struc_w_loss.weight'));
         samLogits = tf.concat([diff, tf.neg(diff)], 0);
       } else {
         const cNeg = tf.add(rolled, knowledge);

@@ -52,7 +52,7 @@ withSplitAndBatch(
   .option('--no-cls-prob', 'store cls_prob as shape (num_boxes, 0): about two thirds smaller')
   .addOption(new Option('--batch-mb <mb>', 'commit at least every mb megabytes of values').argParser(intArg('--batch-mb', 1)).default(256))
   .addOption(new Option('--verify-sample <n>', 'records read back and compared at the end').argParser(intArg('--verify-sample')).default(32))
-  .addOption(new Option('--workers <n>', 'threads decoding feature rows (0: the main thread)').argParser(intArg('--workers')).default(defaultWorkers(), 'cores - 1'))
+  .addOption(new Option('--workers <n>', 'threads decoding feature rows (0: the main thread)').argParser(intArg('--workers')).default(defaultWorkers(), '0 on 2 cores or fewer, else cores - 1'))
   .action(async (_opts, cmd: Command) => {
     const cfg = await loadConfig(ConvertConfig, cmd, cmd.opts().config as string | undefined);
     const common = resolveCommon(cfg);

@@ -87,11 +87,15 @@ export interface ConvertOptions {
 }
 
 /**
- * Decoding threads by default: one per core but one, since the main thread keeps a core busy
- * with reading, the join, packing and the LMDB writes (measured: it needs ~40% of a record's CPU).
+ * Decoding threads by default: none on 2 cores or fewer, where one thread beside the main one
+ * lost (measured by tools/bench/convert.ts on a quiet 2-core machine: 255 against 359
+ * records/s, the hand-over of ~700 KB lines costing more than the decode it moves); else one
+ * per core but one, since the main thread keeps a core busy with reading, the join, packing
+ * and the LMDB writes (~40% of a record's CPU).
  */
 export function defaultWorkers(): number {
-  return Math.max(0, availableParallelism() - 1);
+  const cores = availableParallelism();
+  return cores <= 2 ? 0 : cores - 1;
 }
 
 /**

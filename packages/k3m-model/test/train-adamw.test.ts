@@ -94,6 +94,7 @@ describe('AdamW (reference 7.2)', () => {
     const norm = Math.sqrt(sumOfSquares(g, layout, has, 0, half) + sumOfSquares(g, layout, has, half));
     expect(norm).toBeCloseTo(5, 6);
     expect(clipFactor(norm, 1) * 3).toBeCloseTo(0.6, 5);
+    expect(clipFactor(norm, 1) * 4).toBeCloseTo(0.8, 5);
     expect(clipFactor(norm, 10)).toBe(1);
   });
 });

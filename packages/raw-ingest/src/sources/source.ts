@@ -4,8 +4,9 @@
  * reject, and each carrying the file it came from and its position there. Readers count every
  * record they produce in the run's ledger as they read it (`in` is counted at the source).
  */
+import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import type { Ledger } from '@k3m-kit/core';
+import { IoError, type Ledger } from '@k3m-kit/core';
 import type { KnowledgePair } from '../codecs/raw-tsv.ts';
 import type { ItemExtra } from '../codecs/item-extra.ts';
 
@@ -109,4 +110,43 @@ export function positionFields(pos: Position): Position {
     ...(pos.entry !== undefined ? { entry: pos.entry } : {}),
     ...(pos.member !== undefined ? { member: pos.member } : {}),
   };
+}
+
+/** Where a per-file decoder places a record: its line, and its ordinal for JSON objects. */
+interface At {
+  line?: number;
+  entry?: number;
+}
+
+/** What a per-file decoder yields: a record, or a reject, each with its position. */
+export type DecodedEntry<T> = At & (({ ok: true } & T) | { ok: false; reason: string; detail: string; id?: string });
+
+/**
+ * The loop every file-per-input format shares: each input's file through `decode`, in
+ * command-line order, each record counted as read, rejects passed on with their position, and
+ * an I/O failure named with its file. `toItem` maps a good record to the item's own fields.
+ */
+export async function* readFiles<T>(
+  inputs: readonly InputSpec[],
+  ctx: ReadContext,
+  decode: (path: string) => AsyncIterable<DecodedEntry<T>>,
+  toItem: (r: T) => Omit<SourceItem, 'ok' | 'source' | 'pos' | 'baseDir'>,
+): AsyncGenerator<RoutedRecord> {
+  for (const input of inputs) {
+    const source = input.path;
+    const baseDir = dirname(resolve(source));
+    try {
+      for await (const r of decode(source)) {
+        ctx.ledger.read();
+        const pos: Position = { ...(r.line !== undefined ? { line: r.line } : {}), ...(r.entry !== undefined ? { entry: r.entry } : {}) };
+        if (!r.ok) {
+          yield { input, record: { ok: false, source, pos, reason: r.reason, detail: r.detail, ...(r.id !== undefined ? { id: r.id } : {}) } };
+          continue;
+        }
+        yield { input, record: { ok: true, source, pos, baseDir, ...toItem(r) } };
+      }
+    } catch (e) {
+      throw e instanceof IoError ? e : new IoError(source, e);
+    }
+  }
 }

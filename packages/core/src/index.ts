@@ -6,8 +6,9 @@
 
 // Errors and exit codes
 export * from './errors.ts';
-// Files: atomic writes
+// Files: atomic writes, streamed lines
 export * from './atomic.ts';
+export * from './lines.ts';
 // Work split: --shard i/N and the schedulers' variables
 export * from './shard.ts';
 // Accounting: the count ledger, reject logs, reports

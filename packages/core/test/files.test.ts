@@ -6,6 +6,8 @@ import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AtomicWriter, writeFileAtomic } from '../src/atomic.ts';
 import { loadConfig } from '../src/cli.ts';
+import { IoError } from '../src/errors.ts';
+import { readTextLines } from '../src/lines.ts';
 import { decodeSafetensors, encodeSafetensors, f32, i64, SafetensorsError, toFloat32, toInt32 } from '../src/safetensors.ts';
 
 let dir: string;
@@ -68,5 +70,30 @@ describe('loadConfig', () => {
     c.parse(['node', 'x'], { from: 'node' });
     await expect(loadConfig(schema, c, f)).rejects.toThrow(/^--epochs -1: /);
     await expect(loadConfig(schema, c, join(dir, 'missing.json'))).rejects.toThrow(/--config .*missing\.json: cannot read/);
+  });
+});
+
+describe('readTextLines', () => {
+  it('yields the non-empty lines with their 1-based numbers, LF or CRLF', async () => {
+    const p = join(dir, 'lines.txt');
+    await writeFile(p, 'a\r\n\nb\n\n\nc');
+    const got = [];
+    for await (const l of readTextLines(p)) got.push(l);
+    expect(got).toEqual([{ text: 'a', line: 1 }, { text: 'b', line: 3 }, { text: 'c', line: 6 }]);
+  });
+
+  it('names the file and the hint when it cannot read, and lets a caller error through unchanged', async () => {
+    const missing = join(dir, 'nope.txt');
+    const read = async () => {
+      for await (const _ of readTextLines(missing, 'run x first'));
+    };
+    await expect(read()).rejects.toThrow(IoError);
+    await expect(read()).rejects.toThrow(/nope\.txt: .*ENOENT.*\(run x first\)/);
+    const p = join(dir, 'lines.txt');
+    const mine = new RangeError('bad line');
+    const consume = async () => {
+      for await (const _ of readTextLines(p)) throw mine;
+    };
+    await expect(consume()).rejects.toBe(mine);
   });
 });

@@ -18,10 +18,8 @@
  * one, as raw-ingest's `readItems(workDir, split)`, with equal `imageId`s. A consumer may walk both
  * streams in lockstep and must fail if the image ids ever differ.
  */
-import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { IoError } from '@k3m-kit/core';
+import { readTextLines } from '@k3m-kit/core';
 import type { Split } from '@k3m-kit/raw-ingest';
 import { parsePv, type Pair } from './pv-string.ts';
 
@@ -63,23 +61,10 @@ export function decodeKnowledgeLine(text: string, where = '<knowledge>'): Knowle
 
 /** Streams a knowledge file's records with parsed pairs. */
 export async function* readKnowledgeFile(path: string, split?: Split): AsyncGenerator<KnowledgeItem> {
-  const stream = createReadStream(path, { encoding: 'utf8' });
-  const rl = createInterface({ input: stream, crlfDelay: Infinity });
-  let line = 0;
-  try {
-    for await (const text of rl) {
-      line++;
-      if (text === '') continue;
-      const r = decodeKnowledgeLine(text, `${path}:${line}`);
-      if (split && r.split !== split) continue;
-      yield { ...r, pairs: parsePv(r.pv).map(({ p, v }) => ({ p, v })) };
-    }
-  } catch (e) {
-    if (e instanceof KnowledgeFormatError) throw e;
-    throw new IoError(path, `${(e as Error).message} (run kg-triples build first)`);
-  } finally {
-    rl.close();
-    stream.destroy();
+  for await (const { text, line } of readTextLines(path, 'run kg-triples build first')) {
+    const r = decodeKnowledgeLine(text, `${path}:${line}`);
+    if (split && r.split !== split) continue;
+    yield { ...r, pairs: parsePv(r.pv).map(({ p, v }) => ({ p, v })) };
   }
 }
 

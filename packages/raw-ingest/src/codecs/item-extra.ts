@@ -11,10 +11,8 @@
  *   {"imageId":"1_s0","instanceLabels":["AHC 黄金水","AHC 黄金眼霜"]}  Product1M: instance labels
  *   {"imageId":"2_s0","captionSource":"w"}                      TaiSu: which caption the title is
  */
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { z } from 'zod';
-import { IoError } from '@k3m-kit/core';
+import { IoError, readTextLines } from '@k3m-kit/core';
 
 export const ItemExtraSchema = z.object({
   domain: z.string().optional(),
@@ -58,18 +56,5 @@ export function decodeItemExtra(text: string, path = '<item extra>', line = 0): 
 
 /** Streams a sidecar's lines in order. */
 export async function* readItemExtraFile(path: string): AsyncGenerator<{ imageId: string; extra: ItemExtra }> {
-  const stream = createReadStream(path, { encoding: 'utf8' });
-  const rl = createInterface({ input: stream, crlfDelay: Infinity });
-  let line = 0;
-  try {
-    for await (const text of rl) {
-      line++;
-      if (text !== '') yield decodeItemExtra(text, path, line);
-    }
-  } catch (e) {
-    throw e instanceof IoError ? e : new IoError(path, e);
-  } finally {
-    rl.close();
-    stream.destroy();
-  }
+  for await (const { text, line } of readTextLines(path)) yield decodeItemExtra(text, path, line);
 }

@@ -17,12 +17,10 @@
  * A segment of a format with fields beyond the six names its sidecar under `extra`
  * (`item_extra<seg>.jsonl`, see item-extra.ts); {@link readItems} attaches them to the rows.
  */
-import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { z } from 'zod';
-import { IoError } from '@k3m-kit/core';
+import { IoError, readTextLines } from '@k3m-kit/core';
 import { readItemExtraFile, type ItemExtra } from './item-extra.ts';
 
 export const SEGMENT_FIELDS = ['image_id', 'title', 'pic', 'pv', 'category', 'item_id'] as const;
@@ -87,22 +85,7 @@ export function decodeSegmentLine(text: string, path = '<segment>', line = 0): S
 
 /** Streams the rows of one segment file with their 1-based line numbers. */
 export async function* readSegmentFile(path: string): AsyncGenerator<SegmentRow & { line: number }> {
-  const stream = createReadStream(path, { encoding: 'utf8' });
-  const rl = createInterface({ input: stream, crlfDelay: Infinity });
-  let line = 0;
-  try {
-    for await (const text of rl) {
-      line++;
-      if (text === '') continue;
-      yield { ...decodeSegmentLine(text, path, line), line };
-    }
-  } catch (e) {
-    if (e instanceof SegmentFormatError) throw e;
-    throw new IoError(path, e);
-  } finally {
-    rl.close();
-    stream.destroy();
-  }
+  for await (const { text, line } of readTextLines(path)) yield { ...decodeSegmentLine(text, path, line), line };
 }
 
 export const SegmentEntrySchema = z.object({

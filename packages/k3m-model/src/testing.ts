@@ -122,3 +122,23 @@ export function syntheticBatch(seed: number, o: { batchSize: number; vocabSize: 
   }
   return b;
 }
+
+/**
+ * A tiny model config (overrides of the preset) with every part: two text layers, one visual
+ * layer, co-attention at both; fast enough to train a few steps in a test.
+ */
+export const TINY_MODEL = Object.freeze({
+  hidden_size: 16,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  intermediate_size: 32,
+  v_hidden_size: 16,
+  v_num_hidden_layers: 1,
+  v_num_attention_heads: 2,
+  v_intermediate_size: 32,
+  v_biattention_id: [0],
+  t_biattention_id: [1],
+  bi_hidden_size: 16,
+  bi_num_attention_heads: 2,
+  max_position_embeddings: 64,
+});

@@ -15,7 +15,7 @@ import { readSafetensors, toFloat32 } from '@k3m-kit/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeRecord } from '../src/data/testing.ts';
 import { LMDB_FILES } from '../src/train/records.ts';
-import { goldenDir } from '../src/testing.ts';
+import { goldenDir, TINY_MODEL } from '../src/testing.ts';
 
 const run = promisify(execFile);
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -50,7 +50,7 @@ beforeAll(async () => {
   writeLmdb(join(work, LMDB_FILES.validation), 8, 1);
   await writeFile(
     join(work, 'tiny.json'),
-    JSON.stringify({ hidden_size: 16, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 32, v_hidden_size: 16, v_num_hidden_layers: 1, v_num_attention_heads: 2, v_intermediate_size: 32, v_biattention_id: [0], t_biattention_id: [1], bi_hidden_size: 16, bi_num_attention_heads: 2, max_position_embeddings: 64 }),
+    JSON.stringify(TINY_MODEL),
   );
 });
 afterAll(async () => {

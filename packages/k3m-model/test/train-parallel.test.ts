@@ -22,7 +22,7 @@ import { arraySource } from '../src/train/records.ts';
 import { SharedBarrier, WorkerAborted } from '../src/train/shared-barrier.ts';
 import { createSharedTraining } from '../src/train/shared-training.ts';
 import { WorkerPool } from '../src/train/worker-pool.ts';
-import { syntheticBatch } from '../src/testing.ts';
+import { syntheticBatch, TINY_MODEL } from '../src/testing.ts';
 
 const WORDS = ['红色', '蓝色', '棉', '麻', '连衣裙', '衬衫', '夏季', '新款', '女装', '男装'];
 const PROPS = ['颜色', '材质', '风格', '尺码'];
@@ -32,22 +32,6 @@ const records = (n: number, seed: number) =>
     return makeRecord({ imageId: `p${seed}_${i}`, caption: `${w(0)}${w(1)}${w(2)}`, pv: PROPS.map((p, k) => `${p}:${w(k + 3)}`).join(';'), numBoxes: 1 + (i % 4), featureDim: 16, numClasses: 12, seed: i });
   });
 
-/** A tiny model with every part (two co-attention layers, dropout 0.1, fusion mode 1 by default). */
-const TINY = {
-  hidden_size: 16,
-  num_hidden_layers: 2,
-  num_attention_heads: 2,
-  intermediate_size: 32,
-  v_hidden_size: 16,
-  v_num_hidden_layers: 1,
-  v_num_attention_heads: 2,
-  v_intermediate_size: 32,
-  v_biattention_id: [0],
-  t_biattention_id: [1],
-  bi_hidden_size: 16,
-  bi_num_attention_heads: 2,
-  max_position_embeddings: 64,
-};
 
 /**
  * Biases added to every score of one softmax (attention keys; the structure attention's single
@@ -64,7 +48,7 @@ afterAll(async () => {
 });
 
 const run = (over: Partial<Parameters<typeof pretrainConfig>[0]>, signal?: AbortSignal, onStep?: (m: { step: number }) => void) =>
-  pretrain(pretrainConfig({ workDir: work, model: TINY, batchSize: 5, lr: 2e-3, warmup: 0, seed: 11, shuffleBuffer: 8, checkpointEvery: 2, ...over }), {
+  pretrain(pretrainConfig({ workDir: work, model: TINY_MODEL, batchSize: 5, lr: 2e-3, warmup: 0, seed: 11, shuffleBuffer: 8, checkpointEvery: 2, ...over }), {
     train: arraySource(records(20, 0)),
     validation: arraySource(records(6, 1)),
     backend: 'wasm',
@@ -145,7 +129,7 @@ describe('data-parallel training', () => {
   });
 
   it('a worker that fails mid-step surfaces as an error naming it and its cause; the worker waiting for it is released', async () => {
-    const config = modelConfig('k3m-small', { ...TINY, vocab_size: 300, v_feature_size: 16, v_target_size: 12 });
+    const config = modelConfig('k3m-small', { ...TINY_MODEL, vocab_size: 300, v_feature_size: 16, v_target_size: 12 });
     const params = ParamArena.init(config, 1, sharedFloats);
     const shared = createSharedTraining(params, AdamState.create(params.layout, sharedFloats), 2);
     const pool = await WorkerPool.start(shared, { backend: 'wasm', fusionMode: 1, fixes: DEFAULT_FIXES, weights: DEFAULT_LOSS_WEIGHTS });
@@ -165,7 +149,7 @@ describe('data-parallel training', () => {
   });
 
   it('a worker that cannot start fails the start with its cause', async () => {
-    const config = modelConfig('k3m-small', { ...TINY, vocab_size: 50, v_feature_size: 16, v_target_size: 12 });
+    const config = modelConfig('k3m-small', { ...TINY_MODEL, vocab_size: 50, v_feature_size: 16, v_target_size: 12 });
     const params = ParamArena.init(config, 1, sharedFloats);
     const shared = createSharedTraining(params, AdamState.create(params.layout, sharedFloats), 2);
     await expect(WorkerPool.start(shared, { backend: 'no-such-backend', fusionMode: 1, fixes: DEFAULT_FIXES, weights: DEFAULT_LOSS_WEIGHTS })).rejects.toThrow(

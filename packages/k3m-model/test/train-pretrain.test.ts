@@ -10,6 +10,7 @@ import { readSafetensors } from '@k3m-kit/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend } from '../src/backend.ts';
 import { makeRecord } from '../src/data/testing.ts';
+import { TINY_MODEL } from '../src/testing.ts';
 import { STOPPED_EARLY } from '../src/data/pipeline.ts';
 import { modalitySetup, pretrainConfig } from '../src/train/config.ts';
 import { pretrain, type PretrainIo } from '../src/train/pretrain.ts';
@@ -44,22 +45,6 @@ function learnableRecords(n: number, seed: number) {
   });
 }
 
-/** A tiny model: fast enough to train a few steps in a test. */
-const TINY = {
-  hidden_size: 16,
-  num_hidden_layers: 2,
-  num_attention_heads: 2,
-  intermediate_size: 32,
-  v_hidden_size: 16,
-  v_num_hidden_layers: 1,
-  v_num_attention_heads: 2,
-  v_intermediate_size: 32,
-  v_biattention_id: [0],
-  t_biattention_id: [1],
-  bi_hidden_size: 16,
-  bi_num_attention_heads: 2,
-  max_position_embeddings: 64,
-};
 
 let work: string;
 beforeAll(async () => {
@@ -75,7 +60,7 @@ type RunOptions = Partial<Parameters<typeof pretrainConfig>[0]> & Partial<Pick<P
 /** A tiny run on in-memory records: 24 training and 8 validation records unless given. */
 const run = ({ train, validation, signal, onStep, ...over }: RunOptions) =>
   pretrain(
-    pretrainConfig({ workDir: work, name: 'run', model: TINY, epochs: 1, batchSize: 4, lr: 1e-3, seed: 7, checkpointEvery: 3, shuffleBuffer: 8, ...over }),
+    pretrainConfig({ workDir: work, name: 'run', model: TINY_MODEL, epochs: 1, batchSize: 4, lr: 1e-3, seed: 7, checkpointEvery: 3, shuffleBuffer: 8, ...over }),
     { train: train ?? arraySource(records(24, 0)), validation: validation ?? arraySource(records(8, 1)), backend: 'wasm', signal, onStep },
   );
 

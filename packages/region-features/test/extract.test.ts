@@ -245,7 +245,6 @@ describe('--attributes (the attribute head of the _attr checkpoints)', () => {
   });
 
   it.skipIf(!hasNumpy)("the 8-column TSV still reads in K3M's loader (csv.DictReader with its 7 FIELDNAMES)", () => {
-    if (!hasNumpy) return;
     const py = spawnSync('/usr/bin/python3', [join(REPO_ROOT, 'tools/golden/read_k3m_tsv.py'), featureTsvPath(d, 'train'), '256', '101'], { encoding: 'utf8' });
     expect(py.status, py.stderr).toBe(0);
     const got = py.stdout.trim().split('\n').map((l) => JSON.parse(l));

@@ -50,7 +50,6 @@ describe('feature TSV and Python', () => {
   });
 
   it.skipIf(!hasNumpy)("our K3M-form TSV reads in K3M's loader (strip [2:-1], base64, float32)", async () => {
-    if (!hasNumpy) return;
     const rows: FeatureRow[] = [0, 2].map((n, i) => ({
       imageId: `${i}_s1`,
       imageW: 33 + i,
@@ -82,7 +81,6 @@ describe("the default pipeline's TSV in K3M's loader", () => {
   const items = [{ image: { w: 64, h: 48 } }, { image: 'missing' as const }, { image: { w: 50, h: 70 } }];
 
   it.skipIf(!hasNumpy)('extract with its defaults writes 2048-d features and 1601 class probabilities that the original loader reads', async () => {
-    if (!hasNumpy) return;
     const d = join(dir, 'default-preset');
     await makeTinyWorkDir(d, [{ split: 'train', items }]);
     const r = extractCli(d);
@@ -106,7 +104,6 @@ describe("the default pipeline's TSV in K3M's loader", () => {
   }, 120_000);
 
   it.skipIf(!hasNumpy)('the small-c4 preset (256-d, 101 classes) is what the loader cannot read, as its warning says', async () => {
-    if (!hasNumpy) return;
     const d = join(dir, 'small-preset');
     await makeTinyWorkDir(d, [{ split: 'train', items }]);
     const r = extractCli(d, '--preset', 'small-c4');
@@ -130,7 +127,6 @@ describe('detectron2 pickles', () => {
   }
 
   it.skipIf(!hasNumpy)('names a Caffe2 / Detectron 1 blobs pickle as such, with the file (CLI exit 2)', async () => {
-    if (!hasNumpy) return;
     const pkl = join(dir, 'caffe2.pkl');
     const g = spawnSync(PY, [join(REPO_ROOT, 'tools/checkpoint/make_bua_checkpoint.py'), '--caffe2-blobs', '--out', pkl], { encoding: 'utf8' });
     expect(g.status, g.stderr).toBe(0);

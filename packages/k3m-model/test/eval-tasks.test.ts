@@ -2,7 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CachedEncoder } from '../src/eval/encoder.ts';
 import { corruptionGrid } from '../src/eval/grid.ts';
-import { classificationTask, completionTask, retrievalTask, type CompletionSplit, type TaskContext } from '../src/eval/tasks.ts';
+import { Rng } from '@k3m-kit/core';
+import { chooseProjectionDecay, classificationTask, completionTask, retrievalFitKinds, retrievalTask, type CompletionSplit, type TaskContext } from '../src/eval/tasks.ts';
+import type { Matrix } from '../src/eval/probe.ts';
 import { itemsOf } from '../src/eval/items.ts';
 import { COLOURS, FakeEncoder, makeRecords } from './eval-fixtures.ts';
 
@@ -60,6 +62,45 @@ describe('retrievalTask', () => {
     // With no title and no image every query is the same input: every candidate ties, so chance.
     expect(r.cells['missing-title-image@100']!['title-to-image.rank@10']).toBeCloseTo(10 / 30, 6);
     expect(r.cells['missing-title-image@100']!['title-to-image.meanRank']).toBeCloseTo(15.5, 6);
+  });
+});
+
+describe('the retrieval fit', () => {
+  it('sees only the missing kinds that leave both sides something of the item, as the model is shown it', () => {
+    const all = ['missing-title', 'missing-image', 'missing-knowledge', 'missing-title-image', 'noisy-title', 'noisy-image', 'noisy-title-image'] as const;
+    // With knowledge: a missing title leaves the knowledge on the text side; anything without the image blanks the image side.
+    expect(retrievalFitKinds(all, true)).toEqual(['missing-title', 'missing-knowledge']);
+    // Without knowledge the title is the whole text side.
+    expect(retrievalFitKinds(all, false)).toEqual(['missing-knowledge']);
+  });
+
+  it('chooses the L2 penalty with the lowest mean rank of held-out fit pairs; one penalty: no choice', () => {
+    // 120 pairs: the image side is a fixed linear map of the text side plus noise.
+    const rng = Rng.from(3);
+    const rows = 120;
+    const t: Matrix = { data: Float32Array.from({ length: rows * 12 }, () => rng.normal()), rows, cols: 12 };
+    const mix = Float32Array.from({ length: 12 * 10 }, () => rng.normal());
+    const i: Matrix = { data: new Float32Array(rows * 10), rows, cols: 10 };
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < 10; c++) {
+        let v = 2 * rng.normal();
+        for (let k = 0; k < 12; k++) v += t.data[r * 12 + k]! * mix[k * 10 + c]!;
+        i.data[r * 10 + c] = v;
+      }
+    }
+    const opts = { ...BUDGET, steps: 200, learningRate: 0.03, batchSize: 32, dim: 8, temperature: 0.1 };
+    const decays = [0, 0.05, 1000];
+    const chosen = chooseProjectionDecay(t, i, { ...opts, weightDecays: decays });
+    expect(chosen.heldOutMeanRank.map(([wd]) => wd)).toEqual(decays);
+    const ranks = chosen.heldOutMeanRank.map(([, r]) => r);
+    console.log(`held-out mean ranks by penalty ${decays.join(', ')}: ${ranks.map((r) => r.toFixed(2)).join(', ')}`);
+    // 24 held-out pairs (chance mean rank 12.5), none of them fitted on: learnt, not memorised.
+    for (const r of ranks) expect(r).toBeLessThan(6);
+    expect(new Set(ranks).size).toBeGreaterThan(1);
+    // the lowest mean rank wins; a tie goes to the stronger penalty
+    expect(chosen.weightDecay).toBe(Math.max(...decays.filter((_, k) => ranks[k] === Math.min(...ranks))));
+    expect(chooseProjectionDecay(t, i, opts)).toEqual({ weightDecay: BUDGET.weightDecay, heldOutMeanRank: [] });
+    expect(chooseProjectionDecay(t, i, { ...opts, weightDecays: decays })).toEqual(chosen);
   });
 });
 

@@ -55,6 +55,11 @@ export function evaluateTable(r: EvaluateReport): string {
   return formatTable('k3m-model evaluate', rows);
 }
 
+/** `0,0.005,0.05` -> numbers, each >= 0. */
+function decaysArg(v: string): number[] {
+  return v.split(',').map((x) => floatArg('--projection-weight-decays', 0)(x.trim()));
+}
+
 /**
  * Adds `evaluate` to `program`.
  * @example addEvaluateCommand(new Command()); // then `k3m-model evaluate --work-dir work`
@@ -84,6 +89,11 @@ export function addEvaluateCommand(program: Command): Command {
     .addOption(new Option('--probe-batch <n>', 'probe mini-batch rows (0 = full batch)').argParser(intArg('--probe-batch')).default(128))
     .addOption(new Option('--probe-lr <lr>', 'probe learning rate').argParser(floatArg('--probe-lr', 1e-6, 10)).default(0.003))
     .addOption(new Option('--probe-weight-decay <x>', 'L2 penalty on probe weights').argParser(floatArg('--probe-weight-decay', 0)).default(0.05))
+    .addOption(
+      new Option('--projection-weight-decays <list>', 'L2 penalties the retrieval projection chooses from on 20% held-out fit pairs, comma-separated')
+        .argParser(decaysArg)
+        .default([0, 0.005, 0.05]),
+    )
     .addOption(new Option('--projection-dim <n>', 'retrieval projection width').argParser(intArg('--projection-dim', 1)).default(64))
     .addOption(new Option('--workers <n>', 'processes: 2 evaluates both models side by side, 1 one after the other').argParser(intArg('--workers', 1)).default(2))
     .addOption(new Option('--batch-size <n>', 'records per forward pass').argParser(intArg('--batch-size', 1)).default(32))

@@ -45,6 +45,11 @@ export const EvaluateConfigSchema = z.object({
   probeLr: z.number().positive().default(0.003),
   /** L2 penalty on probe weights; strong, because the fit side has hundreds of items for 512-wide rows. */
   probeWeightDecay: z.number().nonnegative().default(0.05),
+  /**
+   * L2 penalties the retrieval projection chooses from on held-out fit pairs (its contrastive
+   * loss ignores the scale of the maps, so one fixed penalty does not suit every model).
+   */
+  projectionWeightDecays: z.array(z.number().nonnegative()).min(1).default([0, 0.005, 0.05]),
   /** Width of the retrieval projection space. */
   projectionDim: z.number().int().positive().default(64),
   /** Processes: 2 evaluates the two models side by side (the default opener only). */

@@ -35,7 +35,11 @@ export const jointRunName = (name: string) => `${name}.joint`;
 /** Written into a stage's (or the joint run's) directory once it is trained and scored. */
 export const RUN_DONE_FILE = 'continual-run.json';
 
-/** Budget of the retrieval projection fitted per domain (evaluate's defaults, steps from the config). */
+/**
+ * Budget of the retrieval projection fitted per domain (evaluate's, steps from the config), with a
+ * fixed L2 penalty: evaluate chooses its penalty on held-out fit pairs, which a domain's few fit
+ * items cannot spare, and the accuracy matrix compares stages under one protocol.
+ */
 const PROJECTION = Object.freeze({ learningRate: 0.003, weightDecay: 0.05, batchSize: 128, dim: 64, temperature: 0.1 });
 const ENCODE_BATCH = 32;
 

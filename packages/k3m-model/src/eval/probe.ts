@@ -150,6 +150,8 @@ export function trainSoftmaxProbe(x: Matrix, labels: Int32Array, numClasses: num
 }
 
 export interface ProjectionOptions extends ProbeBudget {
+  /** L2 penalties to choose `weightDecay` from on held-out fit pairs (tasks.ts); unset: `weightDecay`. */
+  weightDecays?: readonly number[];
   /** Width of the shared space. */
   dim: number;
   /** Softmax temperature of the contrastive loss. */
@@ -194,6 +196,13 @@ export function trainPairProjection(query: Matrix, gallery: Matrix, opts: Projec
 
 function l2normalize(t: tf.Tensor2D): tf.Tensor2D {
   return tf.div(t, tf.add(tf.norm(t, 'euclidean', 1, true), 1e-8));
+}
+
+/** The chosen rows of `m`, in the order given. */
+export function matrixRows(m: Matrix, rows: readonly number[]): Matrix {
+  const data = new Float32Array(rows.length * m.cols);
+  rows.forEach((r, k) => data.set(m.data.subarray(r * m.cols, (r + 1) * m.cols), k * m.cols));
+  return { data, rows: rows.length, cols: m.cols };
 }
 
 /** Dot products of every row of `q` with every row of `g`: `[q.rows * g.rows]`, row-major. */

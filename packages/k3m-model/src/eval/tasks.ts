@@ -21,12 +21,15 @@
  * A model pretrained without knowledge is never shown knowledge (its views hide it), so its
  * missing-knowledge rows equal its clean row by construction.
  */
+import { Rng } from '@k3m-kit/core';
 import { applyCell, applyView, CORRUPTION_KINDS, FULL_VIEW, mixedCorruption, type CorruptionKindName, type GridCell, type View } from './grid.ts';
 import { encodeItems, type RepresentationEncoder } from './encoder.ts';
+import type { Modality } from '../data/corrupt.ts';
 import { mapItems, type Items } from './items.ts';
 import { accuracy, macroF1, rankMetrics, retrievalMetrics, type RankMetrics } from './metrics.ts';
 import {
   fitStandardizer,
+  matrixRows,
   similarity,
   standardize,
   trainConditionalProbe,
@@ -65,14 +68,27 @@ export function modelView(view: View, usesKnowledge: boolean): View {
   return usesKnowledge ? view : { ...view, knowledge: false };
 }
 
-/**
- * The fit side: the items with a share of them corrupted (same order and count). `missingOnly`
- * keeps only the missing kinds: a noisy item is a mismatched text/image pair, which a contrastive
- * fit would learn as a positive.
- */
-function fitSide(ctx: TaskContext, items: Items, missingOnly = false): Items {
-  const kinds = missingOnly ? ctx.fitCorruption.filter((k) => CORRUPTION_KINDS[k].effect === 'missing') : ctx.fitCorruption;
+/** The fit side: the items with a share of them corrupted by `kinds` (same order and count). */
+function fitSide(ctx: TaskContext, items: Items, kinds: readonly CorruptionKindName[] = ctx.fitCorruption): Items {
   return mixedCorruption(items, kinds, ctx.fitCorruptionShare, ctx.seed);
+}
+
+/**
+ * The fit kinds a retrieval projection may see: the missing kinds that leave both of its sides
+ * something of the item, as this model is shown it. A noisy item is a mismatched text/image pair,
+ * and an item whose image side (a missing image) or whole text side (a missing title for the model
+ * without knowledge) is blank pairs one constant row with every such item: a contrastive fit would
+ * learn either as a match.
+ * @example retrievalFitKinds(['missing-title', 'missing-image', 'noisy-title'], true) // ['missing-title']
+ */
+export function retrievalFitKinds(kinds: readonly CorruptionKindName[], usesKnowledge: boolean): CorruptionKindName[] {
+  const textSide = (Object.keys(RETRIEVAL_SIDES.text) as Modality[]).filter((m) => RETRIEVAL_SIDES.text[m] && (usesKnowledge || m !== 'knowledge'));
+  const imageSide = (Object.keys(RETRIEVAL_SIDES.image) as Modality[]).filter((m) => RETRIEVAL_SIDES.image[m]);
+  return kinds.filter((k) => {
+    const kind = CORRUPTION_KINDS[k];
+    const gone = (m: Modality) => (kind.modalities as readonly Modality[]).includes(m);
+    return kind.effect === 'missing' && !textSide.every(gone) && !imageSide.every(gone);
+  });
 }
 
 /** The feature rows of the items as `view` shows them to this model, encoded chunk by chunk. */
@@ -138,29 +154,69 @@ function rankCells(m: RankMetrics, prefix: string): CellMetrics {
  * and image sides into one space trained on the fit side.
  */
 export async function retrievalTask(ctx: TaskContext, split: ItemsSplit, opts: ProjectionOptions): Promise<TaskResult> {
-  const fitItems = fitSide(ctx, split.fit, true);
+  const fitItems = fitSide(ctx, split.fit, retrievalFitKinds(ctx.fitCorruption, ctx.usesKnowledge));
   const t = await encodeView(ctx, fitItems, RETRIEVAL_SIDES.text);
   const i = await encodeView(ctx, fitItems, RETRIEVAL_SIDES.image);
+  const chosen = chooseProjectionDecay(t, i, opts);
   const ts = fitStandardizer(t);
   const is = fitStandardizer(i);
-  const proj = trainPairProjection(standardize(t, ts), standardize(i, is), opts);
+  const proj = trainPairProjection(standardize(t, ts), standardize(i, is), { ...opts, weightDecay: chosen.weightDecay });
   const cells: Record<string, CellMetrics> = {};
   try {
     for (const cell of ctx.cells) {
       const { items } = applyCell(split.eval, cell, ctx.seed);
       const pt = proj.projectQuery(standardize(await encodeView(ctx, items, RETRIEVAL_SIDES.text), ts));
       const pi = proj.projectGallery(standardize(await encodeView(ctx, items, RETRIEVAL_SIDES.image), is));
-      const identity = [...Array(pt.rows).keys()];
-      cells[cell.id] = {
-        ...rankCells(retrievalMetrics(similarity(pt, pi), pt.rows, pi.rows, identity, RANK_KS), 'title-to-image.'),
-        ...rankCells(retrievalMetrics(similarity(pi, pt), pi.rows, pt.rows, identity, RANK_KS), 'image-to-title.'),
-      };
+      cells[cell.id] = pairRanks(pt, pi);
       ctx.onCell?.();
     }
   } finally {
     proj.dispose();
   }
-  return { cells, fit: { finalLoss: proj.finalLoss } };
+  const heldOut = Object.fromEntries(chosen.heldOutMeanRank.map(([wd, r]) => [`heldOutMeanRank@weightDecay=${wd}`, r]));
+  return { cells, fit: { finalLoss: proj.finalLoss, weightDecay: chosen.weightDecay, ...heldOut } };
+}
+
+/** Rank@K and mean rank of paired rows (query i matches gallery i), both directions. */
+function pairRanks(pt: Matrix, pi: Matrix): CellMetrics {
+  const identity = [...Array(pt.rows).keys()];
+  return {
+    ...rankCells(retrievalMetrics(similarity(pt, pi), pt.rows, pi.rows, identity, RANK_KS), 'title-to-image.'),
+    ...rankCells(retrievalMetrics(similarity(pi, pt), pi.rows, pt.rows, identity, RANK_KS), 'image-to-title.'),
+  };
+}
+
+/** Share of the fit pairs held out to choose the projection's L2 penalty. */
+export const DECAY_HELD_OUT_SHARE = 0.2;
+
+/**
+ * The projection's L2 penalty, chosen on fit pairs alone: each of `opts.weightDecays` is fitted
+ * on a seeded 80% of the pairs and scored by the mean rank (both directions) of the other 20%;
+ * the lowest wins (a tie goes to the stronger penalty). The InfoNCE loss on normalised rows does
+ * not depend on the scale of the maps, so no one penalty suits every feature row: too strong and
+ * the fit stays near chance (it measures the probe, not the model). One value: no choice made.
+ */
+export function chooseProjectionDecay(t: Matrix, i: Matrix, opts: ProjectionOptions): { weightDecay: number; heldOutMeanRank: [number, number][] } {
+  const decays = opts.weightDecays ?? [opts.weightDecay];
+  if (decays.length === 1) return { weightDecay: decays[0]!, heldOutMeanRank: [] };
+  const order = Rng.from(opts.seed, 'projection-decay', 'held-out').shuffle([...Array(t.rows).keys()]);
+  const cut = Math.round(order.length * DECAY_HELD_OUT_SHARE);
+  const held = order.slice(0, cut).sort((a, b) => a - b);
+  const kept = order.slice(cut).sort((a, b) => a - b);
+  const ts = fitStandardizer(matrixRows(t, kept));
+  const is = fitStandardizer(matrixRows(i, kept));
+  const scored: [number, number][] = [];
+  for (const weightDecay of decays) {
+    const p = trainPairProjection(standardize(matrixRows(t, kept), ts), standardize(matrixRows(i, kept), is), { ...opts, weightDecay });
+    try {
+      const m = pairRanks(p.projectQuery(standardize(matrixRows(t, held), ts)), p.projectGallery(standardize(matrixRows(i, held), is)));
+      scored.push([weightDecay, (m['title-to-image.meanRank']! + m['image-to-title.meanRank']!) / 2]);
+    } finally {
+      p.dispose();
+    }
+  }
+  const best = scored.reduce((a, b) => (b[1] < a[1] || (b[1] === a[1] && b[0] > a[0]) ? b : a));
+  return { weightDecay: best[0], heldOutMeanRank: scored };
 }
 
 /** One (item, property) -> value question. */

@@ -9,6 +9,8 @@ export * from './errors.ts';
 // Files: atomic writes, streamed lines
 export * from './atomic.ts';
 export * from './lines.ts';
+// Images: what a sharp failure means, independent of libvips' shared error text
+export * from './image-errors.ts';
 // Work split: --shard i/N and the schedulers' variables
 export * from './shard.ts';
 // Accounting: the count ledger, reject logs, reports

@@ -8,6 +8,7 @@
  */
 import { stat } from 'node:fs/promises';
 import sharp from 'sharp';
+import { imageFailure } from '@k3m-kit/core';
 
 // One libvips thread per image: parallelism comes from decoding several images at once
 // (--decode-concurrency, on libuv's pool), which scales across cores without the per-image
@@ -27,9 +28,6 @@ export interface ImageOptions {
 }
 
 export type VerifyResult = { ok: true; jpeg: Buffer; width: number; height: number } | { ok: false; reason: string; detail: string };
-
-/** The detail of every `corrupt-image` failure. */
-export const CORRUPT_DETAIL = 'the image data is truncated or corrupt (a full decode failed)';
 
 /** Truncated data is an error; libjpeg's other warnings (extra bytes, odd markers) are not. */
 const FAIL_ON = 'truncated' as const;
@@ -78,12 +76,8 @@ export async function verifyImage(body: Buffer, o: ImageOptions): Promise<Verify
     const { data, info } = await pipeline.jpeg({ quality: o.quality }).toBuffer({ resolveWithObject: true });
     return { ok: true, jpeg: data, width: info.width, height: info.height };
   } catch (e) {
-    const msg = (e as Error).message;
-    if (/unsupported image format|Input buffer is empty|bad seek/i.test(msg)) return { ok: false, reason: 'not-an-image', detail: msg };
-    if (/pixel limit/i.test(msg)) return { ok: false, reason: 'too-many-pixels', detail: msg };
-    // libvips keeps one error buffer for all threads: with decodes in parallel its text can be
-    // another image's or "Unknown error". The status files must not depend on that race.
-    return { ok: false, reason: 'corrupt-image', detail: CORRUPT_DETAIL };
+    const f = imageFailure((e as Error).message);
+    return { ok: false, reason: f.kind === 'corrupt' ? 'corrupt-image' : f.kind, detail: f.detail };
   }
 }
 

@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
+import { imageFailure } from '@k3m-kit/core';
 import { resizedSize } from './model/detector.ts';
 
 export interface DecodedImage {
@@ -29,6 +30,9 @@ export class ImageDecodeError extends Error {
   }
 }
 
+/** A failure this module found itself (not sharp's): its message is kept as the reject detail. */
+class OwnCheck extends Error {}
+
 /** Reads, orients, converts to sRGB and resizes one image; undecodable files throw {@link ImageDecodeError}. */
 export async function decodeImage(path: string, minSize: number, maxSize: number): Promise<DecodedImage> {
   let buf: Buffer;
@@ -40,13 +44,13 @@ export async function decodeImage(path: string, minSize: number, maxSize: number
   let unusable: string | undefined;
   try {
     const meta = await sharp(buf, { failOn: 'error' }).metadata();
-    if (!meta.width || !meta.height) throw new Error('no dimensions');
+    if (!meta.width || !meta.height) throw new OwnCheck('no dimensions');
     const swap = (meta.orientation ?? 1) >= 5;
     const rawW = swap ? meta.height : meta.width;
     const rawH = swap ? meta.width : meta.height;
     const size = resizedSize(rawH, rawW, minSize, maxSize);
     if (size.w < 1 || size.h < 1) unusable = `${rawW}x${rawH} resizes to ${size.w}x${size.h} at ${minSize}/${maxSize}: too thin for the detector`;
-    if (unusable) throw new Error(unusable);
+    if (unusable) throw new OwnCheck(unusable);
     const { data, info } = await sharp(buf, { failOn: 'error' })
       .rotate()
       .removeAlpha()
@@ -54,9 +58,11 @@ export async function decodeImage(path: string, minSize: number, maxSize: number
       .resize(size.w, size.h, { fit: 'fill', kernel: 'linear' })
       .raw()
       .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`${info.channels} channels after conversion`);
+    if (info.channels !== 3) throw new OwnCheck(`${info.channels} channels after conversion`);
     return { rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), h: info.height, w: info.width, rawH, rawW };
   } catch (e) {
-    throw new ImageDecodeError((e as Error).message.split('\n')[0]!, unusable ? 'unusable-size' : 'decode-failed');
+    if (unusable) throw new ImageDecodeError(unusable, 'unusable-size');
+    // Our own messages are kept; sharp's are read without libvips' shared error text (core).
+    throw new ImageDecodeError(e instanceof OwnCheck ? e.message : imageFailure((e as Error).message).detail);
   }
 }

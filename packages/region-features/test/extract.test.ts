@@ -10,7 +10,7 @@ import { cp, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { f32, WHOLE, writeSafetensors, type RawTensor } from '@k3m-kit/core';
+import { CORRUPT_IMAGE_DETAIL, f32, WHOLE, writeSafetensors, type RawTensor } from '@k3m-kit/core';
 import { featureTsvPath, readFeatureMeta, readFeatureTsv } from '../src/codecs/feature-tsv.ts';
 import { partPaths } from '../src/codecs/feature-parts.ts';
 import { selectBackend } from '@k3m-kit/core/backend';
@@ -106,9 +106,9 @@ describe('extract', () => {
     expect(input.items).toBe(out.rows + out.rejects.length + input.missing);
     expect(r.rejectedByReason).toEqual({ 'decode-failed': 3, 'unusable-size': 1 });
     expect(out.rejects).toEqual([
-      expect.objectContaining({ source: 'id_title_pvs_cls.txt0', line: 4, reason: 'decode-failed', id: '3_s0' }),
+      expect.objectContaining({ source: 'id_title_pvs_cls.txt0', line: 4, reason: 'decode-failed', id: '3_s0', detail: 'Input buffer contains unsupported image format' }),
       expect.objectContaining({ source: 'id_title_pvs_cls.txt1', line: 3, reason: 'unusable-size', id: '2_s1', detail: expect.stringMatching(/4000x1 resizes to 416x0/) }),
-      expect.objectContaining({ source: 'id_title_pvs_cls.txt2', line: 3, reason: 'decode-failed', id: '2_s2', detail: expect.stringMatching(/premature end/i) }),
+      expect.objectContaining({ source: 'id_title_pvs_cls.txt2', line: 3, reason: 'decode-failed', id: '2_s2', detail: CORRUPT_IMAGE_DETAIL }),
       expect.objectContaining({ source: 'id_title_pvs_cls.txt2', line: 4, reason: 'decode-failed', id: '3_s2', detail: expect.stringMatching(/ENOENT/) }),
     ]);
     expect(r.randomInit).toBe(true);

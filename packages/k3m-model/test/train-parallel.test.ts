@@ -20,7 +20,7 @@ import { pretrainConfig, workersOf } from '../src/train/config.ts';
 import { pretrain } from '../src/train/pretrain.ts';
 import { arraySource } from '../src/train/records.ts';
 import { SharedBarrier, WorkerAborted } from '../src/train/shared-barrier.ts';
-import { createSharedTraining } from '../src/train/shared-training.ts';
+import { createSharedTraining, gradSlot } from '../src/train/shared-training.ts';
 import { WorkerPool } from '../src/train/worker-pool.ts';
 import { syntheticBatch, TINY_MODEL } from '../src/testing.ts';
 
@@ -146,6 +146,43 @@ describe('data-parallel training', () => {
     expect(performance.now() - t0).toBeLessThan(30_000);
     // the pool is closed: later requests fail at once with the same cause
     await expect(pool.apply(0.1, 1)).rejects.toThrow(/training worker 0/);
+  });
+
+  it('a share with nothing labelled (title and image losses only) adds a zero gradient instead of failing the step', async () => {
+    const config = modelConfig('k3m-small', { ...TINY_MODEL, vocab_size: 300, v_feature_size: 16, v_target_size: 12 });
+    const weights = { t: 1, v: 1, pv: 0, tri: 0 };
+    const batch = syntheticBatch(4, { batchSize: 4, vocabSize: 300, featureDim: 16, numClasses: 12 });
+    // items 0-1 (the first worker's share) have no masked title token and no masked region
+    const { titleLen: Lt, regions: R } = batch.shape;
+    batch.lmLabelIds.fill(-1, 0, 2 * Lt);
+    batch.imageLabel.fill(0, 0, 2 * R);
+    expect(batch.lmLabelIds.slice(2 * Lt).some((l) => l >= 0) || batch.imageLabel.slice(2 * R).some((l) => l === 1)).toBe(true);
+    const gradsOf = async (workers: number) => {
+      const params = ParamArena.init(config, 1, sharedFloats);
+      const shared = createSharedTraining(params, AdamState.create(params.layout, sharedFloats), workers);
+      const pool = await WorkerPool.start(shared, { backend: 'wasm', fusionMode: 1, fixes: DEFAULT_FIXES, weights });
+      try {
+        const r = await pool.micro(batch, 1, true);
+        const sum = new Float64Array(params.layout.total);
+        for (let w = 0; w < workers; w++) gradSlot(shared, w).forEach((g, i) => (sum[i]! += g));
+        return { loss: r.loss, grad: sum };
+      } finally {
+        await pool.close();
+      }
+    };
+    const one = await gradsOf(1);
+    const two = await gradsOf(2);
+    expect(Number.isFinite(two.loss) && two.loss > 0).toBe(true);
+    expect(Math.abs(two.loss - one.loss) / one.loss).toBeLessThan(1e-6);
+    // the same gradient: the labelled share's, the other adding zero
+    let scale = 0;
+    let diff = 0;
+    one.grad.forEach((g, i) => {
+      scale = Math.max(scale, Math.abs(g));
+      diff = Math.max(diff, Math.abs(g - two.grad[i]!));
+    });
+    expect(scale).toBeGreaterThan(0);
+    expect(diff / scale).toBeLessThan(1e-5);
   });
 
   it('a worker that cannot start fails the start with its cause', async () => {

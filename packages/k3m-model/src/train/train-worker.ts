@@ -22,6 +22,7 @@ import { K3mParams } from '../model/params.ts';
 import { customOp } from '../ops/custom-grad.ts';
 import { ItemStreams } from '../ops/nn.ts';
 import { adamwUpdate, clipFactor, sumOfSquares } from './adamw.ts';
+import { batchCounts } from './batch-share.ts';
 import { abortAll, BARRIER_WORDS, SharedBarrier, WorkerAborted } from './shared-barrier.ts';
 import { CONTROL, gradSlot, sharedAdam, sharedParams, updateRange, type SharedTraining } from './shared-training.ts';
 import { lossValues } from './validate.ts';
@@ -103,6 +104,11 @@ function nextItemOp(parts: number): (first: tf.Tensor) => tf.Tensor {
   });
 }
 
+/** Whether a share has a labelled position for one of the losses in use. */
+function labelled(c: BatchShare['counts'], w: LossWeights): boolean {
+  return (w.t !== 0 && c.t > 0) || (w.v !== 0 && c.v > 0) || (w.pv !== 0 && c.pv > 0);
+}
+
 function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   if (m.fresh) {
     myGrads.fill(0);
@@ -110,6 +116,10 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   }
   if (!m.batch) return { type: 'micro', id: m.id, loss: 0, losses: {} };
   const batch = m.batch;
+  // Nothing labelled for any loss in use (a small share, a model without knowledge, whose
+  // structure loss is off): the share's gradient is zero, and TensorFlow.js refuses a loss that
+  // no variable reaches. The structure loss, when on, scores every item.
+  if (!init.weights.tri && !labelled(batchCounts(batch), init.weights)) return { type: 'micro', id: m.id, loss: 0, losses: {} };
   const share: BatchShare | undefined = m.parts > 1 ? { counts: m.counts, nextItem: nextItemOp(m.parts) } : undefined;
   let losses: LossParts = {};
   const { value, grads } = tf.variableGrads(() => {

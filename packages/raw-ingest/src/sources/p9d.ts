@@ -3,19 +3,10 @@
  * category, no knowledge pairs (knowledge-missing items); the domain travels as an extra field.
  */
 import { decodeP9dJsonFile } from '../codecs/p9d-json.ts';
-import { readFiles, type FormatReader } from './source.ts';
+import { knowledgeFreeItem, readFiles, type FormatReader } from './source.ts';
 
 export const p9dReader: FormatReader = {
   extraFields: true,
   read: (inputs, ctx) =>
-    readFiles(inputs, ctx, decodeP9dJsonFile, (r) => ({
-      itemId: r.itemId,
-      dedupKey: r.itemId,
-      title: r.title,
-      imageRefs: r.imageRefs,
-      pairs: [],
-      malformedPairs: 0,
-      category: r.category,
-      extra: { domain: r.domain },
-    })),
+    readFiles(inputs, ctx, decodeP9dJsonFile, (r) => knowledgeFreeItem(r, r.category, { domain: r.domain })),
 };

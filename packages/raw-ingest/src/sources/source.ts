@@ -118,6 +118,14 @@ interface At {
   entry?: number;
 }
 
+/**
+ * The item fields of a record that carries no knowledge pairs (P9D, Product1M: knowledge-missing
+ * items), its id being its duplicate key.
+ */
+export function knowledgeFreeItem(r: { itemId: string; title: string; imageRefs: readonly string[] }, category: string, extra: ItemExtra): Omit<SourceItem, 'ok' | 'source' | 'pos' | 'baseDir'> {
+  return { itemId: r.itemId, dedupKey: r.itemId, title: r.title, imageRefs: r.imageRefs, pairs: [], malformedPairs: 0, category, extra };
+}
+
 /** What a per-file decoder yields: a record, or a reject, each with its position. */
 export type DecodedEntry<T> = At & (({ ok: true } & T) | { ok: false; reason: string; detail: string; id?: string });
 

@@ -52,7 +52,7 @@ export { DOMAIN_ACCURACY, openDomainItems, scoreDomains, type DomainScore, type 
 export { accuracyMatrix, accuracyMatrixSvg, renderContinualTables, writeContinualResults, RESULT_FILES as CONTINUAL_RESULT_FILES, type ContinualResults, type RunOutcome } from './eval/continual-results.ts';
 export { CHECKPOINT_FILES, readCheckpoint, readModelFiles, writeCheckpoint, hasCheckpoint, type Checkpoint, type TrainerState } from './codecs/checkpoint.ts';
 export { pretrain, pretrainStageName, plannedSteps, RUN_CONFIG_FILE, type EpochCounts, type PretrainIo, type PretrainResult, type StepMetrics, type ValidationMetrics } from './train/pretrain.ts';
-export { PRETRAIN_OPTIONS, PretrainOptionsSchema, pretrainConfig, modalitySetup, corruptionOf, fixesOf, workersOf, defaultWorkers, type PretrainConfig } from './train/config.ts';
+export { PRETRAIN_OPTIONS, PretrainOptionsSchema, pretrainConfig, modalitySetup, corruptionOf, fixesOf, workersOf, sharesOf, defaultShares, type PretrainConfig } from './train/config.ts';
 export { pretrainReport, pretrainTable, type PretrainReport } from './train/report.ts';
 export { lmdbSource, workDirSources, arraySource, LMDB_FILES, type RecordSource } from './train/records.ts';
 

@@ -66,17 +66,13 @@ export interface ForwardOptions {
 /**
  * What a share of a micro-batch needs from the rest of it, so that the sum of the shares' losses
  * (and so of their gradients) is the whole micro-batch's: each loss's denominator over the whole
- * batch, and the structure loss's negative of the share's last item, which is the NEXT item's
- * c_initial (reference 4.6), held by the next share.
+ * batch. A share's batch ends with its neighbour (train/batch-share.ts): the item after its last
+ * one, whose c_initial is the last item's structure-loss negative (reference 4.6); its labels are
+ * cleared and it is scored by no loss of its own.
  */
 export interface BatchShare {
   /** Labelled title tokens, masked regions, labelled PV tokens in the whole micro-batch; its items. */
   counts: { t: number; v: number; pv: number; items: number };
-  /**
-   * c_initial [1, H] of the item after this share's last one, given this share's first item's
-   * c_initial [1, H] (which the previous share needs); gradients flow back the same way.
-   */
-  nextItem: (first: tf.Tensor) => tf.Tensor;
 }
 
 /** [correct, total] per task. */
@@ -411,24 +407,28 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
   const accuracy: AccuracyCounts = { t: [0, 0], pv: [0, 0], tri: [0, 0] };
   // SAM (4.6), vectorised over a [B, P] validity mask: pair j counts while index_p[i, j, 0] != 0.
   if (mode !== 'train' || w.tri !== 0) {
-    const valid = new Uint8Array(Bn * NP);
-    const hasPairs = new Uint8Array(Bn);
-    for (let i = 0; i < Bn; i++) {
+    // A share's last item is only its neighbour: the structure loss scores the items before it.
+    const own = o.share ? Bn - 1 : Bn;
+    const ownRows = (x: tf.Tensor) => (own < Bn ? tf.slice(x, 0, own) : x);
+    const valid = new Uint8Array(own * NP);
+    const hasPairs = new Uint8Array(own);
+    for (let i = 0; i < own; i++) {
       for (let j = 0; j < NP && batch.indexP[(i * NP + j) * 2] !== 0; j++) valid[i * NP + j] = 1;
       hasPairs[i] = valid[i * NP];
     }
-    const pv = tf.concat([bmm(pairSelector(batch.indexP, valid, Bn, NP, Lp), fusedPv), bmm(pairSelector(batch.indexV, valid, Bn, NP, Lp), fusedPv)], -1);
-    const validT = tf.tensor2d(Float32Array.from(valid), [Bn, NP]);
+    const pvOwn = ownRows(fusedPv);
+    const pv = tf.concat([bmm(pairSelector(batch.indexP, valid, own, NP, Lp), pvOwn), bmm(pairSelector(batch.indexV, valid, own, NP, Lp), pvOwn)], -1);
+    const validT = tf.tensor2d(Float32Array.from(valid), [own, NP]);
     const sam = (context: tf.Tensor) => structureAggregate(ctx, context, pv, validT, hasPairs, fixes);
-    const own = sam(cInitial);
-    const knowledge = lin(ctx, own.agg, 'struc_w3');
-    const cFinal = tf.add(cInitial, knowledge);
-    if (mode !== 'train') Object.assign(out, { sam_attn_scores: own.scores, c_final: cFinal });
+    const cOwn = ownRows(cInitial);
+    const mine = sam(cOwn);
+    const knowledge = lin(ctx, mine.agg, 'struc_w3');
+    const cFinal = tf.add(cOwn, knowledge);
+    if (mode !== 'train') Object.assign(out, { sam_attn_scores: mine.scores, c_final: cFinal });
     if (mode !== 'represent') {
       // The negative: the next item's representation with this item's knowledge (M:2377); a
-      // share's last item takes the next share's first.
-      const after = o.share ? o.share.nextItem(tf.slice(cInitial, [0, 0], [1, -1])) : tf.slice(cInitial, [0, 0], [1, -1]);
-      const rolled = tf.concat([tf.slice(cInitial, [1, 0], [-1, -1]), after], 0);
+      // share's last item takes its neighbour's.
+      const rolled = o.share ? tf.slice(cInitial, 1, own) : tf.concat([tf.slice(cInitial, 1), tf.slice(cInitial, 0, 1)], 0);
       let samLogits: tf.Tensor;
       if (fixes.samLearnableLoss) {
         // The original's classifier is linear in c + knowledge and the negative shares this
@@ -442,7 +442,7 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
         if (mode === 'all') out.c_final_neg = tf.add(rolled, knowledgeNeg);
         // struc_w_loss's bias cancels in the difference, so it is left out (no gradient, as #15):
         // summed rounding noise would otherwise be its only gradient.
-        const diff = linear(tf.sub(tf.mul(cInitial, knowledge), tf.mul(rolled, knowledgeNeg)), p(ctx, 'struc_w_loss.weight'));
+        const diff = linear(tf.sub(tf.mul(cOwn, knowledge), tf.mul(rolled, knowledgeNeg)), p(ctx, 'struc_w_loss.weight'));
         samLogits = tf.concat([diff, tf.neg(diff)], 0);
       } else {
         const cNeg = tf.add(rolled, knowledge);
@@ -450,8 +450,8 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
         samLogits = lin(ctx, tf.concat([cFinal, cNeg], 0), 'struc_w_loss');
       }
       if (mode === 'all') out.sam_logits = samLogits;
-      const labels = new Int32Array(2 * Bn);
-      labels.fill(1, 0, Bn);
+      const labels = new Int32Array(2 * own);
+      labels.fill(1, 0, own);
       losses.loss_tri = maskedCe(samLogits, labels, true, 2 * (o.share?.counts.items ?? Bn));
       if (o.accuracy) accuracy.tri = countCorrect(samLogits, labels);
     }

@@ -98,6 +98,13 @@ export class ItemStreams {
     this.streams = Array.from({ length: count }, (_, i) => Rng.from(key, firstItem + i));
   }
 
+  /** The streams of the micro-batch's items `items`, in that order (a share and its neighbour). */
+  static of(key: number, items: readonly number[]): ItemStreams {
+    const s = new ItemStreams(key, 0, 0);
+    s.streams.push(...items.map((i) => Rng.from(key, i)));
+    return s;
+  }
+
   /** Fills `out` (the leading axis of `shape`, rows of equal size) row by row from each row's item stream. */
   fill(shape: readonly number[], out: Float32Array, draw: (rng: Rng, out: Float32Array, from: number, to: number) => void): Float32Array {
     const rows = shape[0]!;

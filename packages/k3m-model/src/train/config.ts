@@ -38,7 +38,13 @@ export const PRETRAIN_OPTIONS = defineOptions({
   accumulate: { flags: '--accumulate <n>', description: 'micro-batches per optimizer step', schema: z.number().int().positive().default(1), parse: intArg('--accumulate', 1) },
   clip: { flags: '--clip <x>', description: 'clip the global gradient norm (off by default, as the reference)', schema: z.number().positive().optional(), parse: floatArg('--clip', 0) },
   seed: { flags: '--seed <n>', description: 'seed of init, data order, masking, dropout, Gumbel noise', schema: z.number().int().nonnegative().default(42), parse: intArg('--seed') },
-  workers: { flags: '--workers <n>', description: 'data-parallel training threads, each with its own back end (default: the number of cores; 1 on tensorflow back ends)', schema: z.number().int().positive().optional(), parse: intArg('--workers', 1) },
+  workers: { flags: '--workers <n>', description: 'data-parallel training threads, each with its own back end (default and at most: --shares)', schema: z.number().int().positive().optional(), parse: intArg('--workers', 1) },
+  shares: {
+    flags: '--shares <n>',
+    description: 'shares each micro-batch is cut into for the workers: the weights depend on it, not on --workers (default: the number of cores; 1 on tensorflow back ends)',
+    schema: z.number().int().positive().optional(),
+    parse: intArg('--shares', 1),
+  },
   backend: { flags: '--backend <b>', description: 'TensorFlow.js back end (default: the first that loads)', schema: enumOf(BACKENDS).optional(), choices: Object.keys(BACKENDS) },
   vocab: { flags: '--vocab <file>', description: 'vocab.txt (e.g. bert-base-chinese); default: built from the training titles and knowledge', schema: z.string().optional() },
   initFrom: { flags: '--init-from <file>', description: 'Hugging Face BERT safetensors loaded into the text stream (reference 4.8)', schema: z.string().optional() },
@@ -78,19 +84,26 @@ export function pretrainConfig(over: Partial<z.input<typeof PretrainOptionsSchem
   return { ...PretrainOptionsSchema.parse(rest), workDir, quiet: quiet ?? true };
 }
 
-/** Workers when `--workers` is not given: every core for wasm and cpu; one for the native back ends, which thread themselves. */
-export function defaultWorkers(backend: string): number {
+/** Shares when `--shares` is not given: every core for wasm and cpu; one for the native back ends, which thread themselves. */
+export function defaultShares(backend: string): number {
   return backend.startsWith('tensorflow') ? 1 : availableParallelism();
 }
 
 /**
- * Training worker threads: `--workers`, else {@link defaultWorkers}. Reference bug 5
- * (`--sam-stale-triples`) reaches from one item to the previous ones, so it trains on one worker.
+ * Shares of each micro-batch: `--shares`, else {@link defaultShares}. Reference bug 5
+ * (`--sam-stale-triples`) reaches from one item to the previous ones, so it takes the batch whole.
  */
-export function workersOf(c: Pick<PretrainConfig, 'workers' | 'samStaleTriples'>, backend: string): number {
-  if (!c.samStaleTriples) return c.workers ?? defaultWorkers(backend);
-  if ((c.workers ?? 1) > 1) throw new UsageError(`--workers ${c.workers}: --sam-stale-triples (reference bug 5) reaches across items and trains on one worker; drop one of the two`);
+export function sharesOf(c: Pick<PretrainConfig, 'shares' | 'samStaleTriples'>, backend: string): number {
+  if (!c.samStaleTriples) return c.shares ?? defaultShares(backend);
+  if ((c.shares ?? 1) > 1) throw new UsageError(`--shares ${c.shares}: --sam-stale-triples (reference bug 5) reaches across items and takes each batch whole; drop one of the two`);
   return 1;
+}
+
+/** Training worker threads: `--workers`, else one per share; never more than the shares (a worker has at least one). */
+export function workersOf(c: Pick<PretrainConfig, 'workers' | 'shares' | 'samStaleTriples'>, backend: string): number {
+  const shares = sharesOf(c, backend);
+  if (c.samStaleTriples && (c.workers ?? 1) > 1) throw new UsageError(`--workers ${c.workers}: --sam-stale-triples (reference bug 5) reaches across items and trains on one worker; drop one of the two`);
+  return Math.min(c.workers ?? shares, shares);
 }
 
 /** The model-fix switches of a config (design.md 7: fixes by default, flags restore the bugs). */

@@ -5,8 +5,9 @@
  *
  * Where the memory is (data-parallel training, src/train/shared-training.ts):
  * - each worker's back end (on wasm: its own heap of at most 4 GiB) holds a copy of the weights, one
- *   step's gradients and the activations of its share of the batch;
- * - shared memory holds the master weights, AdamW's two moments and one gradient arena per worker.
+ *   share's gradients and the activations of its share of the batch (with its neighbour item);
+ * - shared memory holds the master weights, AdamW's two moments, the step's gradient and one
+ *   gradient arena per worker.
  *
  * Activations are counted per item from the model's token streams (four text streams stacked, two
  * image streams, the three co-attention pairs, the heads on the labelled rows). The factors are
@@ -18,6 +19,7 @@ import { freemem, totalmem } from 'node:os';
 import { UsageError } from '@k3m-kit/core';
 import type { ModelConfig } from '../model/config.ts';
 import { countParameters, parameterSpec } from '../model/params.ts';
+import { sharesIn } from './batch-share.ts';
 import { sharedBytes } from './shared-training.ts';
 
 /** The reference batch geometry (k3m-reference.md 3.4): title, knowledge, regions + the global row. */
@@ -44,7 +46,7 @@ export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
 
 export interface MemoryEstimate {
   parameters: number;
-  /** Items per worker (the largest share of a batch). */
+  /** Items per worker (the largest share of a batch, with its neighbour item). */
   share: number;
   /** Bytes in one worker's back end: weights, gradients, activations. */
   worker: { weights: number; gradients: number; activations: number; total: number };
@@ -72,19 +74,21 @@ function activationsPerItem(c: ModelConfig): number {
 }
 
 /**
- * The memory training `config` needs at `batchSize` items per micro-batch over `workers` workers.
+ * The memory training `config` needs at `batchSize` items per micro-batch, cut into `shares`
+ * shares, over `workers` workers.
  * @example estimateTrainingMemory(modelConfig('k3m-base'), 8, 2).worker.total // > 4 GiB
  */
-export function estimateTrainingMemory(config: ModelConfig, batchSize: number, workers: number): MemoryEstimate {
+export function estimateTrainingMemory(config: ModelConfig, batchSize: number, workers: number, shares = workers): MemoryEstimate {
   const parameters = countParameters(config);
-  const share = Math.ceil(batchSize / Math.min(workers, batchSize));
+  const parts = sharesIn(batchSize, shares);
+  const share = Math.ceil(batchSize / parts) + (parts > 1 ? 1 : 0);
   const weights = 4 * parameters;
   // variableGrads holds every gradient at once, next to the backward pass's temporaries.
   const gradients = GRADIENT_WORK * weights + EMBEDDING_WORK * 4 * config.vocab_size * config.hidden_size;
   const activations = ACTIVATION_SLACK * share * activationsPerItem(config);
   const worker = { weights, gradients, activations, total: weights + gradients + activations };
-  const shared = sharedBytes(parameters, parameterSpec(config).length, config.hidden_size, workers);
-  const used = Math.min(workers, batchSize);
+  const shared = sharedBytes(parameters, parameterSpec(config).length, workers);
+  const used = Math.min(workers, parts);
   return { parameters, share, worker, shared, total: used * worker.total + shared };
 }
 
@@ -95,15 +99,15 @@ const GB = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
  * do, when training `config` cannot fit: a wasm worker's heap over 4 GiB, or everything over the
  * machine's memory.
  */
-export function checkTrainingMemory(config: ModelConfig, o: { name: string; backend: string; batchSize: number; workers: number }): MemoryEstimate {
-  const e = estimateTrainingMemory(config, o.batchSize, o.workers);
+export function checkTrainingMemory(config: ModelConfig, o: { name: string; backend: string; batchSize: number; workers: number; shares?: number }): MemoryEstimate {
+  const e = estimateTrainingMemory(config, o.batchSize, o.workers, o.shares);
   const what = `${o.name} (${(e.parameters / 1e6).toFixed(1)} M parameters) at --batch-size ${o.batchSize} on ${o.workers} worker${o.workers > 1 ? 's' : ''}`;
   if (o.backend === 'wasm' && e.worker.total > WASM_HEAP_LIMIT) {
     const fixed = e.worker.weights + e.worker.gradients;
     const todo =
       fixed > WASM_HEAP_LIMIT
         ? 'weights and gradients alone exceed it: train a smaller config (e.g. --preset k3m-medium) or use --backend tensorflow'
-        : 'lower --batch-size (with --accumulate to keep the batch) or add --workers (each has its own heap), or use --backend tensorflow';
+        : 'lower --batch-size (with --accumulate to keep the batch) or add --shares and --workers (each worker has its own heap), or use --backend tensorflow';
     throw new UsageError(
       `${what} needs about ${GB(e.worker.total)} in each wasm worker's heap (weights ${GB(e.worker.weights)}, gradients ${GB(e.worker.gradients)}, activations of ${e.share} items ${GB(e.worker.activations)}); wasm's limit is 4 GiB per heap: ${todo}`,
     );

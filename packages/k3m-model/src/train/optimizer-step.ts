@@ -6,7 +6,7 @@
  *
  * Every micro-batch takes the key of its dropout and Gumbel streams from the trainer's {@link Rng}
  * (checkpointed), and each item's stream from that key and its place in the micro-batch: the
- * draws do not depend on how many workers share the batch.
+ * draws do not depend on how the batch is shared.
  */
 import type { Rng } from '@k3m-kit/core';
 import type { Batch } from '../data/batch.ts';
@@ -83,14 +83,7 @@ export class OptimizerStep {
     const s = this.pool.shared;
     const T = s.steps.length;
     // PyTorch keeps a step count per tensor and skips tensors without a gradient.
-    for (let i = 0; i < T; i++) {
-      for (let w = 0; w < s.workers; w++) {
-        if (s.hasGrad[w * T + i]) {
-          s.steps[i]!++;
-          break;
-        }
-      }
-    }
+    for (let i = 0; i < T; i++) if (s.hasGrad[i]) s.steps[i]!++;
     const lr = this.o.lr * warmupLinear(step, this.o.totalSteps, this.o.warmup);
     // The mean over micro-batches: the same gradient scale with or without accumulation.
     const gradNorm = await this.pool.apply(lr, 1 / this.micro, this.o.clip);

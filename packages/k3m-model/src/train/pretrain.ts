@@ -21,7 +21,7 @@ import type { ModelConfig } from '../model/config.ts';
 import { LOSS_NAMES } from '../model/k3m.ts';
 import type { InitFromReport } from '../model/param-arena.ts';
 import { countParameters } from '../model/params.ts';
-import { corruptionOf, fixesOf, fusionModeOf, modalitySetup, workersOf, type PretrainConfig } from './config.ts';
+import { corruptionOf, fixesOf, fusionModeOf, modalitySetup, sharesOf, workersOf, type PretrainConfig } from './config.ts';
 import { lossCurveSvg } from './curve.ts';
 import { MetricsLog, type StepMetrics, type ValidationMetrics } from './metrics-log.ts';
 import { OptimizerStep, type StepResult } from './optimizer-step.ts';
@@ -87,6 +87,8 @@ export interface PretrainResult {
   trainSeconds: number;
   /** Data-parallel training threads. */
   workers: number;
+  /** Shares each micro-batch is cut into (the arithmetic depends on these, not on the workers). */
+  shares: number;
   aborted: boolean;
 }
 
@@ -105,8 +107,9 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
   const t0 = performance.now();
   const log = io.log ?? (() => {});
   if (c.batchSize < MIN_BATCH) throw new RangeError(`batchSize=${c.batchSize}: the structure loss pairs each item with the next one and needs at least 2 (reference 8 #22)`);
+  const shares = sharesOf(c, io.backend);
   const workers = workersOf(c, io.backend);
-  const run = await startRun(c, io.train, plannedSteps(c, io.train.length), { backend: io.backend, workers }, log);
+  const run = await startRun(c, io.train, plannedSteps(c, io.train.length), { backend: io.backend, workers, shares }, log);
   const { runDir, params, adam, config } = run;
   let state = run.state;
   const totalSteps = state.totalSteps;
@@ -154,8 +157,8 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
     await writeCheckpoint(runDir, { state, config, vocab: run.tokens, model: params.toStateDict(), optimizer: opt.tensors });
   };
 
-  log(`training on ${workers} worker thread${workers > 1 ? 's' : ''} (${io.backend} each)`);
-  const pool = await WorkerPool.start(createSharedTraining(params, adam, workers), { backend: io.backend, fusionMode, fixes, weights });
+  log(`training on ${workers} worker thread${workers > 1 ? 's' : ''} (${io.backend} each), each micro-batch in ${shares} share${shares > 1 ? 's' : ''}${c.workers && c.workers > workers ? ` (--workers ${c.workers}: one per share at most)` : ''}`);
+  const pool = await WorkerPool.start(createSharedTraining(params, adam, workers), { backend: io.backend, fusionMode, fixes, weights, shares });
   const optimizer = new OptimizerStep(pool, rng, { accumulate: c.accumulate, clip: c.clip, lr: c.lr, warmup: c.warmup, totalSteps });
   const bar = createProgress('pretrain', totalSteps, { quiet: c.quiet, start: state.step, unit: 'steps', suffix: 'loss {loss} (t {t} v {v} pv {pv} tri {tri})', fields: { loss: '-', t: '-', v: '-', pv: '-', tri: '-' } });
   let stepStart = performance.now();
@@ -240,6 +243,7 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
     seconds: (performance.now() - t0) / 1000,
     trainSeconds,
     workers,
+    shares,
     aborted,
   };
 }
@@ -258,6 +262,7 @@ async function writeRunConfig(c: PretrainConfig, io: PretrainIo, run: RunStart, 
     fusionMode: fusionModeOf(c),
     fixes: fixesOf(c),
     backend: io.backend,
+    shares: sharesOf(c, io.backend),
     totalSteps: derived.totalSteps,
     trainRecords: io.train.length,
     validationRecords: io.validation?.length ?? 0,

@@ -35,6 +35,8 @@ export function pretrainReport(r: PretrainResult, c: PretrainConfig, backend: { 
     backendDetail: backend.line,
     /** Data-parallel training threads, each with its own back end. */
     workers: r.workers,
+    /** Shares each micro-batch is cut into. */
+    shares: r.shares,
     run: c.name,
     runDir: r.runDir,
     preset: c.preset,
@@ -69,7 +71,7 @@ export type PretrainReport = ReturnType<typeof pretrainReport>;
 export function pretrainTable(r: PretrainReport): string {
   const f = (x: unknown) => (typeof x === 'number' ? x.toFixed(4) : '-');
   const rows: TableRow[] = [
-    ['backend', `${r.backend} x ${r.workers} worker${r.workers > 1 ? 's' : ''}`],
+    ['backend', `${r.backend} x ${r.workers} worker${r.workers > 1 ? 's' : ''}, ${r.shares} share${r.shares > 1 ? 's' : ''} per micro-batch`],
     ['run', r.runDir],
     ['parameters', r.parameters],
     ['records in / trained / rejected', `${r.in} / ${r.written} / ${r.rejected}`],

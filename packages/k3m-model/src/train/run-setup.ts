@@ -48,8 +48,8 @@ const configName = (c: PretrainConfig) => `${c.modelConfig ? `--model-config ${c
  * Opens `<workDir>/runs/<name>/` and everything training needs to start or continue. Before
  * allocating the model it checks that training it fits `backend` over `workers` workers.
  */
-export async function startRun(c: PretrainConfig, train: RecordSource, totalSteps: number, on: { backend: string; workers: number }, log: (l: string) => void): Promise<RunStart> {
-  const fits = (config: ModelConfig, name: string) => checkTrainingMemory(config, { name, backend: on.backend, batchSize: c.batchSize, workers: on.workers });
+export async function startRun(c: PretrainConfig, train: RecordSource, totalSteps: number, on: { backend: string; workers: number; shares: number }, log: (l: string) => void): Promise<RunStart> {
+  const fits = (config: ModelConfig, name: string) => checkTrainingMemory(config, { name, backend: on.backend, batchSize: c.batchSize, workers: on.workers, shares: on.shares });
   const runDir = join(c.workDir, 'runs', c.name);
   await mkdir(runDir, { recursive: true });
   const ckpt = c.resume && hasCheckpoint(runDir) ? await readCheckpoint(runDir) : undefined;

@@ -4,15 +4,15 @@
  *
  *   params      the master weights (arena layout); workers copy them into their back end
  *   m, v, steps AdamW's moments and per-tensor update counts (the one optimizer's state)
- *   grads       one gradient arena per worker (its share of each micro-batch, summed over the
- *               step's micro-batches); the update reduces them in worker order
- *   hasGrad     per worker and tensor: 1 when the tensor got a gradient this step
- *   norms       per worker: Σg² of its range (global-norm clipping)
- *   exchange    c_initial rows of the structure loss's neighbour (forward, then gradients)
- *   control     the abort word and two barriers (the step's workers; a micro-batch's sharers)
+ *   grads       the step's gradient: every share of every micro-batch added in order
+ *   slots       one gradient arena per worker: its share of the current round
+ *   slotHas     per worker and tensor: 1 when its share of the round has a gradient for it
+ *   hasGrad     per tensor: 1 when it got a gradient this step
+ *   norms       Σg² per fixed chunk of the elements (global-norm clipping)
+ *   control     the abort word and two barriers (the update; a round of shares)
  *
  * Weights, gradients and moments live here, outside the workers' 4 GiB wasm heaps: a worker's
- * heap holds its copy of the weights, one step's gradients and its share's activations.
+ * heap holds its copy of the weights, one share's gradients and its activations.
  */
 import { ArenaLayout, ParamArena, sharedFloats } from '../model/param-arena.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -28,19 +28,25 @@ export interface SharedTraining {
   v: Float32Array;
   steps: Int32Array;
   grads: Float32Array;
+  slots: Float32Array;
+  slotHas: Uint8Array;
   hasGrad: Uint8Array;
   norms: Float64Array;
-  exchange: Float32Array;
   control: Int32Array;
 }
 
+/** Elements per chunk of Σg²: a fixed partition, so the global norm is the same sum on any number of workers. */
+export const NORM_CHUNK = 1 << 16;
+export const normChunks = (elements: number): number => Math.ceil(elements / NORM_CHUNK);
+
 /** Word offsets in `control`. */
-export const CONTROL = Object.freeze({ abort: 0, stepBarrier: 1, shareBarrier: 1 + BARRIER_WORDS, words: 1 + 2 * BARRIER_WORDS });
+export const CONTROL = Object.freeze({ abort: 0, stepBarrier: 1, roundBarrier: 1 + BARRIER_WORDS, words: 1 + 2 * BARRIER_WORDS });
 
 /** Shared memory for `workers` workers over `params` and `adam` (used in place when already shared, else copied). */
 export function createSharedTraining(params: ParamArena, adam: AdamState, workers: number): SharedTraining {
   const layout = params.layout;
   const n = layout.total;
+  const tensors = layout.slots.length;
   return {
     config: layout.config,
     workers,
@@ -48,10 +54,11 @@ export function createSharedTraining(params: ParamArena, adam: AdamState, worker
     m: asShared(adam.m),
     v: asShared(adam.v),
     steps: adam.steps,
-    grads: sharedFloats(n * workers),
-    hasGrad: new Uint8Array(new SharedArrayBuffer(layout.slots.length * workers)),
-    norms: new Float64Array(new SharedArrayBuffer(8 * workers)),
-    exchange: sharedFloats(2 * workers * layout.config.hidden_size),
+    grads: sharedFloats(n),
+    slots: sharedFloats(n * workers),
+    slotHas: new Uint8Array(new SharedArrayBuffer(tensors * workers)),
+    hasGrad: new Uint8Array(new SharedArrayBuffer(tensors)),
+    norms: new Float64Array(new SharedArrayBuffer(8 * normChunks(n))),
     control: new Int32Array(new SharedArrayBuffer(4 * CONTROL.words)),
   };
 }
@@ -69,18 +76,18 @@ export const sharedParams = (s: SharedTraining): ParamArena => new ParamArena(ne
 /** The optimizer state as an {@link AdamState} over the shared moments (views, no copy). */
 export const sharedAdam = (s: SharedTraining): AdamState => new AdamState(new ArenaLayout(s.config), s.m, s.v, s.steps);
 
-/** Worker `w`'s gradient arena. */
+/** Worker `w`'s gradient arena for its share of a round. */
 export const gradSlot = (s: SharedTraining, w: number): Float32Array => {
   const n = s.params.length;
-  return s.grads.subarray(w * n, (w + 1) * n);
+  return s.slots.subarray(w * n, (w + 1) * n);
 };
 
-/** Worker `w`'s share of the elements for the update: `[from, to)`. */
+/** Worker `w`'s share of the elements for adding up and for the update: `[from, to)`. */
 export function updateRange(total: number, workers: number, w: number): [number, number] {
   return [Math.floor((total * w) / workers), Math.floor((total * (w + 1)) / workers)];
 }
 
 /** Shared memory bytes (what {@link createSharedTraining} allocates). */
-export function sharedBytes(parameters: number, tensors: number, hidden: number, workers: number): number {
-  return 4 * parameters * (3 + workers) + tensors * (4 + workers) + 8 * workers + 8 * workers * hidden + 4 * CONTROL.words;
+export function sharedBytes(parameters: number, tensors: number, workers: number): number {
+  return 4 * parameters * (4 + workers) + tensors * (1 + workers) + 8 * normChunks(parameters) + 4 * CONTROL.words;
 }

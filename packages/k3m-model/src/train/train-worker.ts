@@ -3,11 +3,13 @@
  * started by {@link WorkerPool} through `train-worker.js`. It holds a copy of the weights as
  * variables and answers three requests:
  *
- *   micro     forward and backward on its share of a micro-batch; the gradients are added to its
- *             gradient arena in shared memory (cleared on the step's first micro-batch)
- *   apply     the AdamW update of its range of the elements: sum the workers' gradients (in worker
- *             order), optionally clip by the global norm (a barrier to add up the partial norms),
- *             update weights and moments in shared memory; after a barrier, reload the weights
+ *   micro     forward and backward on its shares of a micro-batch, one per round: each round every
+ *             worker writes its share's gradient to its arena, and after a barrier adds the
+ *             round's arenas, in share order, to the step's gradient over its range of the
+ *             elements (cleared on the step's first micro-batch)
+ *   apply     the AdamW update of its range of the elements, optionally after clipping by the
+ *             global norm (Σg² in fixed chunks, added in chunk order after a barrier); after a
+ *             barrier, reload the weights
  *   validate  losses and accuracies of a whole validation batch (no sharing)
  *
  * Any failure sets the shared abort word (so no other worker waits for this one forever) and is
@@ -19,12 +21,11 @@ import { startBackend } from '../backend.ts';
 import type { Batch } from '../data/batch.ts';
 import { forward, type AccuracyCounts, type BatchShare, type FusionMode, type LossName, type LossWeights, type ModelFixes } from '../model/k3m.ts';
 import { K3mParams } from '../model/params.ts';
-import { customOp } from '../ops/custom-grad.ts';
 import { ItemStreams } from '../ops/nn.ts';
 import { adamwUpdate, clipFactor, sumOfSquares } from './adamw.ts';
 import { batchCounts } from './batch-share.ts';
 import { abortAll, BARRIER_WORDS, SharedBarrier, WorkerAborted } from './shared-barrier.ts';
-import { CONTROL, gradSlot, sharedAdam, sharedParams, updateRange, type SharedTraining } from './shared-training.ts';
+import { CONTROL, gradSlot, NORM_CHUNK, normChunks, sharedAdam, sharedParams, updateRange, type SharedTraining } from './shared-training.ts';
 import { lossValues } from './validate.ts';
 
 /** `workerData` of a training worker. */
@@ -35,6 +36,13 @@ export interface WorkerInit {
   fusionMode: FusionMode;
   fixes: ModelFixes;
   weights: LossWeights;
+  shares?: number;
+}
+
+/** One share of a micro-batch: its items (with the neighbour, when cut) as a batch, and their indices in the micro-batch. */
+export interface ShareJob {
+  batch: Batch;
+  items: number[];
 }
 
 /** Requests, each answered by a message of the same `type` and `id` (or `error`). */
@@ -42,15 +50,15 @@ export type ToWorker =
   | {
       type: 'micro';
       id: number;
-      /** This worker's share; absent when the micro-batch has fewer items than workers. */
-      batch?: Batch;
-      /** Key of the micro-batch's random streams, and this share's first item in it. */
+      /** This worker's shares, one per round (none in a round when the shares run out). */
+      shares: ShareJob[];
+      /** Key of the micro-batch's random streams. */
       key: number;
-      first: number;
-      /** Workers holding a share of this micro-batch (they exchange structure-loss rows). */
-      parts: number;
-      counts: BatchShare['counts'];
-      /** First micro-batch of an optimizer step: clear the gradient arena first. */
+      /** Rounds of this micro-batch (every worker takes part in each, to add up). */
+      rounds: number;
+      /** The whole micro-batch's counts when it is cut into shares. */
+      counts?: BatchShare['counts'];
+      /** First micro-batch of an optimizer step: clear the step's gradient first. */
       fresh: boolean;
     }
   | { type: 'apply'; id: number; lr: number; scale: number; clip?: number }
@@ -60,7 +68,7 @@ export type LossParts = Partial<Record<LossName, number>>;
 
 export type FromWorker =
   | { type: 'ready' }
-  | { type: 'micro'; id: number; loss: number; losses: LossParts }
+  | { type: 'micro'; id: number; shares: { loss: number; losses: LossParts }[] }
   | { type: 'apply'; id: number; norm?: number }
   | { type: 'validate'; id: number; losses: LossParts; accuracy: AccuracyCounts }
   | { type: 'error'; id?: number; message: string; stack?: string; /** it stopped because another thread aborted */ aborted: boolean };
@@ -76,54 +84,52 @@ const slots = params.layout.slots;
 const abortWord = s.control.subarray(CONTROL.abort, CONTROL.abort + 1);
 const barrierWords = (at: number) => s.control.subarray(at, at + BARRIER_WORDS);
 const stepBarrier = new SharedBarrier(barrierWords(CONTROL.stepBarrier), abortWord);
-const shareBarrier = new SharedBarrier(barrierWords(CONTROL.shareBarrier), abortWord);
+const roundBarrier = new SharedBarrier(barrierWords(CONTROL.roundBarrier), abortWord);
 const myGrads = gradSlot(s, me);
-const myHas = s.hasGrad.subarray(me * slots.length, (me + 1) * slots.length);
-
+const myHas = s.slotHas.subarray(me * slots.length, (me + 1) * slots.length);
 let model: K3mParams;
 let vars: tf.Variable[];
 let slotOfVar: Map<string, (typeof slots)[number]>;
-
-/** The structure loss's neighbour exchange: this share's first c_initial row out, the next share's in. */
-function nextItemOp(parts: number): (first: tf.Tensor) => tf.Tensor {
-  const H = s.config.hidden_size;
-  const rows = s.exchange.subarray(0, W * H);
-  const grads = s.exchange.subarray(W * H, 2 * W * H);
-  const next = (me + 1) % parts;
-  return customOp<[tf.Tensor]>((first) => {
-    rows.set(first.dataSync(), me * H);
-    shareBarrier.wait(parts);
-    return {
-      value: tf.tensor(rows.slice(next * H, (next + 1) * H), [1, H]),
-      gradFunc: (dy) => {
-        grads.set(dy.dataSync(), next * H);
-        shareBarrier.wait(parts);
-        return [tf.tensor(grads.slice(me * H, (me + 1) * H), [1, H])];
-      },
-    };
-  });
-}
 
 /** Whether a share has a labelled position for one of the losses in use. */
 function labelled(c: BatchShare['counts'], w: LossWeights): boolean {
   return (w.t !== 0 && c.t > 0) || (w.v !== 0 && c.v > 0) || (w.pv !== 0 && c.pv > 0);
 }
 
+/** This worker's range of the elements (adding up and the update). */
+const myRange = (): [number, number] => updateRange(params.layout.total, W, me);
+
 function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
+  const [from, to] = myRange();
   if (m.fresh) {
-    myGrads.fill(0);
-    myHas.fill(0);
+    s.grads.fill(0, from, to);
+    // before the first barrier, so before any worker marks a tensor
+    if (me === 0) s.hasGrad.fill(0);
   }
-  if (!m.batch) return { type: 'micro', id: m.id, loss: 0, losses: {} };
-  const batch = m.batch;
+  const results: { loss: number; losses: LossParts }[] = [];
+  for (let r = 0; r < m.rounds; r++) {
+    myHas.fill(0);
+    const job = m.shares[r];
+    if (job) results.push(shareGradient(job, m));
+    roundBarrier.wait(W);
+    addRound(from, to);
+    // the arenas are read until every worker has added its range
+    roundBarrier.wait(W);
+  }
+  return { type: 'micro', id: m.id, shares: results };
+}
+
+/** Forward and backward of one share: its gradient into this worker's arena, its losses returned. */
+function shareGradient(job: ShareJob, m: Extract<ToWorker, { type: 'micro' }>): { loss: number; losses: LossParts } {
+  const batch = job.batch;
   // Nothing labelled for any loss in use (a small share, a model without knowledge, whose
   // structure loss is off): the share's gradient is zero, and TensorFlow.js refuses a loss that
   // no variable reaches. The structure loss, when on, scores every item.
-  if (!init.weights.tri && !labelled(batchCounts(batch), init.weights)) return { type: 'micro', id: m.id, loss: 0, losses: {} };
-  const share: BatchShare | undefined = m.parts > 1 ? { counts: m.counts, nextItem: nextItemOp(m.parts) } : undefined;
+  if (!init.weights.tri && !labelled(batchCounts(batch), init.weights)) return { loss: 0, losses: {} };
+  const share: BatchShare | undefined = m.counts ? { counts: m.counts } : undefined;
   let losses: LossParts = {};
   const { value, grads } = tf.variableGrads(() => {
-    const r = forward(model, batch, { fusionMode: init.fusionMode, training: true, rng: new ItemStreams(m.key, m.first, batch.shape.batchSize), fixes: init.fixes, weights: init.weights, share });
+    const r = forward(model, batch, { fusionMode: init.fusionMode, training: true, rng: ItemStreams.of(m.key, job.items), fixes: init.fixes, weights: init.weights, share });
     losses = lossValues(r.losses);
     return r.loss! as tf.Scalar;
   }, vars);
@@ -131,40 +137,46 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   value.dispose();
   for (const [name, g] of Object.entries(grads)) {
     const slot = slotOfVar.get(name)!;
-    const d = g.dataSync() as Float32Array;
-    const o = slot.offset;
-    if (m.fresh) myGrads.set(d, o);
-    else for (let i = 0; i < d.length; i++) myGrads[o + i]! += d[i]!;
+    myGrads.set(g.dataSync() as Float32Array, slot.offset);
     myHas[slot.index] = 1;
     g.dispose();
   }
-  return { type: 'micro', id: m.id, loss, losses };
+  return { loss, losses };
+}
+
+/** Adds this round's arenas, in worker (= share) order, to the step's gradient over `[from, to)`. */
+function addRound(from: number, to: number): void {
+  const sum = s.grads;
+  for (let w = 0; w < W; w++) {
+    const g = gradSlot(s, w);
+    const has = s.slotHas.subarray(w * slots.length, (w + 1) * slots.length);
+    for (const slot of slots) {
+      if (!has[slot.index]) continue;
+      s.hasGrad[slot.index] = 1;
+      const a = Math.max(from, slot.offset);
+      const b = Math.min(to, slot.offset + slot.size);
+      for (let j = a; j < b; j++) sum[j]! += g[j]!;
+    }
+  }
 }
 
 function apply(m: Extract<ToWorker, { type: 'apply' }>): FromWorker {
-  const [from, to] = updateRange(params.layout.total, W, me);
-  const has = new Uint8Array(slots.length);
-  for (let w = 0; w < W; w++) for (let i = 0; i < slots.length; i++) has[i]! |= s.hasGrad[w * slots.length + i]!;
-  // Sum the workers' gradients of this range into worker 0's arena, in worker order.
-  const sum = gradSlot(s, 0);
-  const others = Array.from({ length: W - 1 }, (_, w) => gradSlot(s, w + 1));
-  for (const slot of slots) {
-    const a = Math.max(from, slot.offset);
-    const b = Math.min(to, slot.offset + slot.size);
-    if (a >= b || !has[slot.index]) continue;
-    for (const g of others) for (let j = a; j < b; j++) sum[j]! += g[j]!;
-  }
+  const [from, to] = myRange();
+  const total = params.layout.total;
+  const has = s.hasGrad;
   let scale = m.scale;
   let norm: number | undefined;
   if (m.clip !== undefined) {
-    s.norms[me] = sumOfSquares(sum, params.layout, has, from, to) * scale * scale;
+    const chunks = normChunks(total);
+    const [c0, c1] = updateRange(chunks, W, me);
+    for (let c = c0; c < c1; c++) s.norms[c] = sumOfSquares(s.grads, params.layout, has, c * NORM_CHUNK, Math.min(total, (c + 1) * NORM_CHUNK));
     stepBarrier.wait(W);
-    let total = 0;
-    for (let w = 0; w < W; w++) total += s.norms[w]!;
-    norm = Math.sqrt(total);
+    let sq = 0;
+    for (let c = 0; c < chunks; c++) sq += s.norms[c]!;
+    norm = Math.sqrt(sq) * scale;
     scale *= clipFactor(norm, m.clip);
   }
-  adamwUpdate(params.data, adam, { grads: sum, scale, hasGrad: has, lr: m.lr }, from, to);
+  adamwUpdate(params.data, adam, { grads: s.grads, scale, hasGrad: has, lr: m.lr }, from, to);
   stepBarrier.wait(W);
   tf.tidy(() => {
     for (const slot of slots) if (has[slot.index]) vars[slot.index]!.assign(tf.tensor(params.view(slot.name), slot.shape));
@@ -182,7 +194,7 @@ function validateBatch(m: Extract<ToWorker, { type: 'validate' }>): FromWorker {
 }
 
 function fail(e: unknown, id?: number): void {
-  abortAll(abortWord, [barrierWords(CONTROL.stepBarrier), barrierWords(CONTROL.shareBarrier)]);
+  abortAll(abortWord, [barrierWords(CONTROL.stepBarrier), barrierWords(CONTROL.roundBarrier)]);
   const err = e as Error;
   port.postMessage({ type: 'error', id, message: err?.message ?? String(e), stack: err?.stack, aborted: e instanceof WorkerAborted } satisfies FromWorker);
 }

@@ -1,10 +1,11 @@
 /**
  * @file Data-parallel training over worker threads (the coordinator's side). Each worker has its
- * own TensorFlow.js back end and a copy of the weights; a micro-batch is split into contiguous
- * shares of items, each worker computes its share's gradient of the WHOLE micro-batch's loss
- * (global denominators, the structure loss's neighbour exchanged), and one AdamW update over
- * shared memory is split by element range among the workers. So N workers compute what one
- * computes, up to the order of float additions.
+ * own TensorFlow.js back end and a copy of the weights. A micro-batch is cut into a fixed number
+ * of shares (`--shares`, batch-share.ts), dealt round-robin: in round r the workers compute
+ * shares rW..rW+W-1 at once, each share's gradient of the WHOLE micro-batch's loss (global
+ * denominators), and then add them to the step's gradient in share order, each worker over its
+ * range of the elements. One AdamW update over shared memory is split the same way. Every float
+ * operation is thus the same on any number of workers: N workers train the same bits as one.
  *
  * The coordinator never blocks: it talks to workers by messages. A worker that fails (an
  * exception, a crash, an exit) fails the pending request with `training worker i: <its cause>`,
@@ -13,16 +14,18 @@
 import { Worker } from 'node:worker_threads';
 import type { Batch } from '../data/batch.ts';
 import type { AccuracyCounts, FusionMode, LossWeights, ModelFixes } from '../model/k3m.ts';
-import { batchCounts, shareRange, sliceBatch } from './batch-share.ts';
+import { batchCounts, pickItems, shareItems, sharesIn } from './batch-share.ts';
 import { abortAll, BARRIER_WORDS } from './shared-barrier.ts';
 import { CONTROL, type SharedTraining } from './shared-training.ts';
-import type { FromWorker, LossParts, ToWorker, WorkerInit } from './train-worker.ts';
+import type { FromWorker, LossParts, ShareJob, ToWorker, WorkerInit } from './train-worker.ts';
 
 export interface PoolOptions {
   backend: string;
   fusionMode: FusionMode;
   fixes: ModelFixes;
   weights: LossWeights;
+  /** Shares each micro-batch is cut into (default: one per worker). */
+  shares?: number;
 }
 
 /** A micro-batch's summed loss and its losses (each the whole micro-batch's). */
@@ -46,13 +49,14 @@ export class WorkerPool {
   private constructor(
     readonly shared: SharedTraining,
     private readonly workers: Worker[],
+    readonly shares: number,
   ) {}
 
   /** Starts `shared.workers` workers and waits until each has its back end and weights. */
   static async start(shared: SharedTraining, o: PoolOptions): Promise<WorkerPool> {
     const entry = new URL('./train-worker.js', import.meta.url);
     const workers = Array.from({ length: shared.workers }, (_, index) => new Worker(entry, { workerData: { index, shared, ...o } satisfies WorkerInit }));
-    const pool = new WorkerPool(shared, workers);
+    const pool = new WorkerPool(shared, workers, o.shares ?? shared.workers);
     workers.forEach((w, i) => {
       w.on('message', (m: FromWorker) => pool.receive(i, m));
       w.on('error', (e) => pool.fail(i, e));
@@ -72,21 +76,28 @@ export class WorkerPool {
    */
   async micro(batch: Batch, key: number, fresh: boolean): Promise<MicroResult> {
     const B = batch.shape.batchSize;
-    const parts = Math.min(this.size, B);
-    const counts = batchCounts(batch);
+    const W = this.size;
+    const parts = sharesIn(B, this.shares);
+    const counts = parts > 1 ? batchCounts(batch) : undefined;
     const replies = await Promise.all(
       this.workers.map((_, w) => {
-        const [from, to] = shareRange(B, parts, w);
-        const share = w >= parts ? undefined : parts === 1 ? batch : sliceBatch(batch, from, to);
-        // A slice is this worker's own copy: its buffers move instead of being copied again.
-        return this.request(w, { type: 'micro', id: 0, batch: share, key, first: from, parts, counts, fresh }, share && share !== batch ? transferables(share) : []);
+        const shares: ShareJob[] = [];
+        for (let k = w; k < parts; k += W) {
+          const { items, own } = shareItems(B, parts, k);
+          shares.push({ batch: parts === 1 ? batch : pickItems(batch, items, own), items });
+        }
+        // A picked share is this worker's own copy: its buffers move instead of being copied again.
+        const transfer = parts === 1 ? [] : shares.flatMap((x) => transferables(x.batch));
+        return this.request(w, { type: 'micro', id: 0, shares, key, rounds: Math.ceil(parts / W), counts, fresh }, transfer);
       }),
     );
+    // The losses in share order too: share k is worker k mod W's (k div W)-th.
     const losses: LossParts = {};
     let loss = 0;
-    for (const r of replies as Extract<FromWorker, { type: 'micro' }>[]) {
+    for (let k = 0; k < parts; k++) {
+      const r = (replies[k % W] as Extract<FromWorker, { type: 'micro' }>).shares[Math.floor(k / W)]!;
       loss += r.loss;
-      for (const [k, v] of Object.entries(r.losses) as [keyof LossParts, number][]) losses[k] = (losses[k] ?? 0) + v;
+      for (const [name, v] of Object.entries(r.losses) as [keyof LossParts, number][]) losses[name] = (losses[name] ?? 0) + v;
     }
     return { loss, losses };
   }
@@ -145,7 +156,7 @@ export class WorkerPool {
     if (this.failure || this.closing) return;
     this.failure = new Error(`training worker ${w}: ${cause.message}`, { cause });
     const c = this.shared.control;
-    abortAll(c.subarray(CONTROL.abort, CONTROL.abort + 1), [CONTROL.stepBarrier, CONTROL.shareBarrier].map((at) => c.subarray(at, at + BARRIER_WORDS)));
+    abortAll(c.subarray(CONTROL.abort, CONTROL.abort + 1), [CONTROL.stepBarrier, CONTROL.roundBarrier].map((at) => c.subarray(at, at + BARRIER_WORDS)));
     for (const waiter of this.waiting.values()) waiter.reject(this.failure);
     this.waiting.clear();
     void this.close();

@@ -6,8 +6,8 @@
  * Where the memory is (data-parallel training, src/train/shared-training.ts):
  * - each worker's back end (on wasm: its own heap of at most 4 GiB) holds a copy of the weights, one
  *   share's gradients and the activations of its share of the batch (with its neighbour item);
- * - shared memory holds the master weights, AdamW's two moments, the step's gradient and one
- *   gradient arena per worker.
+ * - shared memory holds the master weights, AdamW's two moments, the step's gradient and a
+ *   gradient arena per worker but the first.
  *
  * Activations are counted per item from the model's token streams (four text streams stacked, two
  * image streams, the three co-attention pairs, the heads on the labelled rows). The factors are

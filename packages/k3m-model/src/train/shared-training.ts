@@ -5,7 +5,8 @@
  *   params      the master weights (arena layout); workers copy them into their back end
  *   m, v, steps AdamW's moments and per-tensor update counts (the one optimizer's state)
  *   grads       the step's gradient: every share of every micro-batch added in order
- *   slots       one gradient arena per worker: its share of the current round
+ *   slots       a gradient arena per worker but the first: its share of the current round (worker
+ *               0's share is the round's first and goes straight into grads)
  *   slotHas     per worker and tensor: 1 when its share of the round has a gradient for it
  *   hasGrad     per tensor: 1 when it got a gradient this step
  *   norms       Σg² per fixed chunk of the elements (global-norm clipping)
@@ -55,7 +56,7 @@ export function createSharedTraining(params: ParamArena, adam: AdamState, worker
     v: asShared(adam.v),
     steps: adam.steps,
     grads: sharedFloats(n),
-    slots: sharedFloats(n * workers),
+    slots: sharedFloats(n * (workers - 1)),
     slotHas: new Uint8Array(new SharedArrayBuffer(tensors * workers)),
     hasGrad: new Uint8Array(new SharedArrayBuffer(tensors)),
     norms: new Float64Array(new SharedArrayBuffer(8 * normChunks(n))),
@@ -76,10 +77,10 @@ export const sharedParams = (s: SharedTraining): ParamArena => new ParamArena(ne
 /** The optimizer state as an {@link AdamState} over the shared moments (views, no copy). */
 export const sharedAdam = (s: SharedTraining): AdamState => new AdamState(new ArenaLayout(s.config), s.m, s.v, s.steps);
 
-/** Worker `w`'s gradient arena for its share of a round. */
-export const gradSlot = (s: SharedTraining, w: number): Float32Array => {
+/** Worker `w`'s gradient arena for its share of a round; none for worker 0. */
+export const gradSlot = (s: SharedTraining, w: number): Float32Array | undefined => {
   const n = s.params.length;
-  return s.slots.subarray(w * n, (w + 1) * n);
+  return w === 0 ? undefined : s.slots.subarray((w - 1) * n, w * n);
 };
 
 /** Worker `w`'s share of the elements for adding up and for the update: `[from, to)`. */
@@ -89,5 +90,5 @@ export function updateRange(total: number, workers: number, w: number): [number,
 
 /** Shared memory bytes (what {@link createSharedTraining} allocates). */
 export function sharedBytes(parameters: number, tensors: number, workers: number): number {
-  return 4 * parameters * (4 + workers) + tensors * (1 + workers) + 8 * normChunks(parameters) + 4 * CONTROL.words;
+  return 4 * parameters * (3 + workers) + tensors * (1 + workers) + 8 * normChunks(parameters) + 4 * CONTROL.words;
 }

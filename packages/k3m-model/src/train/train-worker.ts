@@ -101,10 +101,11 @@ const myRange = (): [number, number] => updateRange(params.layout.total, W, me);
 
 function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   const [from, to] = myRange();
-  if (m.fresh) {
-    s.grads.fill(0, from, to);
-    // before the first barrier, so before any worker marks a tensor
-    if (me === 0) s.hasGrad.fill(0);
+  // Worker 0 clears the step's gradient and adds its share straight into it before the round's
+  // first barrier; the others touch it only after that barrier.
+  if (m.fresh && me === 0) {
+    s.grads.fill(0);
+    s.hasGrad.fill(0);
   }
   const results: { loss: number; losses: LossParts }[] = [];
   for (let r = 0; r < m.rounds; r++) {
@@ -119,7 +120,10 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   return { type: 'micro', id: m.id, shares: results };
 }
 
-/** Forward and backward of one share: its gradient into this worker's arena, its losses returned. */
+/**
+ * Forward and backward of one share, its losses returned. Worker 0's share is the round's first:
+ * its gradient is added to the step's directly; the others' go to their arenas.
+ */
 function shareGradient(job: ShareJob, m: Extract<ToWorker, { type: 'micro' }>): { loss: number; losses: LossParts } {
   const batch = job.batch;
   // Nothing labelled for any loss in use (a small share, a model without knowledge, whose
@@ -135,16 +139,20 @@ function shareGradient(job: ShareJob, m: Extract<ToWorker, { type: 'micro' }>): 
   }, vars);
   const loss = value.dataSync()[0]!;
   value.dispose();
+  const sum = s.grads;
   for (const [name, g] of Object.entries(grads)) {
     const slot = slotOfVar.get(name)!;
-    myGrads.set(g.dataSync() as Float32Array, slot.offset);
+    const d = g.dataSync() as Float32Array;
+    const o = slot.offset;
+    if (myGrads) myGrads.set(d, o);
+    else for (let j = 0; j < d.length; j++) sum[o + j]! += d[j]!;
     myHas[slot.index] = 1;
     g.dispose();
   }
   return { loss, losses };
 }
 
-/** Adds this round's arenas, in worker (= share) order, to the step's gradient over `[from, to)`. */
+/** Marks the round's tensors and adds workers 1..W-1's arenas, in share order, to the step's gradient over `[from, to)`. */
 function addRound(from: number, to: number): void {
   const sum = s.grads;
   for (let w = 0; w < W; w++) {
@@ -153,6 +161,7 @@ function addRound(from: number, to: number): void {
     for (const slot of slots) {
       if (!has[slot.index]) continue;
       s.hasGrad[slot.index] = 1;
+      if (!g) continue;
       const a = Math.max(from, slot.offset);
       const b = Math.min(to, slot.offset + slot.size);
       for (let j = a; j < b; j++) sum[j]! += g[j]!;

@@ -1,9 +1,9 @@
 /**
- * Data-parallel training (src/train/worker-pool.ts): N worker threads train the same parameters
- * as one (dropout, Gumbel noise, the structure loss's cross-item negatives and gradient
- * accumulation included), an interrupted multi-worker run resumes to the same loss sequence, and
- * a failing worker surfaces as an error with its cause while the others are released instead of
- * waiting forever.
+ * Data-parallel training (src/train/worker-pool.ts): with the shares fixed, N worker threads train
+ * the same parameters as one, bit for bit (dropout, Gumbel noise, the structure loss's neighbours
+ * and gradient accumulation included); shares give the whole batch's loss and gradient; an
+ * interrupted multi-worker run resumes to the same loss sequence; and a failing worker surfaces as
+ * an error with its cause while the others are released instead of waiting forever.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -120,6 +120,7 @@ describe('data-parallel training', () => {
     expect(workersOf({ samStaleTriples: false, shares: 3 }, 'wasm')).toBe(3);
     expect(workersOf({ samStaleTriples: false, shares: 3, workers: 1 }, 'wasm')).toBe(1);
     expect(workersOf({ samStaleTriples: false, shares: 2, workers: 5 }, 'wasm')).toBe(2);
+    expect(workersOf({ samStaleTriples: false, shares: 2 }, 'tensorflow')).toBe(1);
     expect(workersOf({ samStaleTriples: true }, 'wasm')).toBe(1);
     expect(sharesOf({ samStaleTriples: true }, 'wasm')).toBe(1);
     expect(() => workersOf({ samStaleTriples: true, workers: 2 }, 'wasm')).toThrow(/--workers 2: --sam-stale-triples/);

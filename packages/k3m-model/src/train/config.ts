@@ -38,7 +38,7 @@ export const PRETRAIN_OPTIONS = defineOptions({
   accumulate: { flags: '--accumulate <n>', description: 'micro-batches per optimizer step', schema: z.number().int().positive().default(1), parse: intArg('--accumulate', 1) },
   clip: { flags: '--clip <x>', description: 'clip the global gradient norm (off by default, as the reference)', schema: z.number().positive().optional(), parse: floatArg('--clip', 0) },
   seed: { flags: '--seed <n>', description: 'seed of init, data order, masking, dropout, Gumbel noise', schema: z.number().int().nonnegative().default(42), parse: intArg('--seed') },
-  workers: { flags: '--workers <n>', description: 'data-parallel training threads, each with its own back end (default and at most: --shares)', schema: z.number().int().positive().optional(), parse: intArg('--workers', 1) },
+  workers: { flags: '--workers <n>', description: 'data-parallel training threads, each with its own back end (default: one per share, 1 on tensorflow back ends; at most --shares)', schema: z.number().int().positive().optional(), parse: intArg('--workers', 1) },
   shares: {
     flags: '--shares <n>',
     description: 'shares each micro-batch is cut into for the workers: the weights depend on it, not on --workers (default: the number of cores; 1 on tensorflow back ends)',
@@ -99,11 +99,14 @@ export function sharesOf(c: Pick<PretrainConfig, 'shares' | 'samStaleTriples'>, 
   return 1;
 }
 
-/** Training worker threads: `--workers`, else one per share; never more than the shares (a worker has at least one). */
+/**
+ * Training worker threads: `--workers`, else one per share (one on the native back ends, which
+ * thread themselves); never more than the shares (a worker has at least one).
+ */
 export function workersOf(c: Pick<PretrainConfig, 'workers' | 'shares' | 'samStaleTriples'>, backend: string): number {
   const shares = sharesOf(c, backend);
   if (c.samStaleTriples && (c.workers ?? 1) > 1) throw new UsageError(`--workers ${c.workers}: --sam-stale-triples (reference bug 5) reaches across items and trains on one worker; drop one of the two`);
-  return Math.min(c.workers ?? shares, shares);
+  return Math.min(c.workers ?? (backend.startsWith('tensorflow') ? 1 : shares), shares);
 }
 
 /** The model-fix switches of a config (design.md 7: fixes by default, flags restore the bugs). */

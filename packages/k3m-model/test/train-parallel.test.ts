@@ -151,37 +151,43 @@ describe('data-parallel training', () => {
     expect(() => pickItems(b, [0, 1])).toThrow(/batch field imageFeat has \d+ values, not 5 items of \d+/);
   });
 
-  it('a micro-batch in 3 shares has the loss and gradient of the whole batch (the structure loss through the neighbours included)', async () => {
+  it('a micro-batch in shares has the loss and gradient of the whole batch, the structure loss through the neighbours included (5 items in 3 shares; 2 items, 4 asked for: 2 shares of one item)', async () => {
     const config = modelConfig('k3m-small', { ...TINY_MODEL, vocab_size: 300, v_feature_size: 16, v_target_size: 12 });
-    const batch = syntheticBatch(6, { batchSize: 5, vocabSize: 300, featureDim: 16, numClasses: 12 });
-    const gradOf = async (shares: number) => {
-      const params = ParamArena.init(config, 1, sharedFloats);
-      const shared = createSharedTraining(params, AdamState.create(params.layout, sharedFloats), 1);
-      const pool = await WorkerPool.start(shared, { backend: 'wasm', fusionMode: 1, fixes: DEFAULT_FIXES, weights: DEFAULT_LOSS_WEIGHTS, shares });
-      try {
-        const r = await pool.micro(batch, 1, true);
-        return { r, grad: Float32Array.from(shared.grads), layout: params.layout };
-      } finally {
-        await pool.close();
-      }
-    };
-    const whole = await gradOf(1);
-    const cut = await gradOf(3);
-    expect(whole.r.losses.loss_tri).toBeGreaterThan(0);
-    expect(Math.abs(cut.r.loss - whole.r.loss) / whole.r.loss).toBeLessThan(1e-6);
-    for (const k of Object.keys(whole.r.losses) as (keyof typeof whole.r.losses)[]) expect(cut.r.losses[k]! / whole.r.losses[k]!).toBeCloseTo(1, 6);
-    let scale = 0;
-    let diff = 0;
-    whole.grad.forEach((g, i) => {
-      scale = Math.max(scale, Math.abs(g));
-      diff = Math.max(diff, Math.abs(g - cut.grad[i]!));
-    });
-    expect(diff / scale).toBeLessThan(1e-5);
-    // the tensors only the structure loss reaches: the neighbours carry its gradient to them
-    const pooled = whole.layout.slots.find((x) => x.name === 'map_bi_to_individual.weight')!;
-    const norm = (g: Float32Array) => Math.hypot(...g.subarray(pooled.offset, pooled.offset + pooled.size));
-    expect(norm(whole.grad)).toBeGreaterThan(0);
-    expect(Math.abs(norm(cut.grad) - norm(whole.grad)) / norm(whole.grad)).toBeLessThan(1e-3);
+    for (const [items, shares] of [
+      [5, 3],
+      [2, 4],
+    ] as const) {
+      const batch = syntheticBatch(6, { batchSize: items, vocabSize: 300, featureDim: 16, numClasses: 12 });
+      const gradOf = async (s: number) => {
+        const params = ParamArena.init(config, 1, sharedFloats);
+        const shared = createSharedTraining(params, AdamState.create(params.layout, sharedFloats), 1);
+        const pool = await WorkerPool.start(shared, { backend: 'wasm', fusionMode: 1, fixes: DEFAULT_FIXES, weights: DEFAULT_LOSS_WEIGHTS, shares: s });
+        try {
+          const r = await pool.micro(batch, 1, true);
+          return { r, grad: Float32Array.from(shared.grads), layout: params.layout };
+        } finally {
+          await pool.close();
+        }
+      };
+      const whole = await gradOf(1);
+      const cut = await gradOf(shares);
+      const what = `${items} items in ${shares} shares`;
+      expect(whole.r.losses.loss_tri, what).toBeGreaterThan(0);
+      expect(Math.abs(cut.r.loss - whole.r.loss) / whole.r.loss, what).toBeLessThan(1e-6);
+      for (const k of Object.keys(whole.r.losses) as (keyof typeof whole.r.losses)[]) expect(cut.r.losses[k]! / whole.r.losses[k]!, `${what}: ${k}`).toBeCloseTo(1, 6);
+      let scale = 0;
+      let diff = 0;
+      whole.grad.forEach((g, i) => {
+        scale = Math.max(scale, Math.abs(g));
+        diff = Math.max(diff, Math.abs(g - cut.grad[i]!));
+      });
+      expect(diff / scale, what).toBeLessThan(1e-5);
+      // the tensor only the structure loss reaches: the neighbours carry its gradient to it
+      const pooled = whole.layout.slots.find((x) => x.name === 'map_bi_to_individual.weight')!;
+      const norm = (g: Float32Array) => Math.hypot(...g.subarray(pooled.offset, pooled.offset + pooled.size));
+      expect(norm(whole.grad), what).toBeGreaterThan(0);
+      expect(Math.abs(norm(cut.grad) - norm(whole.grad)) / norm(whole.grad), what).toBeLessThan(1e-3);
+    }
   });
 
   it('a worker that fails mid-step surfaces as an error naming it and its cause; the worker waiting for it is released', async () => {

@@ -21,7 +21,7 @@ import { pretrain } from '../src/train/pretrain.ts';
 import { arraySource } from '../src/train/records.ts';
 import { SharedBarrier, WorkerAborted } from '../src/train/shared-barrier.ts';
 import { createSharedTraining } from '../src/train/shared-training.ts';
-import { pickItems, shareItems, sharesIn } from '../src/train/batch-share.ts';
+import { shareRange, sharesIn, sliceBatch } from '../src/train/batch-share.ts';
 import { WorkerPool } from '../src/train/worker-pool.ts';
 import { syntheticBatch, TINY_MODEL } from '../src/testing.ts';
 
@@ -127,31 +127,27 @@ describe('data-parallel training', () => {
     expect(() => sharesOf({ samStaleTriples: true, shares: 2 }, 'wasm')).toThrow(/--shares 2: --sam-stale-triples/);
   });
 
-  it('a share carries its neighbour: the next item, the first for the last share, with its labels cleared', () => {
-    expect([0, 1, 2].map((k) => shareItems(5, 3, k))).toEqual([
-      { items: [0, 1], own: 1 },
-      { items: [1, 2, 3], own: 2 },
-      { items: [3, 4, 0], own: 2 },
+  it('a share is a copy of its items; a batch whose arrays do not fit its shape is refused, naming the field', () => {
+    expect([0, 1, 2].map((k) => shareRange(5, 3, k))).toEqual([
+      [0, 1],
+      [1, 3],
+      [3, 5],
     ]);
-    expect(shareItems(5, 1, 0)).toEqual({ items: [0, 1, 2, 3, 4], own: 5 });
     expect(sharesIn(2, 4)).toBe(2);
     const b = syntheticBatch(5, { batchSize: 5, vocabSize: 300, featureDim: 16, numClasses: 12 });
-    const { titleLen: Lt, pvLen: Lp, regions: R, featureDim: F } = b.shape;
-    const s = pickItems(b, [3, 4, 0], 2);
-    expect(s.shape.batchSize).toBe(3);
-    expect(s.imageIds).toEqual([b.imageIds[3], b.imageIds[4], b.imageIds[0]]);
-    expect(Array.from(s.inputIds.subarray(2 * Lt))).toEqual(Array.from(b.inputIds.subarray(0, Lt)));
-    expect(Array.from(s.imageFeat.subarray(0, (R + 1) * F))).toEqual(Array.from(b.imageFeat.subarray(3 * (R + 1) * F, 4 * (R + 1) * F)));
-    expect(Array.from(s.lmLabelIds.subarray(0, 2 * Lt))).toEqual(Array.from(b.lmLabelIds.subarray(3 * Lt)));
-    expect(s.lmLabelIds.subarray(2 * Lt).every((l) => l === -1)).toBe(true);
-    expect(s.lmLabelIdsPv.subarray(2 * Lp).every((l) => l === -1)).toBe(true);
-    expect(s.imageLabel.subarray(2 * R).every((l) => l === -1)).toBe(true);
-    expect(b.lmLabelIds.subarray(0, Lt).some((l) => l >= 0) || b.imageLabel.subarray(0, R).some((l) => l === 1)).toBe(true);
+    const { titleLen: Lt, regions: R, featureDim: F } = b.shape;
+    const s = sliceBatch(b, 3, 5);
+    expect(s.shape.batchSize).toBe(2);
+    expect(s.imageIds).toEqual(b.imageIds.slice(3));
+    expect(Array.from(s.inputIds)).toEqual(Array.from(b.inputIds.subarray(3 * Lt)));
+    expect(Array.from(s.imageFeat)).toEqual(Array.from(b.imageFeat.subarray(3 * (R + 1) * F)));
+    s.inputIds[0] = -7;
+    expect(b.inputIds[3 * Lt]).not.toBe(-7);
     b.imageFeat = b.imageFeat.slice(0, -1);
-    expect(() => pickItems(b, [0, 1])).toThrow(/batch field imageFeat has \d+ values, not 5 items of \d+/);
+    expect(() => sliceBatch(b, 0, 2)).toThrow(/batch field imageFeat has \d+ values, not 5 items of \d+/);
   });
 
-  it('a micro-batch in shares has the loss and gradient of the whole batch, the structure loss through the neighbours included (5 items in 3 shares; 2 items, 4 asked for: 2 shares of one item)', async () => {
+  it('a micro-batch in shares on one worker has the loss and gradient of the whole batch, the structure loss across shares included (5 items in 3 shares; 2 items, 4 asked for: 2 shares of one item)', async () => {
     const config = modelConfig('k3m-small', { ...TINY_MODEL, vocab_size: 300, v_feature_size: 16, v_target_size: 12 });
     for (const [items, shares] of [
       [5, 3],
@@ -160,8 +156,8 @@ describe('data-parallel training', () => {
       const batch = syntheticBatch(6, { batchSize: items, vocabSize: 300, featureDim: 16, numClasses: 12 });
       const gradOf = async (s: number) => {
         const params = ParamArena.init(config, 1, sharedFloats);
-        const shared = createSharedTraining(params, AdamState.create(params.layout, sharedFloats), 1);
-        const pool = await WorkerPool.start(shared, { backend: 'wasm', fusionMode: 1, fixes: DEFAULT_FIXES, weights: DEFAULT_LOSS_WEIGHTS, shares: s });
+        const shared = createSharedTraining(params, AdamState.create(params.layout, sharedFloats), 1, s);
+        const pool = await WorkerPool.start(shared, { backend: 'wasm', fusionMode: 1, fixes: DEFAULT_FIXES, weights: DEFAULT_LOSS_WEIGHTS });
         try {
           const r = await pool.micro(batch, 1, true);
           return { r, grad: Float32Array.from(shared.grads), layout: params.layout };
@@ -182,7 +178,7 @@ describe('data-parallel training', () => {
         diff = Math.max(diff, Math.abs(g - cut.grad[i]!));
       });
       expect(diff / scale, what).toBeLessThan(1e-5);
-      // the tensor only the structure loss reaches: the neighbours carry its gradient to it
+      // the tensor only the structure loss reaches: the swapped rows carry its gradient across shares
       const pooled = whole.layout.slots.find((x) => x.name === 'map_bi_to_individual.weight')!;
       const norm = (g: Float32Array) => Math.hypot(...g.subarray(pooled.offset, pooled.offset + pooled.size));
       expect(norm(whole.grad), what).toBeGreaterThan(0);
@@ -196,9 +192,9 @@ describe('data-parallel training', () => {
     const shared = createSharedTraining(params, AdamState.create(params.layout, sharedFloats), 2);
     const pool = await WorkerPool.start(shared, { backend: 'wasm', fusionMode: 1, fixes: DEFAULT_FIXES, weights: DEFAULT_LOSS_WEIGHTS });
     const batch = syntheticBatch(3, { batchSize: 4, vocabSize: 300, featureDim: 16, numClasses: 12 });
-    // A token outside the vocabulary in item 3: the second share (items 2-3, neighbour 0) fails
-    // in its forward pass; the first (items 0-1, neighbour 2) is whole and goes on to the round's
-    // barrier, where it waits for the second.
+    // A token outside the vocabulary in item 3: the second share (items 2-3) fails in its
+    // forward pass; the first (items 0-1) is whole and goes on to swap its first row, where it
+    // waits for the second.
     batch.inputIds[3 * batch.shape.titleLen + 1] = 300;
     const t0 = performance.now();
     const err = await pool.micro(batch, 1, true).then(

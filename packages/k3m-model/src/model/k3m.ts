@@ -1,5 +1,5 @@
 /**
- * @file The K3M forward pass (k3m-reference.md 4-5), functional over {@link K3mParams}:
+ * @file The K3M forward pass (k3m-reference.md 4-5), functional over {@link ModelParams}:
  * shared text embeddings and layers, the image embedding and layers, the three two-stream
  * co-attention encoders with the original layer schedule, the initial-interactive fusion
  * (modes 0-3), pooling, the structure aggregation (SAM), the heads with the tied decoder, and
@@ -15,7 +15,7 @@ import { bmm, linear } from '../ops/matmul.ts';
 import { crossEntropySum, dropout, gelu, layerNorm, straightThrough, type ItemStreams } from '../ops/nn.ts';
 import { embedding } from '../ops/segment-sum.ts';
 import type { ModelConfig } from './config.ts';
-import type { K3mParams } from './params.ts';
+import type { ModelParams } from './params.ts';
 
 export type FusionMode = 0 | 1 | 2 | 3;
 
@@ -66,13 +66,23 @@ export interface ForwardOptions {
 /**
  * What a share of a micro-batch needs from the rest of it, so that the sum of the shares' losses
  * (and so of their gradients) is the whole micro-batch's: each loss's denominator over the whole
- * batch. A share's batch ends with its neighbour (train/batch-share.ts): the item after its last
- * one, whose c_initial is the last item's structure-loss negative (reference 4.6); its labels are
- * cleared and it is scored by no loss of its own.
+ * batch. (The structure loss's negative of the share's last item, the NEXT item's c_initial,
+ * reference 4.6, is handed to {@link ForwardStart.finish}.)
  */
 export interface BatchShare {
   /** Labelled title tokens, masked regions, labelled PV tokens in the whole micro-batch; its items. */
   counts: { t: number; v: number; pv: number; items: number };
+}
+
+/**
+ * A forward pass stopped after the encoders: `first` is the batch's first item's c_initial
+ * [1, H] (the previous share's negative), absent when the structure loss is off; `finish` runs
+ * the structure loss and the heads, with `next` [1, H] as the last item's negative (default: the
+ * batch's own first item, the reference's roll).
+ */
+export interface ForwardStart {
+  first?: tf.Tensor;
+  finish(next?: tf.Tensor): ForwardResult;
 }
 
 /** [correct, total] per task. */
@@ -118,7 +128,7 @@ function countCorrect(logits: tf.Tensor, labels: Int32Array): [number, number] {
 const ATTN_MASK_ADD = -10000;
 
 interface Ctx {
-  P: K3mParams;
+  P: ModelParams;
   c: ModelConfig;
   rng?: ItemStreams;
   training: boolean;
@@ -339,7 +349,15 @@ function structureAggregate(ctx: Ctx, context: tf.Tensor, pv: tf.Tensor, validT:
  * The whole model on one batch. All tensors it creates are returned or disposed by the caller's
  * `tf.tidy`/`variableGrads`.
  */
-export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardResult {
+export function forward(P: ModelParams, batch: Batch, o: ForwardOptions): ForwardResult {
+  return startForward(P, batch, o).finish();
+}
+
+/**
+ * {@link forward} in two steps, so that data-parallel shares can swap their first items'
+ * c_initial between the encoders and the structure loss (train/train-worker.ts).
+ */
+export function startForward(P: ModelParams, batch: Batch, o: ForwardOptions): ForwardStart {
   const c = P.config;
   const ctx: Ctx = { P, c, rng: o.rng, training: o.training ?? false };
   const fixes = o.fixes ?? DEFAULT_FIXES;
@@ -403,32 +421,30 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
   const cInitial = tf.div(tf.add(tf.add(pooledV, pooledT), pooledPv), 3);
   if (mode !== 'train') Object.assign(out, { fused_v: fusedV, fused_t: fusedT, fused_pv: fusedPv, pooled_v: pooledV, pooled_t: pooledT, pooled_pv: pooledPv, c_initial: cInitial });
 
+  const tri = mode !== 'train' || w.tri !== 0;
+  const first = tri ? tf.slice(cInitial, 0, 1) : undefined;
+  const finish = (next: tf.Tensor | undefined = first): ForwardResult => {
   const losses: ForwardResult['losses'] = {};
   const accuracy: AccuracyCounts = { t: [0, 0], pv: [0, 0], tri: [0, 0] };
   // SAM (4.6), vectorised over a [B, P] validity mask: pair j counts while index_p[i, j, 0] != 0.
-  if (mode !== 'train' || w.tri !== 0) {
-    // A share's last item is only its neighbour: the structure loss scores the items before it.
-    const own = o.share ? Bn - 1 : Bn;
-    const ownRows = (x: tf.Tensor) => (own < Bn ? tf.slice(x, 0, own) : x);
-    const valid = new Uint8Array(own * NP);
-    const hasPairs = new Uint8Array(own);
-    for (let i = 0; i < own; i++) {
+  if (tri) {
+    const valid = new Uint8Array(Bn * NP);
+    const hasPairs = new Uint8Array(Bn);
+    for (let i = 0; i < Bn; i++) {
       for (let j = 0; j < NP && batch.indexP[(i * NP + j) * 2] !== 0; j++) valid[i * NP + j] = 1;
       hasPairs[i] = valid[i * NP];
     }
-    const pvOwn = ownRows(fusedPv);
-    const pv = tf.concat([bmm(pairSelector(batch.indexP, valid, own, NP, Lp), pvOwn), bmm(pairSelector(batch.indexV, valid, own, NP, Lp), pvOwn)], -1);
-    const validT = tf.tensor2d(Float32Array.from(valid), [own, NP]);
+    const pv = tf.concat([bmm(pairSelector(batch.indexP, valid, Bn, NP, Lp), fusedPv), bmm(pairSelector(batch.indexV, valid, Bn, NP, Lp), fusedPv)], -1);
+    const validT = tf.tensor2d(Float32Array.from(valid), [Bn, NP]);
     const sam = (context: tf.Tensor) => structureAggregate(ctx, context, pv, validT, hasPairs, fixes);
-    const cOwn = ownRows(cInitial);
-    const mine = sam(cOwn);
-    const knowledge = lin(ctx, mine.agg, 'struc_w3');
-    const cFinal = tf.add(cOwn, knowledge);
-    if (mode !== 'train') Object.assign(out, { sam_attn_scores: mine.scores, c_final: cFinal });
+    const own = sam(cInitial);
+    const knowledge = lin(ctx, own.agg, 'struc_w3');
+    const cFinal = tf.add(cInitial, knowledge);
+    if (mode !== 'train') Object.assign(out, { sam_attn_scores: own.scores, c_final: cFinal });
     if (mode !== 'represent') {
       // The negative: the next item's representation with this item's knowledge (M:2377); a
-      // share's last item takes its neighbour's.
-      const rolled = o.share ? tf.slice(cInitial, 1, own) : tf.concat([tf.slice(cInitial, 1), tf.slice(cInitial, 0, 1)], 0);
+      // share's last item takes the next share's first.
+      const rolled = tf.concat([tf.slice(cInitial, [1, 0], [-1, -1]), next!], 0);
       let samLogits: tf.Tensor;
       if (fixes.samLearnableLoss) {
         // The original's classifier is linear in c + knowledge and the negative shares this
@@ -442,7 +458,7 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
         if (mode === 'all') out.c_final_neg = tf.add(rolled, knowledgeNeg);
         // struc_w_loss's bias cancels in the difference, so it is left out (no gradient, as #15):
         // summed rounding noise would otherwise be its only gradient.
-        const diff = linear(tf.sub(tf.mul(cOwn, knowledge), tf.mul(rolled, knowledgeNeg)), p(ctx, 'struc_w_loss.weight'));
+        const diff = linear(tf.sub(tf.mul(cInitial, knowledge), tf.mul(rolled, knowledgeNeg)), p(ctx, 'struc_w_loss.weight'));
         samLogits = tf.concat([diff, tf.neg(diff)], 0);
       } else {
         const cNeg = tf.add(rolled, knowledge);
@@ -450,8 +466,8 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
         samLogits = lin(ctx, tf.concat([cFinal, cNeg], 0), 'struc_w_loss');
       }
       if (mode === 'all') out.sam_logits = samLogits;
-      const labels = new Int32Array(2 * own);
-      labels.fill(1, 0, own);
+      const labels = new Int32Array(2 * Bn);
+      labels.fill(1, 0, Bn);
       losses.loss_tri = maskedCe(samLogits, labels, true, 2 * (o.share?.counts.items ?? Bn));
       if (o.accuracy) accuracy.tri = countCorrect(samLogits, labels);
     }
@@ -530,4 +546,6 @@ export function forward(P: K3mParams, batch: Batch, o: ForwardOptions): ForwardR
     loss = loss ? (tf.add(loss, term) as tf.Scalar) : term;
   }
   return { losses, loss, outputs: out, accuracy: o.accuracy ? accuracy : undefined };
+  };
+  return { first, finish };
 }

@@ -133,7 +133,25 @@ function initValues(s: ParamSpec, rng: Rng, std: number): Float32Array {
 }
 
 /** The model's variables by original name. */
-export class K3mParams {
+/** What the forward pass reads: the config and each parameter's tensor by name. */
+export interface ModelParams {
+  readonly config: ModelConfig;
+  get(name: string): tf.Tensor;
+}
+
+/** Parameters over the given tensors (e.g. one data-parallel share's copies of the variables). */
+export function tensorParams(config: ModelConfig, tensors: ReadonlyMap<string, tf.Tensor>): ModelParams {
+  return {
+    config,
+    get: (name) => {
+      const t = tensors.get(name);
+      if (!t) throw new Error(`no parameter ${name}`);
+      return t;
+    },
+  };
+}
+
+export class K3mParams implements ModelParams {
   private constructor(
     readonly config: ModelConfig,
     readonly vars: Map<string, tf.Variable>,

@@ -1,12 +1,6 @@
 /**
- * @file Cutting a micro-batch into a fixed number of shares for the data-parallel workers, and
- * the whole batch's label counts each share's losses divide by.
- *
- * The structure loss pairs each item with the NEXT item's c_initial (reference 4.6), so a share
- * also carries its neighbour: the item after its last one (the micro-batch's first for the last
- * share), with its labels cleared. Its forward and backward are computed again there, so a share
- * needs nothing from another and its gradient is a function of its items alone: summed in share
- * order, the micro-batch's gradient is the same bits on any number of workers.
+ * @file Cutting a micro-batch into a fixed number of shares of contiguous items for the
+ * data-parallel workers, and the whole batch's label counts each share's losses divide by.
  */
 import type { Batch, BatchShape } from '../data/batch.ts';
 import type { BatchShare } from '../model/k3m.ts';
@@ -30,14 +24,6 @@ export function shareRange(n: number, parts: number, i: number): [number, number
 /** The shares a micro-batch of `n` items is cut into: `shares`, at most one per item. */
 export const sharesIn = (n: number, shares: number): number => Math.max(1, Math.min(shares, n));
 
-/** Share `k` of `parts`: its own items `[from, to)`, then (with more than one share) its neighbour. */
-export function shareItems(n: number, parts: number, k: number): { items: number[]; own: number } {
-  const [from, to] = shareRange(n, parts, k);
-  const items = Array.from({ length: to - from }, (_, i) => from + i);
-  if (parts > 1) items.push(to % n);
-  return { items, own: to - from };
-}
-
 type ItemArrays = Exclude<keyof Batch, 'shape' | 'imageIds'>;
 
 /** Values per item of each array of a batch of shape `s` (batch.ts). */
@@ -51,26 +37,15 @@ function itemSizes(s: BatchShape): Record<ItemArrays, number> {
   };
 }
 
-/** Labels that make a loss count a position; cleared to "no label" on a neighbour item. */
-const NO_LABEL: Partial<Record<ItemArrays, number>> = { lmLabelIds: -1, lmLabelIdsPv: -1, imageLabel: -1 };
-
-/**
- * Items `items` of `b` as a batch of their own (copies: they travel to another thread); the
- * items after the first `own` keep their inputs but lose their labels.
- */
-export function pickItems(b: Batch, items: readonly number[], own = items.length): Batch {
+/** Items `[from, to)` of `b` as a batch of their own (copies: they travel to another thread). */
+export function sliceBatch(b: Batch, from: number, to: number): Batch {
   const sizes = itemSizes(b.shape);
-  const out = { shape: { ...b.shape, batchSize: items.length }, imageIds: items.map((i) => b.imageIds[i]!) } as Batch;
+  const out = { shape: { ...b.shape, batchSize: to - from }, imageIds: b.imageIds.slice(from, to) } as Batch;
   for (const key of Object.keys(sizes) as ItemArrays[]) {
     const a = b[key];
     const per = sizes[key];
     if (a.length !== b.shape.batchSize * per) throw new RangeError(`batch field ${key} has ${a.length} values, not ${b.shape.batchSize} items of ${per}`);
-    const copy = new (a.constructor as Int32ArrayConstructor | Float32ArrayConstructor)(items.length * per);
-    items.forEach((item, i) => {
-      copy.set(a.subarray(item * per, (item + 1) * per), i * per);
-      if (i >= own && NO_LABEL[key] !== undefined) copy.fill(NO_LABEL[key]!, i * per, (i + 1) * per);
-    });
-    (out as unknown as Record<ItemArrays, Int32Array | Float32Array>)[key] = copy;
+    (out as unknown as Record<ItemArrays, Int32Array | Float32Array>)[key] = a.slice(from * per, to * per);
   }
   return out;
 }

@@ -4,8 +4,8 @@
  * back end aborting with a dump of minified emscripten code.
  *
  * Where the memory is (data-parallel training, src/train/shared-training.ts):
- * - each worker's back end (on wasm: its own heap of at most 4 GiB) holds a copy of the weights, one
- *   share's gradients and the activations of its share of the batch (with its neighbour item);
+ * - each worker's back end (on wasm: its own heap of at most 4 GiB) holds a copy of the weights,
+ *   the gradients of each of its shares and the activations of its shares of the batch;
  * - shared memory holds the master weights, AdamW's two moments, the step's gradient and a
  *   gradient arena per worker but the first.
  *
@@ -46,7 +46,7 @@ export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
 
 export interface MemoryEstimate {
   parameters: number;
-  /** Items per worker (the largest share of a batch, with its neighbour item). */
+  /** Items per worker (its shares of a batch). */
   share: number;
   /** Bytes in one worker's back end: weights, gradients, activations. */
   worker: { weights: number; gradients: number; activations: number; total: number };
@@ -81,14 +81,16 @@ function activationsPerItem(c: ModelConfig): number {
 export function estimateTrainingMemory(config: ModelConfig, batchSize: number, workers: number, shares = workers): MemoryEstimate {
   const parameters = countParameters(config);
   const parts = sharesIn(batchSize, shares);
-  const share = Math.ceil(batchSize / parts) + (parts > 1 ? 1 : 0);
+  const used = Math.min(workers, parts);
+  // A worker runs its shares of a micro-batch in one pass, each with its own gradients.
+  const perWorker = Math.ceil(parts / used);
+  const share = perWorker * Math.ceil(batchSize / parts);
   const weights = 4 * parameters;
   // variableGrads holds every gradient at once, next to the backward pass's temporaries.
-  const gradients = GRADIENT_WORK * weights + EMBEDDING_WORK * 4 * config.vocab_size * config.hidden_size;
+  const gradients = (GRADIENT_WORK + perWorker - 1) * weights + EMBEDDING_WORK * 4 * config.vocab_size * config.hidden_size;
   const activations = ACTIVATION_SLACK * share * activationsPerItem(config);
   const worker = { weights, gradients, activations, total: weights + gradients + activations };
-  const shared = sharedBytes(parameters, parameterSpec(config).length, workers);
-  const used = Math.min(workers, parts);
+  const shared = sharedBytes(parameters, parameterSpec(config).length, config.hidden_size, workers, parts);
   return { parameters, share, worker, shared, total: used * worker.total + shared };
 }
 

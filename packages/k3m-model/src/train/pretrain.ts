@@ -158,7 +158,7 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
   };
 
   log(`training on ${workers} worker thread${workers > 1 ? 's' : ''} (${io.backend} each), each micro-batch in ${shares} share${shares > 1 ? 's' : ''}${c.workers && c.workers > workers ? ` (--workers ${c.workers}: one per share at most)` : ''}`);
-  const pool = await WorkerPool.start(createSharedTraining(params, adam, workers), { backend: io.backend, fusionMode, fixes, weights, shares });
+  const pool = await WorkerPool.start(createSharedTraining(params, adam, workers, shares), { backend: io.backend, fusionMode, fixes, weights });
   const optimizer = new OptimizerStep(pool, rng, { accumulate: c.accumulate, clip: c.clip, lr: c.lr, warmup: c.warmup, totalSteps });
   const bar = createProgress('pretrain', totalSteps, { quiet: c.quiet, start: state.step, unit: 'steps', suffix: 'loss {loss} (t {t} v {v} pv {pv} tri {tri})', fields: { loss: '-', t: '-', v: '-', pv: '-', tri: '-' } });
   let stepStart = performance.now();

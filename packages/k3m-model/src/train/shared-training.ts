@@ -10,7 +10,9 @@
  *   slotHas     per worker and tensor: 1 when its share of the round has a gradient for it
  *   hasGrad     per tensor: 1 when it got a gradient this step
  *   norms       Σg² per fixed chunk of the elements (global-norm clipping)
- *   control     the abort word and two barriers (the update; a round of shares)
+ *   exchange    per share: its first item's c_initial (forward), then that row's gradient from
+ *               the share before it (backward): the structure loss's negatives across shares
+ *   control     the abort word and two barriers (the update; the shares' exchange and rounds)
  *
  * Weights, gradients and moments live here, outside the workers' 4 GiB wasm heaps: a worker's
  * heap holds its copy of the weights, one share's gradients and its activations.
@@ -24,6 +26,8 @@ import { BARRIER_WORDS } from './shared-barrier.ts';
 export interface SharedTraining {
   config: ModelConfig;
   workers: number;
+  /** Shares each micro-batch is cut into (at most; fewer when it has fewer items). */
+  shares: number;
   params: Float32Array;
   m: Float32Array;
   v: Float32Array;
@@ -33,6 +37,7 @@ export interface SharedTraining {
   slotHas: Uint8Array;
   hasGrad: Uint8Array;
   norms: Float64Array;
+  exchange: Float32Array;
   control: Int32Array;
 }
 
@@ -43,14 +48,15 @@ export const normChunks = (elements: number): number => Math.ceil(elements / NOR
 /** Word offsets in `control`. */
 export const CONTROL = Object.freeze({ abort: 0, stepBarrier: 1, roundBarrier: 1 + BARRIER_WORDS, words: 1 + 2 * BARRIER_WORDS });
 
-/** Shared memory for `workers` workers over `params` and `adam` (used in place when already shared, else copied). */
-export function createSharedTraining(params: ParamArena, adam: AdamState, workers: number): SharedTraining {
+/** Shared memory for `workers` workers and `shares` shares over `params` and `adam` (used in place when already shared, else copied). */
+export function createSharedTraining(params: ParamArena, adam: AdamState, workers: number, shares = workers): SharedTraining {
   const layout = params.layout;
   const n = layout.total;
   const tensors = layout.slots.length;
   return {
     config: layout.config,
     workers,
+    shares,
     params: asShared(params.data),
     m: asShared(adam.m),
     v: asShared(adam.v),
@@ -60,6 +66,7 @@ export function createSharedTraining(params: ParamArena, adam: AdamState, worker
     slotHas: new Uint8Array(new SharedArrayBuffer(tensors * workers)),
     hasGrad: new Uint8Array(new SharedArrayBuffer(tensors)),
     norms: new Float64Array(new SharedArrayBuffer(8 * normChunks(n))),
+    exchange: sharedFloats(2 * shares * layout.config.hidden_size),
     control: new Int32Array(new SharedArrayBuffer(4 * CONTROL.words)),
   };
 }
@@ -89,6 +96,6 @@ export function updateRange(total: number, workers: number, w: number): [number,
 }
 
 /** Shared memory bytes (what {@link createSharedTraining} allocates). */
-export function sharedBytes(parameters: number, tensors: number, workers: number): number {
-  return 4 * parameters * (3 + workers) + tensors * (1 + workers) + 8 * normChunks(parameters) + 4 * CONTROL.words;
+export function sharedBytes(parameters: number, tensors: number, hidden: number, workers: number, shares = workers): number {
+  return 4 * parameters * (3 + workers) + tensors * (1 + workers) + 8 * normChunks(parameters) + 8 * shares * hidden + 4 * CONTROL.words;
 }

@@ -3,10 +3,13 @@
  * started by {@link WorkerPool} through `train-worker.js`. It holds a copy of the weights as
  * variables and answers three requests:
  *
- *   micro     forward and backward on its shares of a micro-batch, one per round: each round every
- *             worker writes its share's gradient to its arena, and after a barrier adds the
- *             round's arenas, in share order, to the step's gradient over its range of the
- *             elements (cleared on the step's first micro-batch)
+ *   micro     one forward and backward pass over all its shares of a micro-batch, each share on
+ *             its own copy of the weights (so each has its own gradient, whichever worker runs it
+ *             with whichever others), the shares' first c_initial rows swapped through shared
+ *             memory between the encoders and the structure loss (their gradients on the way
+ *             back); then, round by round, every worker writes one share's gradient to its arena
+ *             and after a barrier adds the round's arenas, in share order, to the step's gradient
+ *             over its range of the elements (cleared on the step's first micro-batch)
  *   apply     the AdamW update of its range of the elements, optionally after clipping by the
  *             global norm (Σg² in fixed chunks, added in chunk order after a barrier); after a
  *             barrier, reload the weights
@@ -19,11 +22,11 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { startBackend } from '../backend.ts';
 import type { Batch } from '../data/batch.ts';
-import { forward, type AccuracyCounts, type BatchShare, type FusionMode, type LossName, type LossWeights, type ModelFixes } from '../model/k3m.ts';
-import { K3mParams } from '../model/params.ts';
+import { forward, startForward, type AccuracyCounts, type BatchShare, type FusionMode, type LossName, type LossWeights, type ModelFixes } from '../model/k3m.ts';
+import { K3mParams, tensorParams } from '../model/params.ts';
+import { customOp } from '../ops/custom-grad.ts';
 import { ItemStreams } from '../ops/nn.ts';
 import { adamwUpdate, clipFactor, sumOfSquares } from './adamw.ts';
-import { batchCounts } from './batch-share.ts';
 import { abortAll, BARRIER_WORDS, SharedBarrier, WorkerAborted } from './shared-barrier.ts';
 import { CONTROL, gradSlot, NORM_CHUNK, normChunks, sharedAdam, sharedParams, updateRange, type SharedTraining } from './shared-training.ts';
 import { lossValues } from './validate.ts';
@@ -36,13 +39,13 @@ export interface WorkerInit {
   fusionMode: FusionMode;
   fixes: ModelFixes;
   weights: LossWeights;
-  shares?: number;
 }
 
-/** One share of a micro-batch: its items (with the neighbour, when cut) as a batch, and their indices in the micro-batch. */
+/** One share of a micro-batch: its items as a batch, their indices in the micro-batch, and the share's index. */
 export interface ShareJob {
   batch: Batch;
   items: number[];
+  index: number;
 }
 
 /** Requests, each answered by a message of the same `type` and `id` (or `error`). */
@@ -52,6 +55,8 @@ export type ToWorker =
       id: number;
       /** This worker's shares, one per round (none in a round when the shares run out). */
       shares: ShareJob[];
+      /** Shares of the whole micro-batch. */
+      parts: number;
       /** Key of the micro-batch's random streams. */
       key: number;
       /** Rounds of this micro-batch (every worker takes part in each, to add up). */
@@ -89,67 +94,132 @@ const myGrads = gradSlot(s, me);
 const myHas = s.slotHas.subarray(me * slots.length, (me + 1) * slots.length);
 let model: K3mParams;
 let vars: tf.Variable[];
-let slotOfVar: Map<string, (typeof slots)[number]>;
-
-/** Whether a share has a labelled position for one of the losses in use. */
-function labelled(c: BatchShare['counts'], w: LossWeights): boolean {
-  return (w.t !== 0 && c.t > 0) || (w.v !== 0 && c.v > 0) || (w.pv !== 0 && c.pv > 0);
-}
 
 /** This worker's range of the elements (adding up and the update). */
 const myRange = (): [number, number] => updateRange(params.layout.total, W, me);
 
+/**
+ * The structure loss's negatives across shares: each of this worker's shares `mine` publishes its
+ * first item's c_initial and gets the next share's (the last share the first's); on the way back
+ * each sends that row's gradient to the share it came from. Every worker takes part in both
+ * barriers, with or without shares.
+ */
+function exchangeOp(mine: readonly number[], parts: number): (firsts: tf.Tensor) => tf.Tensor {
+  const H = s.config.hidden_size;
+  const rows = s.exchange.subarray(0, s.shares * H);
+  const back = s.exchange.subarray(s.shares * H, 2 * s.shares * H);
+  const next = (k: number) => (k + 1) % parts;
+  return customOp<[tf.Tensor]>((firsts) => {
+    const f = firsts.dataSync() as Float32Array;
+    mine.forEach((k, i) => rows.set(f.subarray(i * H, (i + 1) * H), k * H));
+    roundBarrier.wait(W);
+    const value = new Float32Array(mine.length * H);
+    mine.forEach((k, i) => value.set(rows.subarray(next(k) * H, (next(k) + 1) * H), i * H));
+    return {
+      value: tf.tensor(value, [mine.length, H]),
+      gradFunc: (dy) => {
+        const d = dy.dataSync() as Float32Array;
+        mine.forEach((k, i) => back.set(d.subarray(i * H, (i + 1) * H), next(k) * H));
+        roundBarrier.wait(W);
+        const g = new Float32Array(mine.length * H);
+        mine.forEach((k, i) => g.set(back.subarray(k * H, (k + 1) * H), i * H));
+        return [tf.tensor(g, [mine.length, H])];
+      },
+    };
+  });
+}
+
+/** Whether this micro-batch's shares swap rows (the structure loss is on and there is more than one share). */
+const exchanges = (parts: number) => parts > 1 && init.weights.tri !== 0;
+
 function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   const [from, to] = myRange();
-  // Worker 0 clears the step's gradient and adds its share straight into it before the round's
-  // first barrier; the others touch it only after that barrier.
+  // Worker 0 clears the step's gradient and adds its shares straight into it before each
+  // round's first barrier; the others touch it only after that barrier.
   if (m.fresh && me === 0) {
     s.grads.fill(0);
     s.hasGrad.fill(0);
   }
-  const results: { loss: number; losses: LossParts }[] = [];
-  for (let r = 0; r < m.rounds; r++) {
-    myHas.fill(0);
-    const job = m.shares[r];
-    if (job) results.push(shareGradient(job, m));
+  const done = m.shares.length ? sharesGradients(m) : undefined;
+  if (!done && exchanges(m.parts)) {
     roundBarrier.wait(W);
-    addRound(from, to);
-    // the arenas are read until every worker has added its range
     roundBarrier.wait(W);
   }
-  return { type: 'micro', id: m.id, shares: results };
+  try {
+    for (let r = 0; r < m.rounds; r++) {
+      myHas.fill(0);
+      if (done && r < m.shares.length) store(done.grads.slice(r * slots.length, (r + 1) * slots.length));
+      roundBarrier.wait(W);
+      addRound(from, to);
+      // the arenas are read until every worker has added its range
+      roundBarrier.wait(W);
+    }
+  } finally {
+    for (const g of done?.grads ?? []) g?.dispose();
+  }
+  return { type: 'micro', id: m.id, shares: done?.results ?? [] };
 }
 
 /**
- * Forward and backward of one share, its losses returned. Worker 0's share is the round's first:
- * its gradient is added to the step's directly; the others' go to their arenas.
+ * Forward and backward of all this worker's shares in one pass, each share on its own copy of the
+ * weights: returns each share's losses and its gradients (share by share, slot by slot; null
+ * where a share did not reach a tensor).
  */
-function shareGradient(job: ShareJob, m: Extract<ToWorker, { type: 'micro' }>): { loss: number; losses: LossParts } {
-  const batch = job.batch;
-  // Nothing labelled for any loss in use (a small share, a model without knowledge, whose
-  // structure loss is off): the share's gradient is zero, and TensorFlow.js refuses a loss that
-  // no variable reaches. The structure loss, when on, scores every item.
-  if (!init.weights.tri && !labelled(batchCounts(batch), init.weights)) return { loss: 0, losses: {} };
+function sharesGradients(m: Extract<ToWorker, { type: 'micro' }>): { results: { loss: number; losses: LossParts }[]; grads: (tf.Tensor | null)[] } {
   const share: BatchShare | undefined = m.counts ? { counts: m.counts } : undefined;
-  let losses: LossParts = {};
-  const { value, grads } = tf.variableGrads(() => {
-    const r = forward(model, batch, { fusionMode: init.fusionMode, training: true, rng: ItemStreams.of(m.key, job.items), fixes: init.fixes, weights: init.weights, share });
-    losses = lossValues(r.losses);
-    return r.loss! as tf.Scalar;
-  }, vars);
-  const loss = value.dataSync()[0]!;
-  value.dispose();
-  const sum = s.grads;
-  for (const [name, g] of Object.entries(grads)) {
-    const slot = slotOfVar.get(name)!;
-    const d = g.dataSync() as Float32Array;
-    const o = slot.offset;
-    if (myGrads) myGrads.set(d, o);
-    else for (let j = 0; j < d.length; j++) sum[o + j]! += d[j]!;
-    myHas[slot.index] = 1;
-    g.dispose();
+  const copies = m.shares.map(() => vars.map((v) => tf.clone(v)));
+  const results: { loss: number; losses: LossParts }[] = [];
+  try {
+    const { value, grads } = tf.engine().gradients(
+      () => {
+        const started = m.shares.map((job, i) =>
+          startForward(tensorParams(s.config, new Map(slots.map((x, j) => [x.name, copies[i]![j]!]))), job.batch, {
+            fusionMode: init.fusionMode,
+            training: true,
+            rng: ItemStreams.of(m.key, job.items),
+            fixes: init.fixes,
+            weights: init.weights,
+            share,
+          }),
+        );
+        let nexts: (tf.Tensor | undefined)[] = started.map(() => undefined);
+        if (exchanges(m.parts)) {
+          const swapped = exchangeOp(
+            m.shares.map((j) => j.index),
+            m.parts,
+          )(tf.concat(started.map((x) => x.first!), 0));
+          nexts = started.map((_, i) => tf.slice(swapped, i, 1));
+        }
+        let total: tf.Scalar | undefined;
+        started.forEach((x, i) => {
+          const r = x.finish(nexts[i]);
+          results.push({ loss: r.loss!.dataSync()[0]!, losses: lossValues(r.losses) });
+          total = total ? (tf.add(total, r.loss!) as tf.Scalar) : r.loss!;
+        });
+        return total!;
+      },
+      copies.flat(),
+      undefined,
+      true,
+    );
+    value.dispose();
+    return { results, grads };
+  } finally {
+    for (const c of copies) for (const t of c) t.dispose();
   }
-  return { loss, losses };
+}
+
+/** One share's gradients into this worker's arena (worker 0: straight into the step's gradient), marking the tensors it reached. */
+function store(grads: (tf.Tensor | null)[]): void {
+  const sum = s.grads;
+  grads.forEach((g, j) => {
+    if (!g) return;
+    const d = g.dataSync() as Float32Array;
+    const o = slots[j]!.offset;
+    if (myGrads) myGrads.set(d, o);
+    else for (let i = 0; i < d.length; i++) sum[o + i]! += d[i]!;
+    myHas[slots[j]!.index] = 1;
+  });
 }
 
 /** Marks the round's tensors and adds workers 1..W-1's arenas, in share order, to the step's gradient over `[from, to)`. */
@@ -212,7 +282,6 @@ try {
   await startBackend(init.backend);
   model = K3mParams.fromValues(s.config, (n) => params.view(n));
   vars = slots.map((x) => model.get(x.name));
-  slotOfVar = new Map(vars.map((v, i) => [v.name, slots[i]!]));
   port.on('message', (m: ToWorker) => {
     try {
       port.postMessage(m.type === 'micro' ? micro(m) : m.type === 'apply' ? apply(m) : validateBatch(m));

@@ -1,11 +1,13 @@
 /**
  * @file Data-parallel training over worker threads (the coordinator's side). Each worker has its
  * own TensorFlow.js back end and a copy of the weights. A micro-batch is cut into a fixed number
- * of shares (`--shares`, batch-share.ts), dealt round-robin: in round r the workers compute
- * shares rW..rW+W-1 at once, each share's gradient of the WHOLE micro-batch's loss (global
- * denominators), and then add them to the step's gradient in share order, each worker over its
- * range of the elements. One AdamW update over shared memory is split the same way. Every float
- * operation is thus the same on any number of workers: N workers train the same bits as one.
+ * of shares (`--shares`, batch-share.ts), dealt round-robin. A worker runs all its shares in one
+ * pass, each on its own copy of the weights and with the WHOLE micro-batch's denominators, the
+ * shares' first c_initial rows (the structure loss's negatives, reference 4.6) swapped through
+ * shared memory; so a share's gradient is the same bits whichever worker computes it. Then, round
+ * by round (round r: shares rW..rW+W-1), the shares' gradients are added to the step's in share
+ * order, each worker over its range of the elements, and one AdamW update over shared memory is
+ * split the same way. N workers thus train the same bits as one.
  *
  * The coordinator never blocks: it talks to workers by messages. A worker that fails (an
  * exception, a crash, an exit) fails the pending request with `training worker i: <its cause>`,
@@ -14,7 +16,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Batch } from '../data/batch.ts';
 import type { AccuracyCounts, FusionMode, LossWeights, ModelFixes } from '../model/k3m.ts';
-import { batchCounts, pickItems, shareItems, sharesIn } from './batch-share.ts';
+import { batchCounts, shareRange, sharesIn, sliceBatch } from './batch-share.ts';
 import { abortAll, BARRIER_WORDS } from './shared-barrier.ts';
 import { CONTROL, type SharedTraining } from './shared-training.ts';
 import type { FromWorker, LossParts, ShareJob, ToWorker, WorkerInit } from './train-worker.ts';
@@ -24,8 +26,6 @@ export interface PoolOptions {
   fusionMode: FusionMode;
   fixes: ModelFixes;
   weights: LossWeights;
-  /** Shares each micro-batch is cut into (default: one per worker). */
-  shares?: number;
 }
 
 /** A micro-batch's summed loss and its losses (each the whole micro-batch's). */
@@ -49,14 +49,13 @@ export class WorkerPool {
   private constructor(
     readonly shared: SharedTraining,
     private readonly workers: Worker[],
-    readonly shares: number,
   ) {}
 
   /** Starts `shared.workers` workers and waits until each has its back end and weights. */
   static async start(shared: SharedTraining, o: PoolOptions): Promise<WorkerPool> {
     const entry = new URL('./train-worker.js', import.meta.url);
     const workers = Array.from({ length: shared.workers }, (_, index) => new Worker(entry, { workerData: { index, shared, ...o } satisfies WorkerInit }));
-    const pool = new WorkerPool(shared, workers, o.shares ?? shared.workers);
+    const pool = new WorkerPool(shared, workers);
     workers.forEach((w, i) => {
       w.on('message', (m: FromWorker) => pool.receive(i, m));
       w.on('error', (e) => pool.fail(i, e));
@@ -77,18 +76,18 @@ export class WorkerPool {
   async micro(batch: Batch, key: number, fresh: boolean): Promise<MicroResult> {
     const B = batch.shape.batchSize;
     const W = this.size;
-    const parts = sharesIn(B, this.shares);
+    const parts = sharesIn(B, this.shared.shares);
     const counts = parts > 1 ? batchCounts(batch) : undefined;
     const replies = await Promise.all(
       this.workers.map((_, w) => {
         const shares: ShareJob[] = [];
         for (let k = w; k < parts; k += W) {
-          const { items, own } = shareItems(B, parts, k);
-          shares.push({ batch: parts === 1 ? batch : pickItems(batch, items, own), items });
+          const [from, to] = shareRange(B, parts, k);
+          shares.push({ batch: parts === 1 ? batch : sliceBatch(batch, from, to), items: Array.from({ length: to - from }, (_, i) => from + i), index: k });
         }
-        // A picked share is this worker's own copy: its buffers move instead of being copied again.
+        // A slice is this worker's own copy: its buffers move instead of being copied again.
         const transfer = parts === 1 ? [] : shares.flatMap((x) => transferables(x.batch));
-        return this.request(w, { type: 'micro', id: 0, shares, key, rounds: Math.ceil(parts / W), counts, fresh }, transfer);
+        return this.request(w, { type: 'micro', id: 0, shares, parts, key, rounds: Math.ceil(parts / W), counts, fresh }, transfer);
       }),
     );
     // The losses in share order too: share k is worker k mod W's (k div W)-th.

@@ -98,7 +98,7 @@ export class ItemStreams {
     this.streams = Array.from({ length: count }, (_, i) => Rng.from(key, firstItem + i));
   }
 
-  /** The streams of the micro-batch's items `items`, in that order (a share and its neighbour). */
+  /** The streams of the micro-batch's items `items`, in that order (a data-parallel share's). */
   static of(key: number, items: readonly number[]): ItemStreams {
     const s = new ItemStreams(key, 0, 0);
     s.streams.push(...items.map((i) => Rng.from(key, i)));

@@ -363,7 +363,7 @@ export function startForward(P: ModelParams, batch: Batch, o: ForwardOptions): F
   const fixes = o.fixes ?? DEFAULT_FIXES;
   const w = o.weights ?? DEFAULT_LOSS_WEIGHTS;
   const mode = o.outputs ?? 'train';
-  if (o.share && !fixes.samEmptyKnowledge) throw new Error('reference bug 5 (--sam-stale-triples) reaches across items: it cannot run on a share of a batch (--workers 1)');
+  if (o.share && !fixes.samEmptyKnowledge) throw new Error('reference bug 5 (--sam-stale-triples) reaches across items: it cannot run on a share of a batch (--shares 1)');
   const { batchSize: Bn, titleLen: Lt, pvLen: Lp, regions: R, featureDim: F, numClasses: C, maxPairs: NP } = batch.shape;
   const out: Record<string, tf.Tensor> = {};
   const H = c.hidden_size;

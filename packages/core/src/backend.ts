@@ -6,6 +6,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from './errors.ts';
+import { blasStatus } from './blas.ts';
+import { blasBatchMatMul } from './blas-matmul.ts';
+import { blasConv2d } from './blas-conv.ts';
+
+export { BLAS_ENV, blasStatus, type Blas, type BlasStatus } from './blas.ts';
+export { ownsMemory, wasmView } from './wasm-heap.ts';
 
 /** Back ends in preference order, with the package that provides each. */
 export const BACKENDS = Object.freeze({
@@ -23,6 +29,12 @@ export interface BackendChoice {
   tfBackend: string;
   /** Back ends tried before this one, with why they were skipped. */
   skipped: { name: BackendName; reason: string }[];
+  /**
+   * wasm only: its matmul and convolution kernels. `blas` names the library (blas.ts) whose
+   * `sgemm` runs `BatchMatMul`, `Conv2D` and `FusedConv2D`; `xnnpack` is wasm's own, with why
+   * BLAS is not used.
+   */
+  matmul?: { kind: 'blas'; name: string } | { kind: 'xnnpack'; reason: string };
 }
 
 let current: BackendChoice | undefined;
@@ -59,6 +71,7 @@ export async function selectBackend(preferred?: string): Promise<BackendChoice> 
     const reason = await tryLoad(name);
     if (reason === undefined) {
       current = { name, tfBackend: tf.getBackend(), skipped };
+      if (name === 'wasm') current.matmul = useBlasMatmul();
       return current;
     }
     if (preferred) throw new UsageError(`--backend ${preferred}: ${reason}`);
@@ -67,7 +80,42 @@ export async function selectBackend(preferred?: string): Promise<BackendChoice> 
   throw new Error(`no TensorFlow.js back end could start: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}`);
 }
 
-/** One line for logs and reports, e.g. `backend: wasm (skipped tensorflow-gpu, tensorflow)`. */
+/** The back end this thread's {@link selectBackend} started, if any. */
+export function currentBackend(): BackendChoice | undefined {
+  return current;
+}
+
+/**
+ * Replaces wasm's `BatchMatMul`, `Conv2D` and `FusedConv2D` with the BLAS ones when a BLAS loads
+ * (once per thread); each falls back to wasm's own kernel for what it does not cover.
+ */
+function useBlasMatmul(): NonNullable<BackendChoice['matmul']> {
+  const s = blasStatus();
+  if (!s.blas) return { kind: 'xnnpack', reason: s.reason };
+  const blas = s.blas;
+  const stock = (name: string) => tf.getKernel(name, 'wasm');
+  if (!stock('BatchMatMul')) return { kind: 'xnnpack', reason: 'wasm has no BatchMatMul kernel to replace' };
+  if (!blasKernelRegistered) {
+    const replace = (name: string, make: (fallback: tf.KernelFunc) => tf.KernelFunc) => {
+      const config = stock(name);
+      if (!config) return;
+      tf.unregisterKernel(name, 'wasm');
+      tf.registerKernel({ ...config, kernelFunc: make(config.kernelFunc) });
+    };
+    replace('BatchMatMul', (f) => blasBatchMatMul(blas, f));
+    replace('Conv2D', (f) => blasConv2d(blas, f, false));
+    replace('FusedConv2D', (f) => blasConv2d(blas, f, true));
+    blasKernelRegistered = true;
+  }
+  return { kind: 'blas', name: blas.name };
+}
+let blasKernelRegistered = false;
+
+/**
+ * One line for logs and reports, e.g.
+ * `backend: wasm, matmul on OpenBLAS 0.3.21 ... (skipped tensorflow-gpu, tensorflow: not installed)`.
+ */
 export function describeBackend(c: BackendChoice): string {
-  return `backend: ${c.name}${c.skipped.length ? ` (skipped ${c.skipped.map((s) => s.name).join(', ')}: not installed)` : ''}`;
+  const matmul = !c.matmul ? '' : c.matmul.kind === 'blas' ? `, matmul on ${c.matmul.name}` : `, matmul on XNNPACK (${c.matmul.reason})`;
+  return `backend: ${c.name}${matmul}${c.skipped.length ? ` (skipped ${c.skipped.map((s) => s.name).join(', ')}: not installed)` : ''}`;
 }

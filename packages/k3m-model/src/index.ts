@@ -41,7 +41,7 @@ export { registerKernels } from './ops/kernels.ts';
 export { AdamState, adamwUpdate, REFERENCE_ADAMW, decays, warmupLinear, sumOfSquares, clipFactor, type AdamWOptions, type AdamWUpdate } from './train/adamw.ts';
 export { WorkerPool, type PoolOptions, type MicroResult } from './train/worker-pool.ts';
 export { OptimizerStep, type OptimizerStepOptions, type StepResult } from './train/optimizer-step.ts';
-export { checkTrainingMemory, estimateTrainingMemory, WASM_HEAP_LIMIT, type MemoryEstimate } from './train/memory-estimate.ts';
+export { checkTrainingMemory, estimateTrainingMemory, wasmKernels, WASM_HEAP_LIMIT, type MemoryEstimate, type WasmKernels } from './train/memory-estimate.ts';
 export { createSharedTraining, sharedBytes, type SharedTraining } from './train/shared-training.ts';
 export { DOMAIN_MAP_FILE, encodeDomainMap, decodeDomainMap, readDomainMap, type DomainMap } from './codecs/domain-map.ts';
 export { continualPretrain, stageRunName, jointRunName, RUN_DONE_FILE, type ContinualResult } from './eval/continual.ts';

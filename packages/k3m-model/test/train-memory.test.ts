@@ -12,12 +12,14 @@ import { modelConfig } from '../src/model/config.ts';
 import { forward } from '../src/model/k3m.ts';
 import { K3mParams } from '../src/model/params.ts';
 import { ItemStreams } from '../src/ops/nn.ts';
-import { checkTrainingMemory, estimateTrainingMemory, WASM_HEAP_LIMIT } from '../src/train/memory-estimate.ts';
+import { checkTrainingMemory, estimateTrainingMemory, wasmKernels, WASM_HEAP_LIMIT } from '../src/train/memory-estimate.ts';
 import { syntheticBatch } from '../src/testing.ts';
 
 describe('training memory estimate', () => {
-  it('is within 15% of the wasm heap one k3m-small step at batch 2 reaches', async () => {
-    await startBackend('wasm');
+  it('is within 15% of the wasm heap one k3m-small step at batch 2 reaches, for the kernels that run', async () => {
+    const backend = await startBackend('wasm');
+    const kernels = backend.matmul?.kind === 'blas' ? 'blas' : 'xnnpack';
+    expect(wasmKernels()).toBe(kernels);
     const config = modelConfig('k3m-small', { vocab_size: 21128 });
     const params = K3mParams.init(config, 1);
     const batch = syntheticBatch(1, { batchSize: 2, vocabSize: 21128, featureDim: 2048, numClasses: 1601, regions: 36, titleLen: 36, pvLen: 48 });
@@ -26,33 +28,48 @@ describe('training memory estimate', () => {
     for (const g of Object.values(grads)) g.dispose();
     const heap = (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length;
     const e = estimateTrainingMemory(config, 2, 1).worker.total;
-    expect(Math.abs(e - heap) / heap, `estimate ${e} vs heap ${heap}`).toBeLessThan(0.15);
+    expect(Math.abs(e - heap) / heap, `${kernels}: estimate ${e} vs heap ${heap}`).toBeLessThan(0.15);
+    // BLAS kernels take the transposes as flags: fewer weight-sized temporaries.
+    expect(estimateTrainingMemory(config, 2, 1, 1, 'blas').worker.total).toBeLessThan(estimateTrainingMemory(config, 2, 1, 1, 'xnnpack').worker.total);
     params.dispose();
   });
 
-  it('k3m-base on wasm: one line naming the config, the estimate, the 4 GB limit and what to do', () => {
-    const base = modelConfig('k3m-base');
-    expect(estimateTrainingMemory(base, 8, 2).worker.total).toBeGreaterThan(WASM_HEAP_LIMIT);
-    let err: unknown;
-    try {
-      checkTrainingMemory(base, { name: '--preset k3m-base', backend: 'wasm', batchSize: 8, workers: 2 });
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(UsageError);
-    const msg = (err as Error).message;
-    expect(msg.split('\n')).toHaveLength(1);
-    expect(msg).toMatch(/^--preset k3m-base \(461\.7 M parameters\) at --batch-size 8 on 2 workers needs about \d+\.\d GiB in each wasm worker's heap/);
-    expect(msg).toMatch(/wasm's limit is 4 GiB per heap: weights and gradients alone exceed it: train a smaller config \(e\.g\. --preset k3m-medium\)/);
-  });
+  for (const [kernels, why] of [
+    ['xnnpack', 'weights and gradients alone exceed it'],
+    ['blas', 'even a share of one item exceeds it'],
+  ] as const) {
+    it(`k3m-base on wasm (${kernels} kernels): one line naming the config, the estimate, the 4 GB limit and what to do`, () => {
+      const base = modelConfig('k3m-base');
+      expect(estimateTrainingMemory(base, 1, 1, 1, kernels).worker.total).toBeGreaterThan(WASM_HEAP_LIMIT);
+      let err: unknown;
+      try {
+        checkTrainingMemory(base, { name: '--preset k3m-base', backend: 'wasm', batchSize: 8, workers: 2, kernels });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(UsageError);
+      const msg = (err as Error).message;
+      expect(msg.split('\n')).toHaveLength(1);
+      expect(msg).toMatch(/^--preset k3m-base \(461\.7 M parameters\) at --batch-size 8 on 2 workers needs about \d+\.\d GiB in each wasm worker's heap/);
+      expect(msg).toContain(`wasm's limit is 4 GiB per heap: ${why}: train a smaller config (e.g. --preset k3m-medium)`);
+    });
+  }
 
-  it('k3m-medium (105 M parameters) on wasm: shares of 2 items fit, shares of 4 do not (measured: out of memory in the second step)', () => {
+  it('k3m-medium (105 M parameters) on wasm, XNNPACK kernels: shares of 2 items fit, shares of 4 do not (measured: out of memory in the second step)', () => {
     const medium = modelConfig('k3m-medium');
     expect(Math.round(estimateTrainingMemory(medium, 8, 2).parameters / 1e6)).toBe(105);
-    const fits = checkTrainingMemory(medium, { name: 'medium', backend: 'wasm', batchSize: 4, workers: 2 });
+    const fits = checkTrainingMemory(medium, { name: 'medium', backend: 'wasm', batchSize: 4, workers: 2, kernels: 'xnnpack' });
     expect(fits.share).toBe(2);
     expect(fits.worker.total).toBeLessThan(WASM_HEAP_LIMIT);
-    expect(() => checkTrainingMemory(medium, { name: 'medium', backend: 'wasm', batchSize: 8, workers: 2 })).toThrow(/lower --batch-size \(with --accumulate to keep the batch\) or add --shares and --workers/);
-    expect(estimateTrainingMemory(medium, 8, 4).worker.total).toBeLessThan(WASM_HEAP_LIMIT);
+    expect(() => checkTrainingMemory(medium, { name: 'medium', backend: 'wasm', batchSize: 8, workers: 2, kernels: 'xnnpack' })).toThrow(/lower --batch-size \(with --accumulate to keep the batch\) or add --shares and --workers/);
+    expect(estimateTrainingMemory(medium, 8, 4, 4, 'xnnpack').worker.total).toBeLessThan(WASM_HEAP_LIMIT);
+  });
+
+  it('k3m-medium on wasm, BLAS kernels: shares of 4 items fit (measured 2.94 GiB after two steps), shares of 8 do not (measured: out of memory in the first step)', () => {
+    const medium = modelConfig('k3m-medium');
+    const fits = checkTrainingMemory(medium, { name: 'medium', backend: 'wasm', batchSize: 8, workers: 2, kernels: 'blas' });
+    expect(fits.share).toBe(4);
+    expect(fits.worker.total).toBeLessThan(WASM_HEAP_LIMIT);
+    expect(() => checkTrainingMemory(medium, { name: 'medium', backend: 'wasm', batchSize: 8, workers: 1, shares: 1, kernels: 'blas' })).toThrow(/needs about \d+\.\d GiB in each wasm worker's heap/);
   });
 });

@@ -1,24 +1,45 @@
 /**
  * @file Matrix products whose gradients only use plain (untransposed) matmuls.
  *
- * On the wasm back end only a plain `A@B` is fast; tfjs-core's stock matmul gradient uses the
- * `transposeA`/`transposeB` flags, which run 10x slower there (platform-notes.md). `linear`
- * transposes explicitly (a cheap copy) before every product, forward and backward; `bmm` runs
- * batched products as one depthwise convolution (below).
+ * On the wasm back end with its own (XNNPACK) matmul only a plain `A@B` is fast; tfjs-core's
+ * stock matmul gradient uses the `transposeA`/`transposeB` flags, which run 10x slower there
+ * (platform-notes.md). There `linear` transposes explicitly (a cheap copy) before every product,
+ * forward and backward, and `bmm` runs batched products as one depthwise convolution (below).
+ * Where the matmul kernel takes the flags at full speed (wasm on BLAS, @k3m-kit/core's
+ * blas-matmul.ts), the products pass the flags instead and skip the copies.
  */
 import * as tf from '@tensorflow/tfjs';
+import { currentBackend } from '@k3m-kit/core/backend';
 import { customOp } from './custom-grad.ts';
+
+/** Whether the running back end's matmul takes transposes and batches at full speed. */
+export function flagsAreFast(): boolean {
+  const c = currentBackend();
+  return c !== undefined && c.tfBackend === tf.getBackend() && c.matmul?.kind === 'blas';
+}
+
+/**
+ * Σ over the rows of `t` [N, d] (a bias's gradient): on BLAS a product with a row of ones,
+ * where wasm's `Sum` over the first axis transposes the whole tensor first.
+ */
+export function sumRows(t: tf.Tensor): tf.Tensor {
+  const d = t.shape[t.rank - 1]!;
+  const t2 = t.rank === 2 ? t : tf.reshape(t, [-1, d]);
+  if (!flagsAreFast()) return tf.sum(t2, 0);
+  return tf.reshape(tf.matMul(tf.ones([1, t2.shape[0]!]), t2), [d]);
+}
 
 /** y = x·Wᵀ + b for x [N, in], W [out, in] (PyTorch layout), b [out]. */
 const linear2d = customOp<[tf.Tensor, tf.Tensor, tf.Tensor]>((x, w, b, save) => {
   save([x, w]);
-  const value = tf.add(tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D)), b);
+  const fast = flagsAreFast();
+  const value = tf.add(fast ? tf.matMul(x, w, false, true) : tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D)), b);
   return {
     value,
     gradFunc: (dy, saved) => {
       const g = dy as tf.Tensor2D;
       const [sx, sw] = saved as [tf.Tensor2D, tf.Tensor2D];
-      return [tf.matMul(g, sw), tf.matMul(tf.transpose(g), sx), tf.sum(g, 0)];
+      return [tf.matMul(g, sw), fast ? tf.matMul(g, sx, true, false) : tf.matMul(tf.transpose(g), sx), sumRows(g)];
     },
   };
 });
@@ -26,12 +47,13 @@ const linear2d = customOp<[tf.Tensor, tf.Tensor, tf.Tensor]>((x, w, b, save) => 
 /** y = x·Wᵀ (no bias) for x [N, in], W [out, in]. */
 const linear2dNoBias = customOp<[tf.Tensor, tf.Tensor]>((x, w, save) => {
   save([x, w]);
+  const fast = flagsAreFast();
   return {
-    value: tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D)),
+    value: fast ? tf.matMul(x, w, false, true) : tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D)),
     gradFunc: (dy, saved) => {
       const g = dy as tf.Tensor2D;
       const [sx, sw] = saved as [tf.Tensor2D, tf.Tensor2D];
-      return [tf.matMul(g, sw), tf.matMul(tf.transpose(g), sx)];
+      return [tf.matMul(g, sw), fast ? tf.matMul(g, sx, true, false) : tf.matMul(tf.transpose(g), sx)];
     },
   };
 });
@@ -69,6 +91,15 @@ function batchedProduct(a: tf.Tensor, b: tf.Tensor): tf.Tensor3D {
 
 const bmmCustom = customOp<[tf.Tensor, tf.Tensor]>((a, b, save) => {
   save([a, b]);
+  if (flagsAreFast()) {
+    return {
+      value: tf.matMul(a, b),
+      gradFunc: (dy, saved) => {
+        const [sa, sb] = saved as [tf.Tensor3D, tf.Tensor3D];
+        return [tf.matMul(dy, sb, false, true), tf.matMul(sa, dy, true, false)];
+      },
+    };
+  }
   return {
     value: batchedProduct(a, b),
     gradFunc: (dy, saved) => {

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '@k3m-kit/core';
 import { customOp } from './custom-grad.ts';
+import { sumRows } from './matmul.ts';
 
 /**
  * TF-style LayerNorm over the last axis: `(x − mean)/√(var + eps)·γ + β`, biased variance. Its
@@ -27,8 +28,7 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: 
       gradFunc: (dy, [sx, sr, sg]) => {
         const dxhat = tf.mul(dy, sg!);
         const dx = tf.mul(sr!, tf.sub(tf.sub(dxhat, tf.mean(dxhat, axis, true)), tf.mul(sx!, tf.mean(tf.mul(dxhat, sx!), axis, true))));
-        const rows = (t: tf.Tensor) => tf.sum(tf.reshape(t, [-1, d]), 0);
-        return [dx, rows(tf.mul(dy, sx!)), rows(dy)];
+        return [dx, sumRows(tf.mul(dy, sx!)), sumRows(dy)];
       },
     };
   });
@@ -52,7 +52,7 @@ export const gelu = customOp<[tf.Tensor]>((x, save) => {
 /**
  * Σ over rows with a label (≥ 0) of −log softmax(logits)[label], for `logits` [N, V]. Picks the
  * labels' logits instead of multiplying by a one-hot matrix, and its gradient (softmax − one-hot)
- * is written out: it keeps the shifted logits only, where the engine would keep five [N, V]
+ * is written out: it keeps exp of the shifted logits only, where the engine would keep five [N, V]
  * tensors (the MLM head's are rows × 21128).
  */
 export function crossEntropySum(logits: tf.Tensor, labels: Int32Array): tf.Scalar {
@@ -67,14 +67,17 @@ export function crossEntropySum(logits: tf.Tensor, labels: Int32Array): tf.Scala
   const allRows = rows.length === N;
   const op = customOp<[tf.Tensor]>((x, save) => {
     const z = tf.sub(x, tf.max(x, 1, true));
-    const lse = tf.log(tf.sum(tf.exp(z), 1, true));
-    save([z, lse]);
+    const ez = tf.exp(z);
+    const total = tf.sum(ez, 1, true);
+    const lse = tf.log(total);
+    // exp(z) and its row sums, so the gradient's softmax takes no second exp over [N, V].
+    save([ez, total]);
     const picked = tf.sum(tf.gather(tf.reshape(z, [-1]), tf.tensor1d(at, 'int32')));
     const norm = allRows ? tf.sum(lse) : tf.sum(tf.gather(tf.reshape(lse, [-1]), tf.tensor1d(rows, 'int32')));
     return {
       value: tf.sub(norm, picked),
-      gradFunc: (dy, [sz, slse]) => {
-        let p = tf.exp(tf.sub(sz!, slse!));
+      gradFunc: (dy, [sez, stotal]) => {
+        let p = tf.div(sez!, stotal!);
         if (!allRows) p = tf.mul(p, tf.tensor2d(Float32Array.from(labels, (l) => (l < 0 ? 0 : 1)), [N, 1]));
         return [tf.mul(tf.sub(p, tf.oneHot(tf.tensor1d(labels, 'int32'), V)), dy)];
       },
@@ -121,8 +124,10 @@ export function dropout(x: tf.Tensor, p: number, streams: ItemStreams | undefine
   const keep = 1 / (1 - p);
   // rng.next() < p, compared on the 32-bit draw (the same test without a division)
   const below = p * 4294967296;
+  const draws = new Uint32Array(x.size);
   const mask = streams.fill(x.shape, new Float32Array(x.size), (rng, out, from, to) => {
-    for (let i = from; i < to; i++) out[i] = rng.u32() < below ? 0 : keep;
+    rng.fillU32(draws, from, to);
+    for (let i = from; i < to; i++) out[i] = draws[i]! < below ? 0 : keep;
   });
   return tf.mul(x, tf.tensor(mask, x.shape));
 }

@@ -11,12 +11,12 @@
  *
  * Activations are counted per item from the model's token streams (four text streams stacked, two
  * image streams, the three co-attention pairs, the heads on the labelled rows). The factors are
- * fitted to the wasm heap a worker reaches (it grows in steps and never shrinks): k3m-small 0.36 GiB
- * for a share of 2 items, 1.0 GiB for 8; k3m-medium 2.1 GiB for 1 item and 2.6 GiB for 2 after
- * one step, 3.9 GiB for 4 after one step and over 4 GiB (out of memory) in the second.
+ * fitted to the wasm heap a worker reaches (it grows in steps and never shrinks), for each kind
+ * of kernels ({@link FIT}).
  */
 import { freemem, totalmem } from 'node:os';
 import { UsageError } from '@k3m-kit/core';
+import { blasStatus } from '@k3m-kit/core/backend';
 import type { ModelConfig } from '../model/config.ts';
 import { countParameters, parameterSpec } from '../model/params.ts';
 import { sharesIn } from './batch-share.ts';
@@ -35,11 +35,28 @@ const PER_FFN = 14;
 const PER_MAP = 12;
 /** Floats per (labelled row × class) of a head: logits, softmax, one-hot, their gradients. */
 const PER_CLASS = 14;
-/** Heap per byte of activations counted above (allocator slack; the heap keeps growing over the first steps), fitted. */
-const ACTIVATION_SLACK = 1.35;
-/** Heap per byte of weights for gradients and the backward pass's weight-sized temporaries (transposed weights, products), and per byte of the word-embedding table for its gradient's parts (a segment sum per text stream, the tied decoder's); fitted. */
-const GRADIENT_WORK = 2.3;
-const EMBEDDING_WORK = 5.7;
+/**
+ * The wasm heap's kernels: `blas` when its matmuls and convolutions run on the machine's BLAS
+ * (@k3m-kit/core's blas.ts), `xnnpack` for wasm's own, which need explicit transposes (more
+ * weight-sized temporaries).
+ */
+export type WasmKernels = 'blas' | 'xnnpack';
+
+/**
+ * Fitted per kernel kind: heap per byte of activations counted above (allocator slack; the heap
+ * keeps growing over the first steps), heap per byte of weights for gradients and the backward
+ * pass's weight-sized temporaries, and per byte of the word-embedding table for its gradient's
+ * parts (a segment sum per text stream, the tied decoder's). `xnnpack`: k3m-small 0.36 / 1.0 GiB
+ * for shares of 2 / 8 items, k3m-medium 2.1 / 2.6 / 3.9 GiB for 1 / 2 / 4. `blas` (2026-11-30):
+ * k3m-small 0.291 / 0.792 GiB for 2 / 8, k3m-medium 1.527 / 1.998 / 2.941 GiB for 1 / 2 / 4.
+ */
+const FIT: Record<WasmKernels, { slack: number; gradientWork: number; embeddingWork: number }> = {
+  xnnpack: { slack: 1.35, gradientWork: 2.3, embeddingWork: 5.7 },
+  blas: { slack: 0.93, gradientWork: 0.9, embeddingWork: 7.6 },
+};
+
+/** The kernels a wasm heap of this machine runs: `blas` when a BLAS loads. */
+export const wasmKernels = (): WasmKernels => (blasStatus().blas ? 'blas' : 'xnnpack');
 
 /** wasm32's address space: each worker's heap. */
 export const WASM_HEAP_LIMIT = 4 * 2 ** 30;
@@ -75,10 +92,11 @@ function activationsPerItem(c: ModelConfig): number {
 
 /**
  * The memory training `config` needs at `batchSize` items per micro-batch, cut into `shares`
- * shares, over `workers` workers.
+ * shares, over `workers` workers, with the wasm heap's `kernels` (default: this machine's).
  * @example estimateTrainingMemory(modelConfig('k3m-base'), 8, 2).worker.total // > 4 GiB
  */
-export function estimateTrainingMemory(config: ModelConfig, batchSize: number, workers: number, shares = workers): MemoryEstimate {
+export function estimateTrainingMemory(config: ModelConfig, batchSize: number, workers: number, shares = workers, kernels: WasmKernels = wasmKernels()): MemoryEstimate {
+  const fit = FIT[kernels];
   const parameters = countParameters(config);
   const parts = sharesIn(batchSize, shares);
   const used = Math.min(workers, parts);
@@ -87,8 +105,8 @@ export function estimateTrainingMemory(config: ModelConfig, batchSize: number, w
   const share = perWorker * Math.ceil(batchSize / parts);
   const weights = 4 * parameters;
   // variableGrads holds every gradient at once, next to the backward pass's temporaries.
-  const gradients = (GRADIENT_WORK + perWorker - 1) * weights + EMBEDDING_WORK * 4 * config.vocab_size * config.hidden_size;
-  const activations = ACTIVATION_SLACK * share * activationsPerItem(config);
+  const gradients = (fit.gradientWork + perWorker - 1) * weights + fit.embeddingWork * 4 * config.vocab_size * config.hidden_size;
+  const activations = fit.slack * share * activationsPerItem(config);
   const worker = { weights, gradients, activations, total: weights + gradients + activations };
   const shared = sharedBytes(parameters, parameterSpec(config).length, config.hidden_size, workers, parts);
   return { parameters, share, worker, shared, total: used * worker.total + shared };
@@ -101,15 +119,18 @@ const GB = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
  * do, when training `config` cannot fit: a wasm worker's heap over 4 GiB, or everything over the
  * machine's memory.
  */
-export function checkTrainingMemory(config: ModelConfig, o: { name: string; backend: string; batchSize: number; workers: number; shares?: number }): MemoryEstimate {
-  const e = estimateTrainingMemory(config, o.batchSize, o.workers, o.shares);
+export function checkTrainingMemory(config: ModelConfig, o: { name: string; backend: string; batchSize: number; workers: number; shares?: number; kernels?: WasmKernels }): MemoryEstimate {
+  const e = estimateTrainingMemory(config, o.batchSize, o.workers, o.shares, o.kernels);
   const what = `${o.name} (${(e.parameters / 1e6).toFixed(1)} M parameters) at --batch-size ${o.batchSize} on ${o.workers} worker${o.workers > 1 ? 's' : ''}`;
   if (o.backend === 'wasm' && e.worker.total > WASM_HEAP_LIMIT) {
     const fixed = e.worker.weights + e.worker.gradients;
+    const smaller = 'train a smaller config (e.g. --preset k3m-medium) or use --backend tensorflow';
     const todo =
       fixed > WASM_HEAP_LIMIT
-        ? 'weights and gradients alone exceed it: train a smaller config (e.g. --preset k3m-medium) or use --backend tensorflow'
-        : 'lower --batch-size (with --accumulate to keep the batch) or add --shares and --workers (each worker has its own heap), or use --backend tensorflow';
+        ? `weights and gradients alone exceed it: ${smaller}`
+        : fixed + e.worker.activations / e.share > WASM_HEAP_LIMIT
+          ? `even a share of one item exceeds it: ${smaller}`
+          : 'lower --batch-size (with --accumulate to keep the batch) or add --shares and --workers (each worker has its own heap), or use --backend tensorflow';
     throw new UsageError(
       `${what} needs about ${GB(e.worker.total)} in each wasm worker's heap (weights ${GB(e.worker.weights)}, gradients ${GB(e.worker.gradients)}, activations of ${e.share} items ${GB(e.worker.activations)}); wasm's limit is 4 GiB per heap: ${todo}`,
     );

@@ -34,6 +34,18 @@ describe('Rng (sfc32 seeded by splitmix32)', () => {
     expect(() => Rng.fromState([1, 2, 3, -1])).toThrow(/four uint32 words/);
   });
 
+  it('fillU32 draws the same numbers as u32 calls and leaves the same state', () => {
+    const a = new Rng(11);
+    const b = new Rng(11);
+    const one = Array.from({ length: 1000 }, () => a.u32());
+    const out = new Uint32Array(1010);
+    b.fillU32(out, 5, 1005);
+    expect(Array.from(out.subarray(5, 1005))).toEqual(one);
+    expect([...out.subarray(0, 5), ...out.subarray(1005)]).toEqual(new Array(10).fill(0));
+    expect(b.state).toEqual(a.state);
+    expect(b.u32()).toBe(a.u32());
+  });
+
   it('draws in range with the expected moments', () => {
     const r = new Rng(3);
     const n = 20000;

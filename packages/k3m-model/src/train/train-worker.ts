@@ -20,6 +20,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
+import { ownsMemory, wasmView } from '@k3m-kit/core/backend';
 import { startBackend } from '../backend.ts';
 import type { Batch } from '../data/batch.ts';
 import { forward, startForward, type AccuracyCounts, type BatchShare, type FusionMode, type LossName, type LossWeights, type ModelFixes } from '../model/k3m.ts';
@@ -214,7 +215,8 @@ function store(grads: (tf.Tensor | null)[]): void {
   const sum = s.grads;
   grads.forEach((g, j) => {
     if (!g) return;
-    const d = g.dataSync() as Float32Array;
+    // Read where the gradient lies on wasm; a copy elsewhere.
+    const d = wasmView(g) ?? (g.dataSync() as Float32Array);
     const o = slots[j]!.offset;
     if (myGrads) myGrads.set(d, o);
     else for (let i = 0; i < d.length; i++) sum[o + i]! += d[i]!;
@@ -258,7 +260,14 @@ function apply(m: Extract<ToWorker, { type: 'apply' }>): FromWorker {
   adamwUpdate(params.data, adam, { grads: s.grads, scale, hasGrad: has, lr: m.lr }, from, to);
   stepBarrier.wait(W);
   tf.tidy(() => {
-    for (const slot of slots) if (has[slot.index]) vars[slot.index]!.assign(tf.tensor(params.view(slot.name), slot.shape));
+    for (const slot of slots) {
+      if (!has[slot.index]) continue;
+      const v = vars[slot.index]!;
+      // In place where no other tensor shares the weight's memory (the step's clones are gone).
+      const view = ownsMemory(v) ? wasmView(v) : undefined;
+      if (view) view.set(params.view(slot.name));
+      else v.assign(tf.tensor(params.view(slot.name), slot.shape));
+    }
   });
   return { type: 'apply', id: m.id, norm };
 }

@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '@k3m-kit/core';
+import { ownsMemory, wasmView } from '@k3m-kit/core/backend';
 import { customOp } from './custom-grad.ts';
 import { sumRows } from './matmul.ts';
 
@@ -78,6 +79,13 @@ export function crossEntropySum(logits: tf.Tensor, labels: Int32Array): tf.Scala
       value: tf.sub(norm, picked),
       gradFunc: (dy, [sez, stotal]) => {
         let p = tf.div(sez!, stotal!);
+        // softmax − one-hot, rows without a label zeroed: in place on wasm's fresh tensor,
+        // instead of an [N, V] one-hot, its cast and a subtraction.
+        const view = ownsMemory(p) ? wasmView(p) : undefined;
+        if (view) {
+          labels.forEach((l, i) => (l < 0 ? view.fill(0, i * V, (i + 1) * V) : (view[i * V + l]! -= 1)));
+          return [tf.mul(p, dy)];
+        }
         if (!allRows) p = tf.mul(p, tf.tensor2d(Float32Array.from(labels, (l) => (l < 0 ? 0 : 1)), [N, 1]));
         return [tf.mul(tf.sub(p, tf.oneHot(tf.tensor1d(labels, 'int32'), V)), dy)];
       },

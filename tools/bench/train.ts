@@ -26,6 +26,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '@k3m-kit/core';
+import { blasStatus } from '@k3m-kit/core/backend';
 import * as tf from '@tensorflow/tfjs';
 import {
   AdamState,
@@ -38,6 +39,7 @@ import {
   type ModelConfig,
   batches,
   checkTrainingMemory,
+  wasmKernels,
   createSharedTraining,
   DEFAULT_FIXES,
   DEFAULT_LOSS_WEIGHTS,
@@ -177,7 +179,8 @@ async function runOurs(preset: PresetName, workers: number, threads: number): Pr
   // Batch 8 per optimizer step; in micro-batches when a whole share would not fit a wasm heap (as --accumulate does).
   const fits = (micro: number) => {
     try {
-      checkTrainingMemory(config, { name: `--preset ${preset}`, backend: 'wasm', batchSize: micro, workers });
+      // The threaded build runs wasm's own kernels (XNNPACK), the workers those of this machine (BLAS when it has one).
+      checkTrainingMemory(config, { name: `--preset ${preset}`, backend: 'wasm', batchSize: micro, workers, kernels: threads > 1 ? 'xnnpack' : wasmKernels() });
       return true;
     } catch {
       return false;
@@ -256,6 +259,8 @@ async function main(): Promise<void> {
   const cores = availableParallelism();
   const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
   console.log(`k3m-model train step, batch ${BATCH} (title 36, knowledge 48, 36 regions + global), median of ${STEPS} after ${WARMUP} warm-up; ${cores} cores; load average ${load()}`);
+  const blas = blasStatus();
+  console.log(`ours: wasm, matmuls and convolutions on ${blas.blas ? blas.blas.name : `XNNPACK (${blas.reason})`} in the worker columns, XNNPACK in the threaded one`);
   if (loadavg()[0]! > 2.5) console.log('note: the machine is busy (1-minute load above 2.5); these numbers are indicative only');
   if (!existsSync(SAMPLE) || !existsSync(VOCAB)) {
     console.log(`skipped: the sample rows and the bert-base-chinese vocabulary come from ${SHARED} (set K3M_SHARED), which is missing`);

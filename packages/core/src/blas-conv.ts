@@ -62,7 +62,7 @@ export function blasConv2d(blas: Blas, fallback: tf.KernelFunc, fused: boolean):
     const { inHeight: H, inWidth: W, inChannels: cin, filterHeight: kh, filterWidth: kw } = info;
     const K = kh * kw * cin;
     const w = heap.subarray(offF, offF + K * cout);
-    const direct = kh === 1 && kw === 1 && info.strideHeight === 1 && info.strideWidth === 1 && info.padInfo.top === 0 && info.padInfo.left === 0;
+    const direct = kh === 1 && kw === 1 && info.strideHeight === 1 && info.strideWidth === 1 && info.outHeight === H && info.outWidth === W && info.padInfo.top === 0 && info.padInfo.left === 0;
     if (direct) {
       blas.sgemm(false, false, rows, cout, K, 1, heap.subarray(offX, offX + rows * cin), cin, w, cout, 0, heap.subarray(offC, offC + rows * cout), cout);
     } else {

@@ -111,6 +111,7 @@ describe.skipIf(skipWhy !== undefined)('wasm BatchMatMul and convolutions on BLA
     { x: [3, 7, 7, 20], f: [1, 1, 20, 9], strides: 1, pad: 'same', dilations: 1, bias: true, activation: 'linear' },
     { x: [1, 12, 10, 24], f: [3, 3, 24, 17], strides: [2, 1], pad: [[0, 0], [1, 2], [0, 1], [0, 0]], dilations: 1, bias: true, activation: 'relu' },
     { x: [2, 6, 5, 4], f: [3, 3, 4, 6], strides: 1, pad: 1, dilations: 1, bias: false, activation: 'linear' },
+    { x: [1, 5, 6, 12], f: [1, 1, 12, 7], strides: 1, pad: [[0, 0], [0, 2], [0, 1], [0, 0]], dilations: 1, bias: true, activation: 'relu' },
   ];
   for (const c of convs) {
     it(`conv ${c.x} * ${c.f} stride ${c.strides} pad ${JSON.stringify(c.pad)} dilation ${c.dilations}${c.bias ? ' + bias' : ''} ${c.activation}: as the cpu back end`, async () => {

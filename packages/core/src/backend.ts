@@ -85,31 +85,47 @@ export function currentBackend(): BackendChoice | undefined {
   return current;
 }
 
+/** The kernels BLAS replaces on wasm, and wasm's own configs of them, kept to switch back. */
+const BLAS_KERNELS = ['BatchMatMul', 'Conv2D', 'FusedConv2D'] as const;
+let stockKernels: Map<string, tf.KernelConfig> | undefined;
+
+function registerWasm(name: string, config: tf.KernelConfig): void {
+  if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
+  tf.registerKernel(config);
+}
+
 /**
  * Replaces wasm's `BatchMatMul`, `Conv2D` and `FusedConv2D` with the BLAS ones when a BLAS loads
- * (once per thread); each falls back to wasm's own kernel for what it does not cover.
+ * (per thread); each falls back to wasm's own kernel for what it does not cover.
  */
 function useBlasMatmul(): NonNullable<BackendChoice['matmul']> {
   const s = blasStatus();
   if (!s.blas) return { kind: 'xnnpack', reason: s.reason };
   const blas = s.blas;
-  const stock = (name: string) => tf.getKernel(name, 'wasm');
-  if (!stock('BatchMatMul')) return { kind: 'xnnpack', reason: 'wasm has no BatchMatMul kernel to replace' };
-  if (!blasKernelRegistered) {
-    const replace = (name: string, make: (fallback: tf.KernelFunc) => tf.KernelFunc) => {
-      const config = stock(name);
-      if (!config) return;
-      tf.unregisterKernel(name, 'wasm');
-      tf.registerKernel({ ...config, kernelFunc: make(config.kernelFunc) });
-    };
-    replace('BatchMatMul', (f) => blasBatchMatMul(blas, f));
-    replace('Conv2D', (f) => blasConv2d(blas, f, false));
-    replace('FusedConv2D', (f) => blasConv2d(blas, f, true));
-    blasKernelRegistered = true;
+  if (!stockKernels) {
+    if (!tf.getKernel('BatchMatMul', 'wasm')) return { kind: 'xnnpack', reason: 'wasm has no BatchMatMul kernel to replace' };
+    stockKernels = new Map(BLAS_KERNELS.flatMap((n) => (tf.getKernel(n, 'wasm') ? [[n, tf.getKernel(n, 'wasm')]] : [])));
   }
+  const make = { BatchMatMul: (f: tf.KernelFunc) => blasBatchMatMul(blas, f), Conv2D: (f: tf.KernelFunc) => blasConv2d(blas, f, false), FusedConv2D: (f: tf.KernelFunc) => blasConv2d(blas, f, true) };
+  for (const [name, config] of stockKernels) registerWasm(name, { ...config, kernelFunc: make[name as keyof typeof make](config.kernelFunc) });
   return { kind: 'blas', name: blas.name };
 }
-let blasKernelRegistered = false;
+
+/**
+ * Switches the running wasm back end between the BLAS kernels and its own (XNNPACK), e.g. for
+ * tests of both paths in one process; returns the new state (also in {@link currentBackend}).
+ * @example setWasmKernels('xnnpack'); // as with K3M_BLAS=off
+ */
+export function setWasmKernels(kind: 'blas' | 'xnnpack'): NonNullable<BackendChoice['matmul']> {
+  if (!current || current.name !== 'wasm') throw new Error('setWasmKernels: the running back end is not wasm');
+  if (kind === 'blas') {
+    current.matmul = useBlasMatmul();
+  } else {
+    for (const [name, config] of stockKernels ?? []) registerWasm(name, config);
+    current.matmul = { kind: 'xnnpack', reason: 'setWasmKernels' };
+  }
+  return current.matmul;
+}
 
 /**
  * One line for logs and reports, e.g.

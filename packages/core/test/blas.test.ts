@@ -2,7 +2,7 @@ import { describe, expect, it, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { blasStatus, BLAS_ENV } from '../src/blas.ts';
-import { describeBackend, selectBackend, type BackendChoice } from '../src/backend.ts';
+import { currentBackend, describeBackend, selectBackend, setWasmKernels, type BackendChoice } from '../src/backend.ts';
 import { PATCH_BUFFER_FLOATS } from '../src/blas-conv.ts';
 import { Rng } from '../src/rng.ts';
 
@@ -156,6 +156,20 @@ describe.skipIf(skipWhy !== undefined)('wasm BatchMatMul and convolutions on BLA
     let worst = 0;
     for (let j = 0; j < got.length; j++) worst = Math.max(worst, Math.abs(got[j]! - want[j]!));
     expect(worst).toBeLessThan(1e-4);
+  });
+
+  it('setWasmKernels switches between wasm\'s own kernels and the BLAS ones in a running process', () => {
+    const a = tf.tensor2d([[1, 2, 3]]);
+    const b = tf.tensor2d([[4], [5], [6]]);
+    const blasKernel = tf.getKernel('BatchMatMul', 'wasm')!.kernelFunc;
+    expect(setWasmKernels('xnnpack')).toEqual({ kind: 'xnnpack', reason: 'setWasmKernels' });
+    expect(tf.getKernel('BatchMatMul', 'wasm')!.kernelFunc).not.toBe(blasKernel);
+    expect(describeBackend(currentBackend()!)).toMatch(/^backend: wasm, matmul on XNNPACK \(setWasmKernels\)/);
+    expect(tf.matMul(a, b).dataSync()[0]).toBe(32);
+    expect(setWasmKernels('blas').kind).toBe('blas');
+    expect(tf.getKernel('BatchMatMul', 'wasm')!.kernelFunc).not.toBe(blasKernel); // a new BLAS kernel
+    expect(describeBackend(currentBackend()!)).toMatch(/^backend: wasm, matmul on OpenBLAS/);
+    expect(tf.matMul(a, b).dataSync()[0]).toBe(32);
   });
 
   it(`${BLAS_ENV}=off keeps wasm's own kernel and says why`, () => {

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { readSafetensors, toFloat32 } from '@k3m-kit/core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { blasStatus, setWasmKernels } from '@k3m-kit/core/backend';
 import { startBackend } from '../src/backend.ts';
 import { forward, type FusionMode, ORIGINAL_BEHAVIOUR } from '../src/model/k3m.ts';
 import { K3mParams } from '../src/model/params.ts';
@@ -32,12 +33,16 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-describe.skipIf(!dir)('golden parity with the original PyTorch K3M', () => {
+// Both matmul paths of the wasm back end: OpenBLAS (the default where it is installed) and
+// wasm's own XNNPACK kernels (the fallback, K3M_BLAS=off).
+for (const kernels of ['blas', 'xnnpack'] as const) {
+describe.skipIf(!dir || (kernels === 'blas' && !blasStatus().blas))(`golden parity with the original PyTorch K3M (wasm: ${kernels} kernels)`, () => {
   let config: ModelConfig;
   let params: K3mParams;
   let batch: Batch;
   beforeAll(async () => {
-    await startBackend(process.env.K3M_TEST_BACKEND ?? 'wasm');
+    const backend = await startBackend(process.env.K3M_TEST_BACKEND ?? 'wasm');
+    if (backend.name === 'wasm') expect(setWasmKernels(kernels).kind).toBe(kernels);
     config = await loadGoldenConfig(dir!);
     params = K3mParams.fromStateDict(config, (await readSafetensors(join(dir!, 'weights.safetensors'))).tensors);
     batch = await loadGoldenBatch(dir!);
@@ -116,3 +121,4 @@ describe.skipIf(!dir)('golden parity with the original PyTorch K3M', () => {
     });
   }
 });
+}

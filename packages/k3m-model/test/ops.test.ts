@@ -6,9 +6,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
+import { blasStatus, setWasmKernels } from '@k3m-kit/core/backend';
 import { startBackend } from '../src/backend.ts';
 import { Rng } from '@k3m-kit/core';
-import { bmm, linear } from '../src/ops/matmul.ts';
+import { bmm, flagsAreFast, linear } from '../src/ops/matmul.ts';
 import { embedding, segmentSumValues } from '../src/ops/segment-sum.ts';
 import { crossEntropySum, gelu, layerNorm } from '../src/ops/nn.ts';
 
@@ -36,10 +37,18 @@ function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: numbe
   expect(worst).toBeLessThan(tol);
 }
 
-for (const backend of ['wasm', 'cpu']) {
+// wasm runs twice: on OpenBLAS (the default where it is installed; transposes passed as flags)
+// and on its own XNNPACK kernels (explicit transposes, batched products as a convolution).
+const start = async (backend: string) => {
+  const b = await startBackend(backend === 'cpu' ? 'cpu' : 'wasm');
+  if (b.name === 'wasm') setWasmKernels(backend === 'wasm-xnnpack' ? 'xnnpack' : 'blas');
+  expect(flagsAreFast()).toBe(backend === 'wasm' && blasStatus().blas !== undefined);
+};
+
+for (const backend of ['wasm', 'wasm-xnnpack', 'cpu']) {
   describe(`custom gradients on ${backend}`, () => {
     it('linear: dx, dW, db match numeric gradients and the stock matmul gradient', async () => {
-      await startBackend(backend);
+      await start(backend);
       const rng = new Rng(1);
       const x = rand(rng, [2, 3, 5]);
       const w = rand(rng, [4, 5]);
@@ -57,7 +66,7 @@ for (const backend of ['wasm', 'cpu']) {
     });
 
     it('bmm: both operands match numeric gradients', async () => {
-      await startBackend(backend);
+      await start(backend);
       const rng = new Rng(2);
       const a = rand(rng, [2, 3, 4]);
       const b = rand(rng, [2, 4, 5]);
@@ -69,7 +78,7 @@ for (const backend of ['wasm', 'cpu']) {
     });
 
     it('embedding: the table gradient (via UnsortedSegmentSum) matches numeric gradients; padding rows get none', async () => {
-      await startBackend(backend);
+      await start(backend);
       const rng = new Rng(3);
       const table = rand(rng, [6, 3]);
       const ids = tf.tensor2d([0, 2, 2, 5, 1, 0], [2, 3], 'int32');
@@ -83,7 +92,7 @@ for (const backend of ['wasm', 'cpu']) {
     });
 
     it('layerNorm, gelu and crossEntropySum: values and written-out gradients equal autodiff of the plain formulas', async () => {
-      await startBackend(backend);
+      await start(backend);
       const rng = new Rng(5);
       const x = rand(rng, [2, 3, 6]);
       const g = rand(rng, [6]);
@@ -112,7 +121,7 @@ for (const backend of ['wasm', 'cpu']) {
     });
 
     it('UnsortedSegmentSum kernel equals a plain loop on a vocabulary-sized table', async () => {
-      await startBackend(backend);
+      await start(backend);
       const rng = new Rng(4);
       const n = 300;
       const ids = Int32Array.from({ length: n }, () => rng.int(21128));

@@ -2,7 +2,8 @@
  * @file wasm's `BatchMatMul` kernel on the machine's BLAS (blas.ts): every product, transposed
  * or batched, is `cblas_sgemm` on the wasm heap, reading the inputs where they lie and writing
  * the output tensor in place. Batch dimensions broadcast as tfjs-core's do when one side's batch
- * is 1 or both are equal; any other broadcast goes to wasm's own kernel.
+ * is 1 or both are equal (and the broadcast shape has that many matrices); any other broadcast
+ * goes to wasm's own kernel.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Blas } from './blas.ts';
@@ -32,10 +33,13 @@ export function blasBatchMatMul(blas: Blas, fallback: tf.KernelFunc): tf.KernelF
     const outerB = b.shape.slice(0, -2);
     const ga = sizeOf(outerA);
     const gb = sizeOf(outerB);
-    if (ga !== gb && ga !== 1 && gb !== 1) return fallback(args);
-    const outShape = [...tf.broadcast_util.assertAndGetBroadcastShape(outerA, outerB), m, n];
-    const out = backend.makeOutput(outShape, 'float32');
+    const outer = tf.broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
     const g = Math.max(ga, gb);
+    // One side's batch whole, the other's the same or a single matrix; anything else (e.g.
+    // [2, 1] against [1, 2]) to wasm's own kernel.
+    if ((ga !== gb && ga !== 1 && gb !== 1) || sizeOf(outer) !== g) return fallback(args);
+    const outShape = [...outer, m, n];
+    const out = backend.makeOutput(outShape, 'float32');
     if (m * n === 0) return out;
     // After makeOutput: an allocation can grow the wasm memory and replace HEAPF32.
     const heap = backend.wasm.HEAPF32;

@@ -158,6 +158,20 @@ describe.skipIf(skipWhy !== undefined)('wasm BatchMatMul and convolutions on BLA
     expect(worst).toBeLessThan(1e-4);
   });
 
+  it('a broadcast with more matrices than either side ([2, 1] against [1, 2]) is left to wasm\'s own kernel', () => {
+    const a = rand([2, 1, 3, 4]);
+    const b = rand([1, 2, 4, 5]);
+    const got = tf.matMul(a, b);
+    setWasmKernels('xnnpack');
+    try {
+      const stock = tf.matMul(a, b);
+      expect(got.shape).toEqual(stock.shape);
+      expect(Array.from(got.dataSync())).toEqual(Array.from(stock.dataSync()));
+    } finally {
+      setWasmKernels('blas');
+    }
+  });
+
   it('setWasmKernels switches between wasm\'s own kernels and the BLAS ones in a running process', () => {
     const a = tf.tensor2d([[1, 2, 3]]);
     const b = tf.tensor2d([[4], [5], [6]]);

@@ -54,6 +54,9 @@ interface CaseSpec {
   workers: number;
 }
 
+/** The back-end line of the detector workers (it names the kernels their convolutions run on). */
+let workerBackend = '';
+
 /** A tfjs case in this process: N workers over the images, after one warm-up image per worker. */
 async function runCase(spec: CaseSpec): Promise<Rate> {
   const backend = await selectBackend('wasm');
@@ -63,6 +66,7 @@ async function runCase(spec: CaseSpec): Promise<Rate> {
   params.clear();
   const imgs = await Promise.all(spec.images.map(async (i) => ({ rgb: new Uint8Array(await readFile(i.path)), h: i.h, w: i.w, rawH: i.h, rawW: i.w })));
   const runAll = (list: typeof imgs) => Promise.all(list.map((img, k) => pool.run(`${k}_s0`, img)));
+  workerBackend = pool.backend;
   try {
     await runAll(Array.from({ length: spec.workers }, (_, k) => imgs[k % imgs.length]!));
     const t0 = performance.now();
@@ -178,6 +182,6 @@ await rm(dir, { recursive: true, force: true });
 const head = ['case', 'threads', 'tfjs img/s', 'tfjs CPU s/img', 'tfjs peak RSS MB', 'torch img/s', 'torch CPU s/img', 'torch peak RSS MB', 'tfjs/torch'];
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-console.log(`tfjs: wasm, one detector worker per thread; torch: torch.set_num_threads(threads); 1-min load average at each start ${loads.join(', ')}, at the end ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(`tfjs: wasm, one detector worker per thread (${workerBackend}); torch: torch.set_num_threads(threads); 1-min load average at each start ${loads.join(', ')}, at the end ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 console.log(line(head));
 for (const r of rows) console.log(line(r));

@@ -404,6 +404,7 @@ export async function extract(opts: ExtractOptions): Promise<ExtractReport> {
     rule: opts.rule,
     form: opts.form,
     backend: backend.name,
+    ...(backend.matmul ? { kernels: backend.matmul.kind } : {}),
   };
   if (!opts.quiet) {
     if (w.randomInit) process.stderr.write(`WARNING: ${randomInitNote(opts.seed)}\n`);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CORRUPT_IMAGE_DETAIL, f32, WHOLE, writeSafetensors, type RawTensor } from '@k3m-kit/core';
 import { featureTsvPath, readFeatureMeta, readFeatureTsv } from '../src/codecs/feature-tsv.ts';
-import { partPaths } from '../src/codecs/feature-parts.ts';
+import { fingerprintOf, partPaths } from '../src/codecs/feature-parts.ts';
 import { selectBackend } from '@k3m-kit/core/backend';
 import { extract, merge, type ExtractOptions } from '../src/extract.ts';
 import { extractImage } from '../src/extract-image.ts';
@@ -197,6 +197,27 @@ describe('extract', () => {
     const r = spawnSync(process.execPath, [BIN, 'merge', '--work-dir', d, '--quiet'], { encoding: 'utf8' });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/does not reconcile/);
+  }, 120_000);
+
+  it('parts made on the other convolution kernels (BLAS or XNNPACK round differently) are redone, not mixed in', async () => {
+    const d = await copyBase('kernels');
+    const first = await extract(opts(d));
+    const kernels = (await selectBackend('wasm')).matmul?.kind;
+    expect(kernels).toBeDefined();
+    const other = kernels === 'blas' ? 'xnnpack' : 'blas';
+    // As if an earlier run on the other kernels had left these parts.
+    for (let seg = 0; seg < 3; seg++) {
+      const m = JSON.parse(await readFile(partPaths(d, seg).marker, 'utf8'));
+      expect(m.settings.kernels).toBe(kernels);
+      m.settings.kernels = other;
+      m.fingerprint = fingerprintOf(m.settings);
+      await writeFile(partPaths(d, seg).marker, JSON.stringify(m));
+      await writeFile(partPaths(d, seg).started, m.fingerprint);
+    }
+    const r = await extract(opts(d));
+    expect(r.segmentsSkipped).toBe(0);
+    expect(r.imagesProcessed).toBe(first.imagesProcessed);
+    for (const [i, p] of outputs(d).entries()) expect(await sameBytes(p, outputs(single)[i]!), p).toBe(true);
   }, 120_000);
 
   it('other options redo the parts (bare form, adaptive rule)', async () => {

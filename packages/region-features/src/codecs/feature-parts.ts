@@ -47,6 +47,11 @@ export const PartSettingsSchema = z.object({
   rule: z.string(),
   form: z.enum(['k3m', 'bare']),
   backend: z.string(),
+  /**
+   * wasm's convolution kernels (`blas` or `xnnpack`): they round differently, so a part made with
+   * the other kind is redone rather than mixed into the output.
+   */
+  kernels: z.enum(['blas', 'xnnpack']).optional(),
 });
 export type PartSettings = z.infer<typeof PartSettingsSchema>;
 

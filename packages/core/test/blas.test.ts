@@ -175,13 +175,15 @@ describe.skipIf(skipWhy !== undefined)('wasm BatchMatMul and convolutions on BLA
   it('setWasmKernels switches between wasm\'s own kernels and the BLAS ones in a running process', () => {
     const a = tf.tensor2d([[1, 2, 3]]);
     const b = tf.tensor2d([[4], [5], [6]]);
-    const blasKernel = tf.getKernel('BatchMatMul', 'wasm')!.kernelFunc;
+    const blasKernels = ['BatchMatMul', 'Conv2D', 'FusedConv2D'].map((n) => tf.getKernel(n, 'wasm')!.kernelFunc);
     expect(setWasmKernels('xnnpack')).toEqual({ kind: 'xnnpack', reason: 'setWasmKernels' });
-    expect(tf.getKernel('BatchMatMul', 'wasm')!.kernelFunc).not.toBe(blasKernel);
+    const stock = ['BatchMatMul', 'Conv2D', 'FusedConv2D'].map((n) => tf.getKernel(n, 'wasm')!.kernelFunc);
+    stock.forEach((f, i) => expect(f).not.toBe(blasKernels[i]));
     expect(describeBackend(currentBackend()!)).toMatch(/^backend: wasm, matmul on XNNPACK \(setWasmKernels\)/);
     expect(tf.matMul(a, b).dataSync()[0]).toBe(32);
     expect(setWasmKernels('blas').kind).toBe('blas');
-    expect(tf.getKernel('BatchMatMul', 'wasm')!.kernelFunc).not.toBe(blasKernel); // a new BLAS kernel
+    // wasm's own kernels replaced again, all three.
+    ['BatchMatMul', 'Conv2D', 'FusedConv2D'].forEach((n, i) => expect(tf.getKernel(n, 'wasm')!.kernelFunc).not.toBe(stock[i]));
     expect(describeBackend(currentBackend()!)).toMatch(/^backend: wasm, matmul on OpenBLAS/);
     expect(tf.matMul(a, b).dataSync()[0]).toBe(32);
   });

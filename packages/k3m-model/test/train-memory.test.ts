@@ -40,6 +40,7 @@ describe('training memory estimate', () => {
   ] as const) {
     it(`k3m-base on wasm (${kernels} kernels): one line naming the config, the estimate, the 4 GB limit and what to do`, () => {
       const base = modelConfig('k3m-base');
+      expect(estimateTrainingMemory(base, 8, 2, 2, kernels).worker.total).toBeGreaterThan(WASM_HEAP_LIMIT);
       expect(estimateTrainingMemory(base, 1, 1, 1, kernels).worker.total).toBeGreaterThan(WASM_HEAP_LIMIT);
       let err: unknown;
       try {
@@ -71,5 +72,6 @@ describe('training memory estimate', () => {
     expect(fits.share).toBe(4);
     expect(fits.worker.total).toBeLessThan(WASM_HEAP_LIMIT);
     expect(() => checkTrainingMemory(medium, { name: 'medium', backend: 'wasm', batchSize: 8, workers: 1, shares: 1, kernels: 'blas' })).toThrow(/needs about \d+\.\d GiB in each wasm worker's heap/);
+    expect(estimateTrainingMemory(medium, 8, 4, 4, 'blas').worker.total).toBeLessThan(WASM_HEAP_LIMIT);
   });
 });

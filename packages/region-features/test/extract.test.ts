@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CORRUPT_IMAGE_DETAIL, f32, WHOLE, writeSafetensors, type RawTensor } from '@k3m-kit/core';
 import { featureTsvPath, readFeatureMeta, readFeatureTsv } from '../src/codecs/feature-tsv.ts';
-import { fingerprintOf, partPaths } from '../src/codecs/feature-parts.ts';
+import { fingerprintOf, partPaths, readMarker, writeMarker } from '../src/codecs/feature-parts.ts';
 import { selectBackend } from '@k3m-kit/core/backend';
 import { extract, merge, type ExtractOptions } from '../src/extract.ts';
 import { extractImage } from '../src/extract-image.ts';
@@ -204,15 +204,15 @@ describe('extract', () => {
     const first = await extract(opts(d));
     const kernels = (await selectBackend('wasm')).matmul?.kind;
     expect(kernels).toBeDefined();
-    const other = kernels === 'blas' ? 'xnnpack' : 'blas';
+    const other = kernels === 'blas' ? ('xnnpack' as const) : ('blas' as const);
     // As if an earlier run on the other kernels had left these parts.
     for (let seg = 0; seg < 3; seg++) {
-      const m = JSON.parse(await readFile(partPaths(d, seg).marker, 'utf8'));
+      const m = (await readMarker(d, seg))!;
       expect(m.settings.kernels).toBe(kernels);
-      m.settings.kernels = other;
-      m.fingerprint = fingerprintOf(m.settings);
-      await writeFile(partPaths(d, seg).marker, JSON.stringify(m));
-      await writeFile(partPaths(d, seg).started, m.fingerprint);
+      const settings = { ...m.settings, kernels: other };
+      await writeMarker(d, { ...m, settings, fingerprint: fingerprintOf(settings) });
+      // The in-progress stamp extract writes (the fingerprint as text) before a segment's rows.
+      await writeFile(partPaths(d, seg).started, fingerprintOf(settings));
     }
     const r = await extract(opts(d));
     expect(r.segmentsSkipped).toBe(0);

@@ -149,7 +149,7 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   try {
     for (let r = 0; r < m.rounds; r++) {
       myHas.fill(0);
-      if (done && r < m.shares.length) store(done.grads.slice(r * slots.length, (r + 1) * slots.length));
+      if (done && r < m.shares.length) store(done.grads.slice(r * slots.length, (r + 1) * slots.length), m.fresh && r === 0);
       roundBarrier.wait(W);
       addRound(from, to);
       // the arenas are read until every worker has added its range
@@ -210,8 +210,13 @@ function sharesGradients(m: Extract<ToWorker, { type: 'micro' }>): { results: { 
   }
 }
 
-/** One share's gradients into this worker's arena (worker 0: straight into the step's gradient), marking the tensors it reached. */
-function store(grads: (tf.Tensor | null)[]): void {
+/**
+ * One share's gradients into this worker's arena, marking the tensors it reached. Worker 0 adds
+ * straight into the step's gradient; on a fresh step's first round that gradient is all zeros,
+ * so it copies instead (the same values: 0 + x = x), and the other workers do not wait on a
+ * scalar loop over every parameter.
+ */
+function store(grads: (tf.Tensor | null)[], first: boolean): void {
   const sum = s.grads;
   grads.forEach((g, j) => {
     if (!g) return;
@@ -219,6 +224,7 @@ function store(grads: (tf.Tensor | null)[]): void {
     const d = wasmView(g) ?? (g.dataSync() as Float32Array);
     const o = slots[j]!.offset;
     if (myGrads) myGrads.set(d, o);
+    else if (first) sum.set(d, o);
     else for (let i = 0; i < d.length; i++) sum[o + i]! += d[i]!;
     myHas[slots[j]!.index] = 1;
   });

@@ -36,6 +36,7 @@ export { linear, bmm } from './ops/matmul.ts';
 export { ItemStreams, dropout } from './ops/nn.ts';
 export { embedding } from './ops/segment-sum.ts';
 export { registerKernels } from './ops/kernels.ts';
+export { frugalGradients } from './ops/gradients.ts';
 
 // ---- Training ----
 export { AdamState, adamwUpdate, REFERENCE_ADAMW, decays, warmupLinear, sumOfSquares, clipFactor, type AdamWOptions, type AdamWUpdate } from './train/adamw.ts';

@@ -161,8 +161,16 @@ function attend(ctx: Ctx, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, extMask: tf.
   return mergeHeads(bmm(tf.reshape(probs, [B * h, Lq, Lk]), splitHeads(v, h)), B, h);
 }
 
-/** BertLayer / BertImageLayer (M:…): self-attention, residual LN, FFN, residual LN. */
+/**
+ * BertLayer / BertImageLayer (M:…): self-attention, residual LN, FFN, residual LN. Each layer
+ * runs in a tidy: what the backward pass needs is saved on the tape, and the layer's other
+ * temporaries go at its end instead of at the end of the whole forward pass.
+ */
 function selfLayer(ctx: Ctx, x: tf.Tensor, extMask: tf.Tensor, name: string, heads: number, hidP: number, attP: number): tf.Tensor {
+  return tf.tidy(() => selfLayerBody(ctx, x, extMask, name, heads, hidP, attP));
+}
+
+function selfLayerBody(ctx: Ctx, x: tf.Tensor, extMask: tf.Tensor, name: string, heads: number, hidP: number, attP: number): tf.Tensor {
   const s = `${name}.attention.self`;
   const ctxv = attend(ctx, lin(ctx, x, `${s}.query`), lin(ctx, x, `${s}.key`), lin(ctx, x, `${s}.value`), extMask, heads, attP);
   const a = ln(ctx, tf.add(drop(ctx, lin(ctx, ctxv, `${name}.attention.output.dense`), hidP), x), `${name}.attention.output.LayerNorm`);
@@ -170,8 +178,12 @@ function selfLayer(ctx: Ctx, x: tf.Tensor, extMask: tf.Tensor, name: string, hea
   return ln(ctx, tf.add(drop(ctx, lin(ctx, inter, `${name}.output.dense`), hidP), a), `${name}.output.LayerNorm`);
 }
 
-/** BertConnectionLayer / _two_text (M:1021-1106): bi-attention, BiOutput, one FFN per stream. */
+/** BertConnectionLayer / _two_text (M:1021-1106): bi-attention, BiOutput, one FFN per stream (in a tidy, as selfLayer). */
 function coLayer(ctx: Ctx, A: tf.Tensor, maskA: tf.Tensor, B: tf.Tensor, maskB: tf.Tensor, name: string, heads: number, hidPA: number, hidPB: number) {
+  return tf.tidy(() => coLayerBody(ctx, A, maskA, B, maskB, name, heads, hidPA, hidPB)) as unknown as readonly [tf.Tensor, tf.Tensor];
+}
+
+function coLayerBody(ctx: Ctx, A: tf.Tensor, maskA: tf.Tensor, B: tf.Tensor, maskB: tf.Tensor, name: string, heads: number, hidPA: number, hidPB: number) {
   const c = ctx.c;
   const b = `${name}.biattention`;
   const q1 = lin(ctx, A, `${b}.query1`);
@@ -187,7 +199,7 @@ function coLayer(ctx: Ctx, A: tf.Tensor, maskA: tf.Tensor, B: tf.Tensor, maskB: 
   const B1 = ln(ctx, tf.add(drop(ctx, lin(ctx, ctxB, `${o}.dense2`), hidPB), B), `${o}.LayerNorm2`);
   const A2 = ln(ctx, tf.add(drop(ctx, lin(ctx, gelu(lin(ctx, A1, `${name}.v_intermediate.dense`)), `${name}.v_output.dense`), hidPA), A1), `${name}.v_output.LayerNorm`);
   const B2 = ln(ctx, tf.add(drop(ctx, lin(ctx, gelu(lin(ctx, B1, `${name}.t_intermediate.dense`)), `${name}.t_output.dense`), hidPB), B1), `${name}.t_output.LayerNorm`);
-  return [A2, B2] as const;
+  return [A2, B2];
 }
 
 /**

@@ -43,16 +43,21 @@ const PER_CLASS = 14;
 export type WasmKernels = 'blas' | 'xnnpack';
 
 /**
- * Fitted per kernel kind: heap per byte of activations counted above (allocator slack; the heap
- * keeps growing over the first steps), heap per byte of weights for gradients and the backward
- * pass's weight-sized temporaries, and per byte of the word-embedding table for its gradient's
- * parts (a segment sum per text stream, the tied decoder's). `xnnpack`: k3m-small 0.36 / 1.0 GiB
- * for shares of 2 / 8 items, k3m-medium 2.1 / 2.6 / 3.9 GiB for 1 / 2 / 4. `blas` (2026-11-30):
- * k3m-small 0.291 / 0.792 GiB for 2 / 8, k3m-medium 1.527 / 1.998 / 2.941 GiB for 1 / 2 / 4.
+ * Fitted per kernel kind to the heap one worker reaches over a few steps on the trainer's backward
+ * pass (`frugalGradients`, ops/gradients.ts), which frees saved activations as gradients arrive:
+ * its peak holds the weights, the word-embedding table's gradient parts (`embeddingWork` per byte
+ * of the table), and the larger of every weight's gradient (`gradientWork` per byte of weights)
+ * and the activations still held (`held` per byte counted above), plus the part of the activations
+ * that lives next to both (`kept`). Fitted never to fall short of a measurement (2026-11-30;
+ * at most 13% over): `blas`: k3m-small 0.140 / 0.291 GiB for 2 / 8 items; k3m-medium 0.907 /
+ * 1.011 / 1.225 / 1.709 / 2.968 GiB for 1 / 2 / 4 / 8 / 16, 32 out of memory; k3m-base 3.640 /
+ * 3.735 / 3.875 / 3.976 GiB for 1 / 2 / 3 / 4. `xnnpack` (explicit transposes: more weight-sized
+ * temporaries): k3m-small 0.168 / 0.349; k3m-medium 1.430 / 1.442 / 1.515 / 2.138 / 3.387, 32 out
+ * of memory.
  */
-const FIT: Record<WasmKernels, { slack: number; gradientWork: number; embeddingWork: number }> = {
-  xnnpack: { slack: 1.35, gradientWork: 2.3, embeddingWork: 5.7 },
-  blas: { slack: 0.93, gradientWork: 0.9, embeddingWork: 7.6 },
+const FIT: Record<WasmKernels, { gradientWork: number; embeddingWork: number; held: number; kept: number }> = {
+  xnnpack: { gradientWork: 1.6, embeddingWork: 8.25, held: 0.2, kept: 0.175 },
+  blas: { gradientWork: 1.0, embeddingWork: 5.5, held: 0.28, kept: 0.045 },
 };
 
 /** The kernels a wasm heap of this machine runs: `blas` when a BLAS loads. */
@@ -104,10 +109,12 @@ export function estimateTrainingMemory(config: ModelConfig, batchSize: number, w
   const perWorker = Math.ceil(parts / used);
   const share = perWorker * Math.ceil(batchSize / parts);
   const weights = 4 * parameters;
-  // variableGrads holds every gradient at once, next to the backward pass's temporaries.
-  const gradients = (fit.gradientWork + perWorker - 1) * weights + fit.embeddingWork * 4 * config.vocab_size * config.hidden_size;
-  const activations = fit.slack * share * activationsPerItem(config);
-  const worker = { weights, gradients, activations, total: weights + gradients + activations };
+  const embedding = fit.embeddingWork * 4 * config.vocab_size * config.hidden_size;
+  const paramGradients = (fit.gradientWork + perWorker - 1) * weights;
+  const perItem = share * activationsPerItem(config);
+  const held = fit.held * perItem;
+  const kept = fit.kept * perItem;
+  const worker = { weights, gradients: paramGradients + embedding, activations: held + kept, total: weights + embedding + Math.max(paramGradients, held) + kept };
   const shared = sharedBytes(parameters, parameterSpec(config).length, config.hidden_size, workers, parts);
   return { parameters, share, worker, shared, total: used * worker.total + shared };
 }
@@ -128,7 +135,7 @@ export function checkTrainingMemory(config: ModelConfig, o: { name: string; back
     const todo =
       fixed > WASM_HEAP_LIMIT
         ? `weights and gradients alone exceed it: ${smaller}`
-        : fixed + e.worker.activations / e.share > WASM_HEAP_LIMIT
+        : estimateTrainingMemory(config, 1, 1, 1, o.kernels).worker.total > WASM_HEAP_LIMIT
           ? `even a share of one item exceeds it: ${smaller}`
           : 'lower --batch-size (with --accumulate to keep the batch) or add --shares and --workers (each worker has its own heap), or use --backend tensorflow';
     throw new UsageError(

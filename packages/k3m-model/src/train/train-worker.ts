@@ -26,6 +26,7 @@ import type { Batch } from '../data/batch.ts';
 import { forward, startForward, type AccuracyCounts, type BatchShare, type FusionMode, type LossName, type LossWeights, type ModelFixes } from '../model/k3m.ts';
 import { K3mParams, tensorParams } from '../model/params.ts';
 import { customOp } from '../ops/custom-grad.ts';
+import { frugalGradients } from '../ops/gradients.ts';
 import { ItemStreams } from '../ops/nn.ts';
 import { adamwUpdate, clipFactor, sumOfSquares } from './adamw.ts';
 import { abortAll, BARRIER_WORDS, SharedBarrier, WorkerAborted } from './shared-barrier.ts';
@@ -171,7 +172,7 @@ function sharesGradients(m: Extract<ToWorker, { type: 'micro' }>): { results: { 
   const copies = m.shares.map(() => vars.map((v) => tf.clone(v)));
   const results: { loss: number; losses: LossParts }[] = [];
   try {
-    const { value, grads } = tf.engine().gradients(
+    const { value, grads } = frugalGradients(
       () => {
         const started = m.shares.map((job, i) =>
           startForward(tensorParams(s.config, new Map(slots.map((x, j) => [x.name, copies[i]![j]!]))), job.batch, {
@@ -200,11 +201,9 @@ function sharesGradients(m: Extract<ToWorker, { type: 'micro' }>): { results: { 
         return total!;
       },
       copies.flat(),
-      undefined,
-      true,
     );
     value.dispose();
-    return { results, grads };
+    return { results, grads: grads.map((g) => g ?? null) };
   } finally {
     for (const c of copies) for (const t of c) t.dispose();
   }

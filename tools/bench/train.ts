@@ -16,7 +16,7 @@
  *   npx tsx tools/bench/train.ts                       # both configs
  *   BENCH_CONFIGS=k3m-small npx tsx tools/bench/train.ts
  *   BENCH_REF_ARGS=--no-guard npx tsx tools/bench/train.ts   # extra args for bench.sh
- *   BENCH_WARMUP=1 BENCH_STEPS=2 npx tsx tools/bench/train.ts   # fewer steps (ours)
+ *   BENCH_WARMUP=1 BENCH_STEPS=2 npx tsx tools/bench/train.ts   # fewer steps (ours and the original's)
  *
  * Numbers are only comparable on an otherwise idle machine: the load average is printed first.
  */
@@ -33,6 +33,7 @@ import {
   adamwUpdate,
   countParameters,
   forward,
+  frugalGradients,
   ItemStreams,
   K3mParams,
   registerKernels,
@@ -131,10 +132,10 @@ async function threadedSteps(config: ModelConfig, data: Batch[], threads: number
     grads.fill(0);
     for (let k = 0; k < accumulate; k++) {
       const b = data[i * accumulate + k]!;
-      const { value, grads: g } = tf.variableGrads(() => forward(model, b, { fusionMode: 1, training: true, rng: new ItemStreams(i * accumulate + k, 0, b.shape.batchSize) }).loss! as tf.Scalar, vars);
+      const { value, grads: g } = frugalGradients(() => forward(model, b, { fusionMode: 1, training: true, rng: new ItemStreams(i * accumulate + k, 0, b.shape.batchSize) }).loss! as tf.Scalar, vars);
       value.dispose();
       for (const s of arena.layout.slots) {
-        const t = g[vars[s.index]!.name];
+        const t = g[s.index];
         if (!t) continue;
         const d = t.dataSync() as Float32Array;
         for (let j = 0; j < d.length; j++) grads[s.offset + j]! += d[j]!;
@@ -212,7 +213,9 @@ async function runOurs(preset: PresetName, workers: number, threads: number): Pr
 
 /** Our measurement in a fresh process (its own peak RSS); undefined with the reason when it fails. */
 function ours(preset: string, workers: number, threads = 1): OursResult | string {
-  const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--one', preset, String(workers), String(threads)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  // Started as the CLI starts (node-entry.js), not under this process's tsx: its peak RSS is a user's.
+  const entry = fileURLToPath(new URL('./node-entry.js', import.meta.url));
+  const r = spawnSync(process.execPath, [entry, fileURLToPath(import.meta.url), '--one', preset, String(workers), String(threads)], { encoding: 'utf8', maxBuffer: 1 << 24 });
   const line = r.stdout.trim().split('\n').at(-1) ?? '';
   if (r.status !== 0 || !line.startsWith('{')) return `failed (exit ${r.status}): ${(r.stderr || r.stdout).split('\n').find((l) => /Error/.test(l))?.trim() ?? 'no error line'}`;
   return JSON.parse(line) as OursResult;
@@ -230,6 +233,7 @@ function referenceConfig(preset: PresetName, dir: string): string {
 
 interface ReferenceResult {
   median_s: number;
+  step_s: number[];
   peak_rss_gb: number;
   params_unique: number;
   input_means_per_item: Record<string, number>;
@@ -238,7 +242,9 @@ interface ReferenceResult {
 function reference(preset: PresetName, dir: string): ReferenceResult | string {
   const out = join(dir, `${preset}-ref.json`);
   const extra = (process.env.BENCH_REF_ARGS ?? '').split(' ').filter(Boolean);
-  const r = spawnSync(join(REFERENCE, 'bench.sh'), [referenceConfig(preset, dir), String(BATCH), '--out', out, ...extra], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  // The same warm-up and measured steps as ours (BENCH_WARMUP, BENCH_STEPS).
+  const steps = ['--warmup', String(WARMUP), '--steps', String(STEPS)];
+  const r = spawnSync(join(REFERENCE, 'bench.sh'), [referenceConfig(preset, dir), String(BATCH), ...steps, '--out', out, ...extra], { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0 || !existsSync(out)) return `failed (exit ${r.status}): ${r.stderr.trim().split('\n').at(-1)}`;
   return JSON.parse(readFileSync(out, 'utf8')) as ReferenceResult;
 }
@@ -258,7 +264,7 @@ async function main(): Promise<void> {
   const configs = (process.env.BENCH_CONFIGS ?? 'k3m-small,k3m-medium').split(',') as PresetName[];
   const cores = availableParallelism();
   const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
-  console.log(`k3m-model train step, batch ${BATCH} (title 36, knowledge 48, 36 regions + global), median of ${STEPS} after ${WARMUP} warm-up; ${cores} cores; load average ${load()}`);
+  console.log(`k3m-model train step, batch ${BATCH} (title 36, knowledge 48, 36 regions + global), median of ${STEPS} steps after ${WARMUP} warm-up, ours and the original alike; ${cores} cores; load average ${load()}`);
   const blas = blasStatus();
   console.log(`ours: wasm, matmuls and convolutions on ${blas.blas ? blas.blas.name : `XNNPACK (${blas.reason})`} in the worker columns, XNNPACK in the threaded one`);
   if (loadavg()[0]! > 2.5) console.log('note: the machine is busy (1-minute load above 2.5); these numbers are indicative only');
@@ -282,7 +288,7 @@ async function main(): Promise<void> {
       const ratio = best && typeof ref === 'object' ? `${(best.median_s / ref.median_s).toFixed(2)}x (${best.workers} worker${best.workers > 1 ? 's' : ''}), RSS ${(best.peak_rss_gb / ref.peak_rss_gb).toFixed(2)}x` : '-';
       const params = best ? `${(best.parameters / 1e6).toFixed(1)} M` : '-';
       rows.push([preset, params, fmt(one), fmt(many), fmt(threaded), fmt(ref), ratio]);
-      for (const r of [one, many, threaded, ref]) if (r && typeof r === 'object') console.log(`  ${preset} ${'workers' in r ? `ours, ${r.workers} worker(s) x ${r.threads} thread(s)` : 'original'}: ${JSON.stringify('workers' in r ? { steps_s: r.steps_s, inputs_per_item: r.inputs_per_item } : { inputs_per_item: r.input_means_per_item })}`);
+      for (const r of [one, many, threaded, ref]) if (r && typeof r === 'object') console.log(`  ${preset} ${'workers' in r ? `ours, ${r.workers} worker(s) x ${r.threads} thread(s)` : 'original'}: ${JSON.stringify('workers' in r ? { steps_s: r.steps_s, inputs_per_item: r.inputs_per_item } : { steps_s: r.step_s, inputs_per_item: r.input_means_per_item })}`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -6,6 +6,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readSafetensors, f32 } from '@k3m-kit/core';
+import { ownsMemory } from '@k3m-kit/core/backend';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startBackend } from '../src/backend.ts';
 import { modelConfig, ModelConfigSchema } from '../src/model/config.ts';
@@ -24,6 +25,18 @@ describe('parameters', () => {
   it('k3m-base has the paper\'s 461.7 M parameters (reference 4.8), counted without allocating', () => {
     const n = countParameters(modelConfig('k3m-base'));
     expect(Math.round(n / 1e5) / 10).toBe(461.7);
+  });
+
+  it('variables own their memory on wasm, from init, from values and from a state dict (the trainer reloads weights in place)', () => {
+    const config = modelConfig('k3m-small', { vocab_size: 300 });
+    const a = K3mParams.init(config, 1);
+    const b = K3mParams.fromValues(config, (n) => a.get(n).dataSync() as Float32Array);
+    const c = K3mParams.fromStateDict(config, new Map(parameterSpec(config).map((s) => [s.name, f32(s.shape, a.get(s.name).dataSync() as Float32Array)])));
+    for (const p of [a, b, c]) {
+      const vars = [...p.vars.values()];
+      expect(vars.filter((v) => ownsMemory(v))).toHaveLength(vars.length);
+      p.dispose();
+    }
   });
 
   it('k3m-small is small', () => {

@@ -48,7 +48,8 @@ export type WasmKernels = 'blas' | 'xnnpack';
  * its peak holds the weights, the word-embedding table's gradient parts (`embeddingWork` per byte
  * of the table), and the larger of every weight's gradient (`gradientWork` per byte of weights)
  * and the activations still held (`held` per byte counted above), plus the part of the activations
- * that lives next to both (`kept`). Fitted never to fall short of a measurement (2026-11-30;
+ * that lives next to both (`kept`). Fitted never to fall short of a measurement
+ * (`npx tsx tools/bench/train-heap.ts <preset> <items>`, 2026-11-30;
  * at most 13% over): `blas`: k3m-small 0.140 / 0.291 GiB for 2 / 8 items; k3m-medium 0.907 /
  * 1.011 / 1.225 / 1.709 / 2.968 GiB for 1 / 2 / 4 / 8 / 16, 32 out of memory; k3m-base 3.640 /
  * 3.735 / 3.875 / 3.976 GiB for 1 / 2 / 3 / 4. `xnnpack` (explicit transposes: more weight-sized

@@ -87,38 +87,69 @@ export type DecodedFeatureLine =
   | { ok: true; row: FeatureRow; form: TsvForm }
   | { ok: false; reason: string; detail: string; imageId?: string };
 
-function unwrap(cell: string): { body: string; form: TsvForm } {
-  const { prefix, suffix } = TSV_FORMS.k3m;
-  if (cell.startsWith(prefix) && cell.endsWith(suffix) && cell.length >= 3) return { body: cell.slice(2, -1), form: 'k3m' };
-  return { body: cell, form: 'bare' };
+const TAB = 9;
+const CR = 13;
+const EQ = 61;
+const PREFIX = Buffer.from(TSV_FORMS.k3m.prefix, 'latin1');
+const SUFFIX = TSV_FORMS.k3m.suffix.charCodeAt(0);
+/**
+ * Base64 is decoded from the line's bytes in slices of this many characters (a multiple of 4,
+ * so each slice is whole quads): a slice's string is small enough for V8's young generation,
+ * whereas one string per ~400 KB cell took fresh pages from the kernel every row (page faults
+ * were a third of convert's CPU).
+ */
+const B64_SLICE = 1 << 16;
+
+/** The bounds of a cell's base64 body, without the `b'...'` wrapping when it has it. */
+function unwrap(line: Buffer, a: number, b: number): { a: number; b: number; form: TsvForm } {
+  const wrapped = b - a >= 3 && line[a] === PREFIX[0] && line[a + 1] === PREFIX[1] && line[b - 1] === SUFFIX;
+  return wrapped ? { a: a + 2, b: b - 1, form: 'k3m' } : { a, b, form: 'bare' };
 }
 
-function floats(cell: string): Float32Array | undefined {
+/** Where decoded arrays are stored: a fresh ArrayBuffer of `bytes` bytes, or one to reuse. */
+export type ArrayAllocator = (bytes: number) => ArrayBuffer;
+const freshBuffer: ArrayAllocator = (bytes) => Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer;
+
+/** The float32s a base64 cell `[a, b)` of the line holds, or undefined when it is not clean base64 of whole floats. */
+function floats(line: Buffer, a: number, b: number, alloc: ArrayAllocator): Float32Array | undefined {
   // Node's decoder skips characters outside the alphabet, so a clean cell is one whose decoded
   // length is exactly what its length promises (a regex over ~400 KB cells costs 20x the decode).
-  if (cell.length % 4 !== 0) return undefined;
-  const pad = cell.endsWith('==') ? 2 : cell.endsWith('=') ? 1 : 0;
-  const buf = Buffer.from(cell, 'base64');
-  if (buf.byteLength !== (cell.length / 4) * 3 - pad || buf.byteLength % 4 !== 0) return undefined;
-  // Copy into an aligned buffer: Buffer views may start at any byte offset.
-  const out = new Float32Array(buf.byteLength / 4);
-  new Uint8Array(out.buffer).set(buf);
-  return out;
+  const len = b - a;
+  if (len % 4 !== 0) return undefined;
+  const pad = len > 0 && line[b - 1] === EQ ? (line[b - 2] === EQ ? 2 : 1) : 0;
+  const bytes = (len / 4) * 3 - pad;
+  if (bytes % 4 !== 0) return undefined;
+  // Its own ArrayBuffer, offset 0: aligned for the Float32Array, and transferable on its own.
+  const out = Buffer.from(alloc(bytes), 0, bytes);
+  let at = 0;
+  for (let from = a; from < b && at < bytes; from += B64_SLICE) at += out.write(line.toString('latin1', from, Math.min(b, from + B64_SLICE)), at, 'base64');
+  if (at !== bytes) return undefined;
+  return new Float32Array(out.buffer, 0, bytes / 4);
 }
 
 /**
- * Decodes one line. With `dims`, array lengths are checked against them; without, the widths
- * are inferred from the byte counts (only possible when num_boxes > 0).
+ * Decodes one line (without its newline; a final CR is dropped). With `dims`, array lengths are
+ * checked against them; without, the widths are inferred from the byte counts (only possible
+ * when num_boxes > 0). The line is read as latin1 bytes: the TSV is ASCII (ids and base64).
+ * `alloc` gives the arrays' storage (each array gets an ArrayBuffer of its own, at offset 0).
  */
-export function decodeFeatureLine(line: string, dims?: FeatureDims): DecodedFeatureLine {
-  const f = line.split('\t');
-  if (f.length !== 7 && f.length !== 8) return { ok: false, reason: 'field-count', detail: `expected 7 TAB-separated fields (8 with attr_prob), got ${f.length}`, imageId: f[0] };
-  const [imageId, w, h, n, ...cells] = f as [string, string, string, string, ...string[]];
+export function decodeFeatureLine(line: string | Uint8Array, dims?: FeatureDims, alloc: ArrayAllocator = freshBuffer): DecodedFeatureLine {
+  const buf = typeof line === 'string' ? Buffer.from(line, 'latin1') : Buffer.from(line.buffer, line.byteOffset, line.byteLength);
+  const end = buf.length > 0 && buf[buf.length - 1] === CR ? buf.length - 1 : buf.length;
+  const cuts = [-1];
+  for (let t = buf.indexOf(TAB); t !== -1 && t < end; t = buf.indexOf(TAB, t + 1)) cuts.push(t);
+  cuts.push(end);
+  const field = (i: number) => buf.toString('latin1', cuts[i]! + 1, cuts[i + 1]);
+  const nFields = cuts.length - 1;
+  if (nFields !== 7 && nFields !== 8) {
+    return { ok: false, reason: 'field-count', detail: `expected 7 TAB-separated fields (8 with attr_prob), got ${nFields}`, imageId: field(0) };
+  }
+  const [imageId, w, h, n] = [0, 1, 2, 3].map(field) as [string, string, string, string];
   const ints = [w, h, n].map((s) => (/^\d+$/.test(s) ? Number(s) : NaN));
   if (ints.some(Number.isNaN)) return { ok: false, reason: 'bad-integer', detail: `image_w/image_h/num_boxes not integers: ${w} ${h} ${n}`, imageId };
   const [imageW, imageH, numBoxes] = ints as [number, number, number];
-  const unwrapped = cells.map(unwrap);
-  const arrays = unwrapped.map((u) => floats(u.body));
+  const unwrapped = cuts.slice(4, -1).map((c, i) => unwrap(buf, c + 1, cuts[i + 5]!));
+  const arrays = unwrapped.map((u) => floats(buf, u.a, u.b, alloc));
   if (arrays.some((a) => a === undefined)) return { ok: false, reason: 'bad-base64', detail: 'a base64 cell does not decode to float32', imageId };
   const [boxes, features, clsProb, attrProb] = arrays as [Float32Array, Float32Array, Float32Array, Float32Array | undefined];
   const per = (a: Float32Array | undefined) => (numBoxes && a ? a.length / numBoxes : 0);
@@ -155,8 +186,8 @@ export function featureLineImageId(line: Uint8Array): string {
 
 /**
  * Streams a TSV file: every line comes back decoded or with its reason, with its line number.
- * Lines are split on bytes and decoded as latin1: the TSV is ASCII (ids and base64), and
- * readline's UTF-8 decoding of ~700 KB lines was the bottleneck of every consumer.
+ * Lines are split and decoded as bytes (see {@link decodeFeatureLine}): readline's UTF-8
+ * decoding of ~700 KB lines was the bottleneck of every consumer.
  */
 export async function* readFeatureTsv(
   path: string,
@@ -167,9 +198,7 @@ export async function* readFeatureTsv(
   let pending: Buffer[] = [];
   const emit = (buf: Buffer) => {
     line++;
-    let text = buf.toString('latin1');
-    if (text.endsWith('\r')) text = text.slice(0, -1);
-    return text === '' ? undefined : { ...decodeFeatureLine(text, dims), line };
+    return buf.length === 0 || (buf.length === 1 && buf[0] === CR) ? undefined : { ...decodeFeatureLine(buf, dims), line };
   };
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {

@@ -33,21 +33,21 @@ const cli = async (args: string[]) => {
   }
 };
 
-function writeLmdb(path: string, n: number, seed: number) {
+async function writeLmdb(path: string, n: number, seed: number): Promise<void> {
   const { writer } = TensorpackLmdbWriter.open(path, 'test');
   const words = ['红色', '蓝色', '棉', '麻', '连衣裙', '衬衫', '夏季', '新款'];
   for (let i = 0; i < n; i++) {
     const w = (k: number) => words[(i * 5 + k * 3 + seed) % words.length]!;
-    writer.append(encodeRecord(makeRecord({ imageId: `${seed}_${i}`, caption: `${w(0)}${w(1)}${w(2)}`, pv: `颜色:${w(3)};材质:${w(4)};风格:${w(5)}`, numBoxes: 1 + (i % 3), featureDim: 16, numClasses: 10, seed: i })));
+    await writer.append(encodeRecord(makeRecord({ imageId: `${seed}_${i}`, caption: `${w(0)}${w(1)}${w(2)}`, pv: `颜色:${w(3)};材质:${w(4)};风格:${w(5)}`, numBoxes: 1 + (i % 3), featureDim: 16, numClasses: 10, seed: i })));
   }
-  writer.finish();
+  await writer.finish();
 }
 
 let work: string;
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'k3m-cli-'));
-  writeLmdb(join(work, LMDB_FILES.train), 16, 0);
-  writeLmdb(join(work, LMDB_FILES.validation), 8, 1);
+  await writeLmdb(join(work, LMDB_FILES.train), 16, 0);
+  await writeLmdb(join(work, LMDB_FILES.validation), 8, 1);
   await writeFile(
     join(work, 'tiny.json'),
     JSON.stringify(TINY_MODEL),

@@ -11,10 +11,10 @@ import type { EvalResults } from '../src/eval/results.ts';
 import { LMDB_FILES } from '../src/train/records.ts';
 import { COLOURS, FakeEncoder, instanceRecords, makeRecords } from './eval-fixtures.ts';
 
-function writeLmdb(path: string, records: readonly K3mRecord[]): void {
+async function writeLmdb(path: string, records: readonly K3mRecord[]): Promise<void> {
   const { writer } = TensorpackLmdbWriter.open(path, 'test');
-  for (const r of records) writer.append(encodeRecord(r));
-  writer.finish();
+  for (const r of records) await writer.append(encodeRecord(r));
+  await writer.finish();
 }
 
 const openke = (rows: string[]) => `${rows.length}\n${rows.join('\n')}\n`;
@@ -23,8 +23,8 @@ let work: string;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'k3m-eval-'));
   const all = makeRecords(60);
-  writeLmdb(join(work, LMDB_FILES.train), all.slice(0, 40));
-  writeLmdb(join(work, LMDB_FILES.validation), all.slice(40));
+  await writeLmdb(join(work, LMDB_FILES.train), all.slice(0, 40));
+  await writeLmdb(join(work, LMDB_FILES.validation), all.slice(40));
   // KG: values = colours, items img0..img59, relation 颜色; every 5th item's colour is a test
   // triple, every 3rd other item's a training triple (the rest keep their colour in their text).
   await mkdir(join(work, 'kg'));
@@ -111,7 +111,7 @@ describe('evaluate', () => {
     const noKg = mkdtempSync(join(tmpdir(), 'k3m-eval-nokg-'));
     try {
       const all = makeRecords(10);
-      writeLmdb(join(noKg, LMDB_FILES.train), all);
+      await writeLmdb(join(noKg, LMDB_FILES.train), all);
       await expect(evaluate({ workDir: noKg, tasks: ['classification', 'completion'], kinds: [], backend: 'cpu', quiet: true }, opener)).rejects.toThrow(
         /^--tasks completion: no kg-triples OpenKE files in .*kg \(run kg-triples build\)$/,
       );
@@ -134,8 +134,8 @@ describe('evaluate --tasks instance-retrieval', () => {
     try {
       const { gallery, queries } = instanceRecords();
       // A fit item showing two products is not a gallery item.
-      writeLmdb(join(dir, LMDB_FILES.train), [...gallery, { ...queries[8]!, imageId: 'fit01' }]);
-      writeLmdb(join(dir, LMDB_FILES.validation), queries);
+      await writeLmdb(join(dir, LMDB_FILES.train), [...gallery, { ...queries[8]!, imageId: 'fit01' }]);
+      await writeLmdb(join(dir, LMDB_FILES.validation), queries);
       const report = await evaluate(
         { workDir: dir, tasks: ['instance-retrieval'], kinds: ['missing-image'], rates: [0, 1], backend: 'cpu', quiet: true },
         async (_runDir, role) => ({ encoder: new FakeEncoder(), modalities: role === 'with-knowledge' ? ['title', 'image', 'knowledge'] : ['title', 'image'] }),

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeRecord, RecordReader, TensorpackLmdbWriter, type K3mRecord } from '@k3m-kit/lmdb-writer';
 import { resolvePreprocessOptions } from '../src/data/preprocess.ts';
 import { lmdbItems, scanLmdb } from '../src/eval/records.ts';
@@ -11,11 +11,11 @@ import { makeRecords } from './eval-fixtures.ts';
 const dir = mkdtempSync(join(tmpdir(), 'k3m-eval-records-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function writeLmdb(name: string, records: readonly K3mRecord[]): string {
+async function writeLmdb(name: string, records: readonly K3mRecord[]): Promise<string> {
   const path = join(dir, name);
   const { writer } = TensorpackLmdbWriter.open(path, 'test');
-  for (const r of records) writer.append(encodeRecord(r));
-  writer.finish();
+  for (const r of records) await writer.append(encodeRecord(r));
+  await writer.finish();
   return path;
 }
 
@@ -23,7 +23,10 @@ describe('scanLmdb and lmdbItems', () => {
   // Items 3, 7 and 10 have 4-wide features where the first record has 8: the model cannot read them.
   const narrow = new Set([3, 7, 10]);
   const records = makeRecords(12).map((r, i) => (narrow.has(i) ? makeRecords(i + 1, 4, 4)[i]! : r));
-  const path = writeLmdb('mixed.lmdb', records);
+  let path: string;
+  beforeAll(async () => {
+    path = await writeLmdb('mixed.lmdb', records);
+  });
 
   it('counts every record read and rejects the unreadable ones by reason', () => {
     const reader = RecordReader.open(path);

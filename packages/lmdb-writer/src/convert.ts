@@ -308,25 +308,25 @@ async function convertSplit(o: ConvertOptions, j: SplitJob): Promise<SplitResult
         index++;
         continue;
       }
-      writer.append(ev.value);
+      await writer.append(ev.value);
       if (index % stride === 0) expected.set(index, sha1(ev.value));
       index++;
       valueBytes += ev.value.length;
       sinceCommit++;
       bytesSinceCommit += ev.value.length;
       if (sinceCommit >= o.batchRecords || bytesSinceCommit >= batchBytes) {
-        writer.commit(mark());
+        await writer.commit(mark());
         sinceCommit = 0;
         bytesSinceCommit = 0;
       }
     }
     bar.stop();
     if (index < skip) throw new ReplayMismatch(writer.partialPath);
-    writer.finish();
+    await writer.finish();
   } catch (e) {
     bar.stop();
     try {
-      writer.abandon();
+      await writer.abandon();
     } catch {
       // already closed
     }

@@ -34,7 +34,7 @@ import { basename } from 'node:path';
 import { readItems, readManifest, type Split, type SegmentEntry } from '@k3m-kit/raw-ingest';
 import { featureTsvPath, type FeatureDims } from '@k3m-kit/region-features/feature-tsv';
 import { IoError, ownsUnit, type Ledger, type RejectRecord, type Shard } from '@k3m-kit/core';
-import { encodeRecord, encodeStoredRecord, type RecordEncoding } from './codecs/msgpack-numpy.ts';
+import { encodeStoredRecord, storedArrays, type RecordEncoding } from './codecs/msgpack-numpy.ts';
 import { decodedRows, FeatureRowDecoder, ownsRow, parseImageId, type DecodedRow } from './feature-rows.ts';
 
 /** What to do with items that have no region features (design.md section 5). */
@@ -73,7 +73,10 @@ export interface JoinOptions {
 }
 
 export type JoinEvent =
-  /** A record carries its item and, unless its image is missing, its feature row. */
+  /**
+   * A record carries its item and, unless its image is missing, its feature row. `value` is
+   * transient: valid until the next event is asked for (copy it to keep it).
+   */
   | { kind: 'record'; value: Buffer; imageId: string; imageMissing: boolean }
   /** A reject line, of an item (a segment file's line) or of a feature row (a TSV line). */
   | { kind: 'reject'; of: 'item' | 'featureRow'; reject: RejectRecord };
@@ -114,7 +117,7 @@ export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
   // Rows of other shards' segments are theirs; unplaceable rows are shard 0's, so N shards count them once.
   const rows = decodedRows(featureFiles(o.workDir, o.split), decoder, AHEAD, (id) => ownsRow(id, segIds, o.shard));
   try {
-    yield* joinRows(o, segs, rows[Symbol.asyncIterator]());
+    yield* joinRows(o, segs, rows[Symbol.asyncIterator](), (r) => decoder.release(r));
   } finally {
     await decoder.close();
     if (o.stats) o.stats.featureRowsDecoded = decoder.decoded;
@@ -124,7 +127,8 @@ export async function* join(o: JoinOptions): AsyncGenerator<JoinEvent> {
 /** Feature rows decoded ahead of the join: enough to keep every thread busy. */
 const AHEAD = 16;
 
-async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterator<FeatureLine>): AsyncGenerator<JoinEvent> {
+/** `release` takes back a row's arrays once its record is packed. */
+async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterator<FeatureLine>, release: (r: DecodedRow) => void): AsyncGenerator<JoinEvent> {
   // Position of a segment in manifest order; rows of segments owned by other shards are skipped.
   const order = new Map<number, { index: number; entry: SegmentEntry; owned: boolean }>();
   segs.forEach((e, index) => order.set(e.seg, { index, entry: e, owned: ownsUnit(o.shard, e.seg) }));
@@ -213,7 +217,9 @@ async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterat
       }
       // An owned, clean row comes with its arrays (decodeRow).
       const record = { ...line.row!, imageId: item.imageId, caption: item.title, pv, category: item.category, featureDim: o.dims.featureDim, ...extra };
-      yield { kind: 'record', value: encodeStoredRecord(record), imageId: item.imageId, imageMissing: false };
+      const value = encodeStoredRecord(record, { transient: true });
+      release(line);
+      yield { kind: 'record', value, imageId: item.imageId, imageMissing: false };
       continue;
     }
     if (o.missingImage === 'drop') {
@@ -221,7 +227,7 @@ async function* joinRows(o: JoinOptions, segs: SegmentEntry[], rows: AsyncIterat
       continue;
     }
     const record = { imageId: item.imageId, caption: item.title, pv, category: item.category, features: empty, clsProb: empty, boxes: empty, numBoxes: 0, imageH: 0, imageW: 0, featureDim: o.dims.featureDim, numClasses: o.dims.numClasses, ...extra };
-    yield { kind: 'record', value: encodeRecord(record, o.encoding), imageId: item.imageId, imageMissing: true };
+    yield { kind: 'record', value: encodeStoredRecord({ ...record, ...storedArrays(record, o.encoding) }, { transient: true }), imageId: item.imageId, imageMissing: true };
   }
   while (row) {
     yield rowReject(strayReject(row));

@@ -135,17 +135,17 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
           // Records an interrupted merge committed are in the output already.
           items.wrote();
           if (index++ < skip) continue;
-          writer.append(v);
-          if (writer.count % o.batchRecords === 0) writer.commit({ fingerprint, records: writer.count, lastImageId: last });
+          await writer.append(v);
+          if (writer.count % o.batchRecords === 0) await writer.commit({ fingerprint, records: writer.count, lastImageId: last });
         }
       }
       bar.stop();
       const left = next.findIndex((k, i) => k < readers[i]!.length);
       if (left >= 0) {
-        writer.abandon();
+        await writer.abandon();
         throw new IoError(parts[left]!, `record ${next[left]} belongs to no ${split} segment of shard ${left} in manifest order`);
       }
-      writer.finish();
+      await writer.finish();
       const check = verify(file, { sample: 16 });
       if (check.problems.length) throw new IoError(file, `read-back check failed: ${check.problems[0]}`);
       splits[split] = { file, parts, records: index, bytes: statSync(file).size, resumedFrom: skip };

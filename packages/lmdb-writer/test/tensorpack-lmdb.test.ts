@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { lmdbDataFormat, lmdbPath, TensorpackLmdbReader, TensorpackLmdbWriter, WRITE_CHUNK_BYTES } from '../src/index.ts';
+import { ARENAS, lmdbDataFormat, lmdbPath, TensorpackLmdbReader, TensorpackLmdbWriter, WRITE_CHUNK_BYTES } from '../src/index.ts';
 import { writeFixtureWorkDir } from '../src/testing.ts';
 import { CLI, pkgRoot, PYTHON, pythonMissing, repoRoot, tempDir } from './helpers.ts';
 
@@ -32,20 +32,20 @@ function pythonKeys(path: string): { entries: number; keys: string[] } {
 const PREBUILT_ENV = { ...process.env, LMDB_PREBUILD: join(repoRoot, 'node_modules/lmdb/src') };
 
 describe('tensorpack store on lmdb-js', () => {
-  test('a progress marker until finish, then exactly the record keys and __keys__, in LMDB data format 1', () => {
+  test('a progress marker until finish, then exactly the record keys and __keys__, in LMDB data format 1', async () => {
     const final = join(tempDir('tp'), 'training_feat_all.lmdb');
     const { writer } = TensorpackLmdbWriter.open(final, 'fp1');
-    for (let i = 0; i < 30; i++) writer.append(value(i));
-    writer.commit({ fingerprint: 'fp1', records: 30, lastImageId: '29_s0' });
-    writer.abandon();
+    for (let i = 0; i < 30; i++) await writer.append(value(i));
+    await writer.commit({ fingerprint: 'fp1', records: 30, lastImageId: '29_s0' });
+    await writer.abandon();
     const resumed = TensorpackLmdbWriter.open(final, 'fp1');
     expect(resumed.progress?.records).toBe(30);
     expect(resumed.writer.resumedFrom).toBe(30);
-    resumed.writer.abandon();
+    await resumed.writer.abandon();
     const fresh = TensorpackLmdbWriter.open(final, 'other inputs');
     expect(fresh.writer.resumedFrom).toBe(0);
-    for (let i = 0; i < 3; i++) fresh.writer.append(value(i));
-    fresh.writer.finish();
+    for (let i = 0; i < 3; i++) await fresh.writer.append(value(i));
+    await fresh.writer.finish();
     expect(existsSync(`${final}.partial`)).toBe(false);
     expect(lmdbDataFormat(final)).toBe(1);
     const r = TensorpackLmdbReader.open(final);
@@ -57,28 +57,50 @@ describe('tensorpack store on lmdb-js', () => {
     if (!missing) expect(pythonKeys(final)).toEqual({ entries: 4, keys: ['00000000', '00000001', '00000002', '__keys__'] });
   });
 
-  test('values flushed after the last marker (a chunk, then a kill) are dropped on resume', () => {
+  test('values written after the last marker (then a kill) are dropped on resume', async () => {
     const final = join(tempDir('tp-chunk'), 'x.lmdb');
     const { writer } = TensorpackLmdbWriter.open(final, 'fp');
-    for (let i = 0; i < 10; i++) writer.append(value(i));
-    writer.commit({ fingerprint: 'fp', records: 10, lastImageId: '9' });
+    for (let i = 0; i < 10; i++) await writer.append(value(i));
+    await writer.commit({ fingerprint: 'fp', records: 10, lastImageId: '9' });
     const big = Buffer.alloc(1 << 20, 9);
     const n = Math.ceil(WRITE_CHUNK_BYTES / big.length) + 3;
-    for (let i = 0; i < n; i++) writer.append(big);
-    writer.abandon(); // as if killed: a chunk went to disk, no marker covers it
+    for (let i = 0; i < n; i++) await writer.append(big);
+    await writer.abandon(); // as if killed: they went to disk, no marker covers them
     const partial = TensorpackLmdbReader.open(`${final}.partial`);
     expect(partial.entries).toBeGreaterThan(11);
     partial.close();
     const again = TensorpackLmdbWriter.open(final, 'fp');
     expect(again.writer.resumedFrom).toBe(10);
-    for (let i = 10; i < 13; i++) again.writer.append(value(i));
-    again.writer.finish();
+    for (let i = 10; i < 13; i++) await again.writer.append(value(i));
+    await again.writer.finish();
     const r = TensorpackLmdbReader.open(final);
     expect([r.length, r.entries]).toEqual([13, 14]);
     for (let i = 0; i < 13; i++) expect(r.value(i).equals(value(i))).toBe(true);
     expect(r.keys).toEqual(Array.from({ length: 13 }, (_, i) => String(i).padStart(8, '0')));
     r.close();
     if (!missing) expect(pythonKeys(final).entries).toBe(14);
+  });
+
+  test('values are copied when appended: one buffer reused for every record, arenas reused, a value larger than an arena', async () => {
+    const final = join(tempDir('tp-arena'), 'x.lmdb');
+    const { writer } = TensorpackLmdbWriter.open(final, 'fp');
+    const reused = Buffer.alloc(3 << 20);
+    // 3 MB values fill an arena every 5 records: the ring of arenas goes round several times.
+    const n = Math.ceil((ARENAS * 3 * WRITE_CHUNK_BYTES) / reused.length);
+    for (let i = 0; i < n; i++) await writer.append(reused.fill(i % 251));
+    const huge = Buffer.alloc(WRITE_CHUNK_BYTES + 5, 77);
+    await writer.append(huge);
+    huge.fill(0);
+    await writer.finish();
+    const r = TensorpackLmdbReader.open(final);
+    expect(r.length).toBe(n + 1);
+    for (let i = 0; i < n; i++) {
+      const v = r.valueTransient(i);
+      expect([v.length, v[0], v[v.length - 1]]).toEqual([reused.length, i % 251, i % 251]);
+      expect(v.every((b) => b === i % 251)).toBe(true);
+    }
+    expect(r.value(n).equals(Buffer.alloc(WRITE_CHUNK_BYTES + 5, 77))).toBe(true);
+    r.close();
   });
 
   test('lmdb-js prebuilt (format 2) binary: convert exits 1 naming the fix, and writes nothing Python cannot read', async () => {

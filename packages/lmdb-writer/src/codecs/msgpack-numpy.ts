@@ -29,7 +29,7 @@
  * The decoder (msgpackr, maps as Map so binary keys survive) also accepts what older Python
  * writers produce: str keys, float NaN for empty text (pandas), missing `kind`.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
 import type { ItemExtra } from '@k3m-kit/raw-ingest';
 import type { K3mRecord } from './record.ts';
 
@@ -57,6 +57,8 @@ export class MsgpackNumpyError extends Error {
 
 /** Packs as Python's msgpack does: plain maps and arrays, no msgpackr record extension. */
 const packr = new Packr({ useRecords: false });
+/** The same, into one buffer that every transient value reuses (see {@link encodeStoredRecord}). */
+const transientPackr = new Packr({ useRecords: false });
 
 const KEY = {
   nd: Buffer.from('nd'),
@@ -224,9 +226,13 @@ export function storedArrays(r: Pick<K3mRecord, 'features' | 'clsProb' | 'numCla
 /** A record whose arrays are already in their stored form ({@link storedArrays}). */
 export type StoredRecord = Omit<K3mRecord, 'features' | 'clsProb' | 'numClasses'> & StoredArrays;
 
-/** The value of a record whose arrays are in stored form. */
-export function encodeStoredRecord(r: StoredRecord): Buffer {
-  return packr.pack([
+/**
+ * The value of a record whose arrays are in stored form. With `transient`, the value is packed
+ * into a buffer the next transient call overwrites: for a caller that copies it at once (the
+ * LMDB writer does), it saves allocating ~0.5 MB for every record.
+ */
+export function encodeStoredRecord(r: StoredRecord, o: { transient?: boolean } = {}): Buffer {
+  const fields = [
     ndarrayMap(r.features, r.numBoxes, r.featureDim),
     ndarrayMap(r.clsProb, r.numBoxes, r.numClasses),
     // Extras go last in the last array, so the payloads before them keep their alignment.
@@ -238,7 +244,8 @@ export function encodeStoredRecord(r: StoredRecord): Buffer {
     r.caption,
     r.pv,
     r.category,
-  ]);
+  ];
+  return o.transient ? transientPackr.pack(fields, RESET_BUFFER_MODE) : packr.pack(fields);
 }
 
 /**

@@ -19,8 +19,10 @@
  * expects; lmdb-js's default ordered-binary would add type tags), `encoding: 'binary'` (values
  * are our msgpack bytes, stored as given), no `compression` (lmdb-js's LZ4 frames would be
  * opaque to Python), no `useWritemap` (liblmdb 0.9 then truncates the file to the whole map
- * size), LMDB's default durable commits (one fdatasync per transaction; transactions are
- * {@link WRITE_CHUNK_BYTES} or a commit, whichever first). The map size is a 1 TiB
+ * size), LMDB's default durable commits (one fdatasync per transaction). Values are written
+ * by lmdb-js's write thread (asynchronous puts, batched into transactions by lmdb-js), so
+ * LMDB's page copies, writes and syncs run on the second core while the caller decodes the
+ * next records; see {@link TensorpackLmdbWriter}. The map size is a 1 TiB
  * reservation of address space, not of disk (the reference opens with 2 TiB): liblmdb 0.9
  * cannot grow the map during a write, and lmdb-js only remaps with LMDB 1.x.
  */
@@ -38,8 +40,13 @@ export const MAX_RECORDS = 100_000_000;
 export const LMDB_DATA_FORMAT = 1;
 /** Address space reserved for a database being written. */
 export const MAP_SIZE = 2 ** 40;
-/** Appended values are written in a transaction once this many bytes wait (bounds memory). */
+/**
+ * Appended values are copied into arenas of this size, which lmdb-js's write thread reads from;
+ * {@link ARENAS} of them bound the memory of values waiting to be written.
+ */
 export const WRITE_CHUNK_BYTES = 16 << 20;
+/** Arenas in the ring: one filling while the others are written. */
+export const ARENAS = 3;
 
 const MDB_MAGIC = 0xbeefc0de;
 const HOW_TO_BUILD = 'run `npm ci` (its postinstall builds lmdb-js for data format 1) or `node packages/lmdb-writer/scripts/build-lmdb.js`';
@@ -141,16 +148,30 @@ function readProgress(db: Db): Progress | undefined {
   }
 }
 
+/** A buffer appended values are copied into, and the last write that reads from it. */
+interface Arena {
+  bytes: Buffer;
+  used: number;
+  last?: Promise<unknown>;
+}
+
 /**
- * Writes records under consecutive keys; `commit` stores a progress marker in the same
- * transaction; `finish` writes `__keys__` and renames the partial file into place.
- * Appended values wait in memory until a commit or {@link WRITE_CHUNK_BYTES}; a kill loses
- * only what no marker covers yet.
+ * Writes records under consecutive keys; `commit` stores a progress marker after them and waits
+ * until it is durable; `finish` writes `__keys__` and renames the partial file into place.
+ *
+ * Writes are asynchronous puts: lmdb-js's write thread groups them into transactions and
+ * commits them in order, so a marker is never durable before the records it covers. Each value
+ * is copied into an arena (values larger than an arena get their own copy) and the caller may
+ * reuse its buffer as soon as `append` returns; `append` waits when every arena still has
+ * writes in flight. A kill loses only what no durable marker covers, and `open` drops it.
+ * A failed write fails the next call.
  */
 export class TensorpackLmdbWriter {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  private readonly arenas: Arena[] = Array.from({ length: ARENAS }, () => ({ bytes: Buffer.allocUnsafeSlow(WRITE_CHUNK_BYTES), used: 0 }));
+  private arena = 0;
   private written: number;
+  private last: Promise<unknown> = Promise.resolve();
+  private failure: Error | undefined;
 
   private constructor(
     private readonly db: Db,
@@ -179,7 +200,7 @@ export class TensorpackLmdbWriter {
       }
       const progress = db && readProgress(db);
       if (db && progress?.fingerprint === fingerprint) {
-        // Chunks written after the last marker are not covered by it: drop them.
+        // Records written after the last marker are not covered by it: drop them.
         const stray = [...db.getKeys({ start: recordKey(progress.records), end: KEYS_KEY })];
         db.transactionSync(() => {
           for (const k of stray) db.removeSync(k);
@@ -197,59 +218,78 @@ export class TensorpackLmdbWriter {
     }
   }
 
-  /** Records put so far (committed or not). */
+  /** Records put so far (durable or not). */
   get count(): number {
-    return this.written + this.pending.length;
+    return this.written;
   }
 
-  /** Appends the next record's value (kept by reference until written: do not reuse it). */
-  append(value: Buffer): number {
-    const i = this.count;
-    this.pending.push(value);
-    this.pendingBytes += value.length;
-    if (this.pendingBytes >= WRITE_CHUNK_BYTES) this.write([]);
+  /** Appends the next record's value (copied: the buffer may be reused once this resolves). */
+  async append(value: Uint8Array): Promise<number> {
+    this.check();
+    const i = this.written;
+    if (value.length > WRITE_CHUNK_BYTES) {
+      this.put(recordKey(i), Buffer.from(value));
+    } else {
+      let a = this.arenas[this.arena]!;
+      if (a.used + value.length > WRITE_CHUNK_BYTES) {
+        this.arena = (this.arena + 1) % ARENAS;
+        a = this.arenas[this.arena]!;
+        await a.last; // its values are written: it can be filled again
+        this.check();
+        a.used = 0;
+      }
+      const copy = a.bytes.subarray(a.used, a.used + value.length);
+      copy.set(value);
+      a.used += value.length;
+      a.last = this.put(recordKey(i), copy);
+    }
+    this.written++;
     return i;
   }
 
-  /** Makes the records so far durable, with `progress` in the same transaction. */
-  commit(progress: Progress): void {
-    this.write([[PROGRESS_KEY, Buffer.from(JSON.stringify(progress))]]);
+  /** Puts `progress` after the records so far and waits until both are durable. */
+  async commit(progress: Progress): Promise<void> {
+    await this.put(PROGRESS_KEY, Buffer.from(JSON.stringify(progress)));
+    this.check();
   }
 
   /** Final commit with `__keys__`, then the partial file takes the final name. */
-  finish(): void {
-    const n = this.count;
-    this.write([[KEYS_KEY, encodeKeys(n)]], [PROGRESS_KEY]);
-    this.close();
+  async finish(): Promise<void> {
+    this.put(KEYS_KEY, encodeKeys(this.written));
+    await this.track(this.db.remove(PROGRESS_KEY));
+    this.check();
+    await this.close();
     removeDb(this.finalPath);
     renameSync(this.partialPath, this.finalPath);
     // The lock file belongs to the name LMDB was opened under; LMDB recreates it on open.
     rmSync(`${this.partialPath}-lock`, { force: true });
   }
 
-  /** Closes without writing what no commit covered (the partial file stays resumable). */
-  abandon(): void {
-    this.pending = [];
-    this.close();
+  /** Waits for the writes in flight and closes (the partial file stays resumable from its last marker). */
+  async abandon(): Promise<void> {
+    await this.close();
   }
 
-  /** One durable transaction: the pending values, then `extra` puts and `remove` keys. */
-  private write(extra: [Buffer, Buffer][], remove: Buffer[] = []): void {
-    const values = this.pending;
-    const from = this.written;
-    this.db.transactionSync(() => {
-      values.forEach((v, k) => this.db.putSync(recordKey(from + k), v));
-      for (const [k, v] of extra) this.db.putSync(k, v);
-      for (const k of remove) this.db.removeSync(k);
+  private put(key: Buffer, value: Buffer): Promise<unknown> {
+    return this.track(this.db.put(key, value));
+  }
+
+  /** Remembers a write: the first failure fails every later call; `last` settles after all writes. */
+  private track(p: Promise<unknown>): Promise<unknown> {
+    const settled = p.catch((e: unknown) => {
+      this.failure ??= e instanceof Error ? e : new Error(String(e));
     });
-    this.written += values.length;
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.last = settled;
+    return settled;
   }
 
-  private close(): void {
-    // Only synchronous transactions were used, so lmdb-js closes the environment at once.
-    void this.db.close();
+  private check(): void {
+    if (this.failure) throw new IoError(this.partialPath, this.failure);
+  }
+
+  private async close(): Promise<void> {
+    await this.last;
+    await this.db.close();
   }
 }
 

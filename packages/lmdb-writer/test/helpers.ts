@@ -1,9 +1,10 @@
 /** Shared test helpers: temp dirs, the python3 probe, the CLI path. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
 import { WHOLE } from '@k3m-kit/core';
 import type { ConvertOptions } from '../src/index.ts';
 
@@ -12,7 +13,18 @@ export const repoRoot = resolve(pkgRoot, '../..');
 export const CLI = join(pkgRoot, 'bin/lmdb-writer.js');
 export const PYTHON = '/usr/bin/python3';
 
-export const tempDir = (name: string) => mkdtempSync(join(tmpdir(), `lmdb-writer-${name}-`));
+const madeDirs: string[] = [];
+// Each test file evaluates this module once: its temp dirs (up to 50 MB each) go when it ends.
+afterAll(() => {
+  for (const d of madeDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A temp dir, removed when the test file ends. */
+export const tempDir = (name: string) => {
+  const d = mkdtempSync(join(tmpdir(), `lmdb-writer-${name}-`));
+  madeDirs.push(d);
+  return d;
+};
 
 /** Why the Python interop checks cannot run here, or undefined when they can. */
 export function pythonMissing(): string | undefined {

@@ -15,7 +15,10 @@ import type { ModelKey } from './results.ts';
  */
 export function runModelInChild(c: ResolvedEvaluateConfig, role: ModelKey): Promise<ModelOutcome> {
   const worker = fileURLToPath(new URL('./model-worker.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), worker], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // TensorFlow.js and its wasm back end are loaded by Node before tsx is registered, as the bin
+  // does: through tsx's loader the same bundles take more memory; the TypeScript imports reuse them.
+  const preload = ['@tensorflow/tfjs', '@tensorflow/tfjs-backend-wasm', 'tsx'].flatMap((m) => ['--import', import.meta.resolve(m)]);
+  const child = spawn(process.execPath, [...preload, worker], { stdio: ['pipe', 'pipe', 'inherit'] });
   child.stdin.end(JSON.stringify({ config: c, role }));
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));

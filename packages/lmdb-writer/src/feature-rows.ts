@@ -2,12 +2,13 @@
  * @file Region-feature TSV rows for the join, decoded on worker threads.
  *
  * Per row, base64-decoding ~700 KB of text, checking every float and converting to float16 is
- * most of convert's CPU time, so {@link FeatureRowDecoder} runs it on worker threads (one per
- * core by default) while the main thread reads lines, joins, packs the values and writes the
- * LMDB. The arrays come back transferred, not copied. Lines are cut here as the codec's `readFeatureTsv` cuts them (bytes split on `\n`,
- * latin1, a trailing `\r` dropped, empty lines skipped but numbered) and each is decoded by the
- * codec's `decodeFeatureLine`. Results come back in file order whatever the number of workers,
- * so the output is byte-identical to decoding on the main thread (tested).
+ * most of convert's CPU time, so {@link FeatureRowDecoder} can run it on worker threads (convert's
+ * `defaultWorkers`: none on 2 cores, one per core but one above) while the main thread reads
+ * lines, joins and packs the values (LMDB writes run on lmdb-js's own thread). The arrays come
+ * back transferred, not copied. Lines come from the codec's `readFeatureLines` (as its
+ * `readFeatureTsv` reads them) and each is decoded by the codec's `decodeFeatureLine`. Results
+ * come back in file order whatever the number of workers, so the output is byte-identical to
+ * decoding on the main thread (tested).
  *
  * Small runs never start a worker: rows are decoded on the main thread until
  * `workersAfterBytes` of lines have gone through (starting a worker costs about a second).
@@ -16,12 +17,11 @@
  * codec's `featureLineImageId`) and the rows of other shards' segments are passed over
  * undecoded, so N shards together decode every row once, not N times.
  */
-import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { IoError, ownsUnit, type Shard } from '@k3m-kit/core';
+import { ownsUnit, type Shard } from '@k3m-kit/core';
 // The codec's own entry: the package index would load TensorFlow.js and sharp into every worker.
-import { decodeFeatureLine, featureLineImageId, type ArrayAllocator, type FeatureDims } from '@k3m-kit/region-features/feature-tsv';
+import { decodeFeatureLine, featureLineImageId, readFeatureLines, type ArrayAllocator, type FeatureDims } from '@k3m-kit/region-features/feature-tsv';
 import { storedArrays, type RecordEncoding, type StoredArrays } from './codecs/msgpack-numpy.ts';
 
 /** What every row of a run is decoded against. */
@@ -123,39 +123,11 @@ export interface RawLine {
   source: string;
 }
 
-/** The non-empty lines of the split's feature files in order, with 1-based line numbers. */
+/** The non-empty lines of the split's feature files in order, with 1-based line numbers (the codec's `readFeatureLines`). */
 export async function* readRawLines(files: readonly string[]): AsyncGenerator<RawLine> {
   for (const path of files) {
     const source = basename(path);
-    const stream = createReadStream(path, { highWaterMark: 1 << 22 });
-    let line = 0;
-    let pending: Buffer[] = [];
-    const emit = (parts: Buffer[]): RawLine | undefined => {
-      line++;
-      const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-      if (bytes.length === 0 || (bytes.length === 1 && bytes[0] === 13)) return undefined;
-      return { bytes, line, source };
-    };
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        let from = 0;
-        for (let nl = chunk.indexOf(10, from); nl !== -1; nl = chunk.indexOf(10, from)) {
-          const out = emit([...pending, chunk.subarray(from, nl)]);
-          pending = [];
-          from = nl + 1;
-          if (out) yield out;
-        }
-        if (from < chunk.length) pending.push(chunk.subarray(from));
-      }
-      if (pending.length) {
-        const out = emit(pending);
-        if (out) yield out;
-      }
-    } catch (e) {
-      throw new IoError(path, e);
-    } finally {
-      stream.destroy();
-    }
+    for await (const { bytes, line } of readFeatureLines(path)) yield { bytes, line, source };
   }
 }
 

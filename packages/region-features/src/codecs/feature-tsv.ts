@@ -185,20 +185,18 @@ export function featureLineImageId(line: Uint8Array): string {
 }
 
 /**
- * Streams a TSV file: every line comes back decoded or with its reason, with its line number.
- * Lines are split and decoded as bytes (see {@link decodeFeatureLine}): readline's UTF-8
- * decoding of ~700 KB lines was the bottleneck of every consumer.
+ * The non-empty lines of a feature TSV as bytes (without the newline; a final CR is kept, the
+ * decoder drops it), with their 1-based numbers, empty lines counted. Lines are cut on bytes:
+ * readline's UTF-8 decoding of ~700 KB lines was the bottleneck of every consumer. A line may
+ * be a view into the read buffer: use it before asking for the next.
  */
-export async function* readFeatureTsv(
-  path: string,
-  dims?: FeatureDims,
-): AsyncGenerator<DecodedFeatureLine & { line: number }> {
+export async function* readFeatureLines(path: string): AsyncGenerator<{ bytes: Buffer; line: number }> {
   const stream = createReadStream(path, { highWaterMark: 1 << 22 });
   let line = 0;
   let pending: Buffer[] = [];
-  const emit = (buf: Buffer) => {
+  const emit = (bytes: Buffer) => {
     line++;
-    return buf.length === 0 || (buf.length === 1 && buf[0] === CR) ? undefined : { ...decodeFeatureLine(buf, dims), line };
+    return bytes.length === 0 || (bytes.length === 1 && bytes[0] === CR) ? undefined : { bytes, line };
   };
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -223,7 +221,14 @@ export async function* readFeatureTsv(
   }
 }
 
-/** `image_features/meta.json`: what produced the TSVs and their widths. */
+/** Streams a TSV file: every line comes back decoded or with its reason, with its line number. */
+export async function* readFeatureTsv(
+  path: string,
+  dims?: FeatureDims,
+): AsyncGenerator<DecodedFeatureLine & { line: number }> {
+  for await (const { bytes, line } of readFeatureLines(path)) yield { ...decodeFeatureLine(bytes, dims), line };
+}
+
 export const FeatureMetaSchema = z.object({
   featureDim: z.number().int().positive(),
   numClasses: z.number().int().positive(),

@@ -55,7 +55,7 @@ beforeAll(async () => {
   expect(steps).toHaveLength(1);
   domains = /--domains (\S+)/.exec(steps[0]!)![1]!.split(',');
   // The target's `work` directory (as --work-dir and inside --domain-map) becomes the test's.
-  command = `${steps[0]!.replace(/(?<=\s)work(?=[/\s]|$)/g, work)} --steps 2 --eval-probe-steps 20 --eval-fit-items 8`;
+  command = `${steps[0]!.replace(/(?<=\s)work(?=[/\s]|$)/g, work)} --steps 2 --eval-fit-items 8`;
   expect(command).toContain(`--domain-map ${join(work, 'raw', 'domains.json')}`);
   firstOutput = runStep(command.replace(' --quiet', ''));
 }, 600_000);

@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { addCommonOptions, floatArg, formatTable, intArg, loadConfig, printReport, resolveCommon, UsageError, type TableRow } from '@k3m-kit/core';
 import { CORRUPTION_KINDS } from './grid.ts';
-import { EVAL_TASKS, EvaluateConfigSchema } from './config.ts';
+import { DEFAULT_SHRINKAGES, EVAL_TASKS, EvaluateConfigSchema } from './config.ts';
 import { evaluate } from './evaluate.ts';
 import type { EvaluateReport } from './report.ts';
 
@@ -55,9 +55,9 @@ export function evaluateTable(r: EvaluateReport): string {
   return formatTable('k3m-model evaluate', rows);
 }
 
-/** `0,0.005,0.05` -> numbers, each >= 0. */
-function decaysArg(v: string): number[] {
-  return v.split(',').map((x) => floatArg('--projection-weight-decays', 0)(x.trim()));
+/** `0.1,0.5,1` -> numbers, each in (0, 1]. */
+function shrinkagesArg(v: string): number[] {
+  return v.split(',').map((x) => floatArg('--projection-shrinkages', 1e-6, 1)(x.trim()));
 }
 
 /**
@@ -90,9 +90,9 @@ export function addEvaluateCommand(program: Command): Command {
     .addOption(new Option('--probe-lr <lr>', 'probe learning rate').argParser(floatArg('--probe-lr', 1e-6, 10)).default(0.003))
     .addOption(new Option('--probe-weight-decay <x>', 'L2 penalty on probe weights').argParser(floatArg('--probe-weight-decay', 0)).default(0.05))
     .addOption(
-      new Option('--projection-weight-decays <list>', 'L2 penalties the retrieval projection chooses from on 20% held-out fit pairs, comma-separated')
-        .argParser(decaysArg)
-        .default([0, 0.005, 0.05]),
+      new Option('--projection-shrinkages <list>', "covariance shrinkages the retrieval projection's CCA chooses from on 20% held-out fit pairs, comma-separated, each in (0, 1]")
+        .argParser(shrinkagesArg)
+        .default([...DEFAULT_SHRINKAGES]),
     )
     .addOption(new Option('--projection-dim <n>', 'retrieval projection width').argParser(intArg('--projection-dim', 1)).default(64))
     .addOption(new Option('--workers <n>', 'processes: 2 evaluates both models side by side, 1 one after the other').argParser(intArg('--workers', 1)).default(2))

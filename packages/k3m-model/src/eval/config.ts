@@ -5,6 +5,9 @@
 import { z } from 'zod';
 import { CORRUPTION_KINDS, DEFAULT_RATES, type CorruptionKindName } from './grid.ts';
 
+/** The retrieval projection's shrinkage grid, log-spaced (0.001: nearly plain CCA; 1: partial least squares). */
+export const DEFAULT_SHRINKAGES = Object.freeze([0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1]);
+
 export const STAGE = 'k3m-model-evaluate';
 
 export const EVAL_TASKS = Object.freeze({
@@ -46,10 +49,10 @@ export const EvaluateConfigSchema = z.object({
   /** L2 penalty on probe weights; strong, because the fit side has hundreds of items for 512-wide rows. */
   probeWeightDecay: z.number().nonnegative().default(0.05),
   /**
-   * L2 penalties the retrieval projection chooses from on held-out fit pairs (its contrastive
-   * loss ignores the scale of the maps, so one fixed penalty does not suit every model).
+   * Covariance shrinkages the retrieval projection (regularised CCA) chooses from on held-out fit
+   * pairs: how much a model's features need depends on them.
    */
-  projectionWeightDecays: z.array(z.number().nonnegative()).min(1).default([0, 0.005, 0.05]),
+  projectionShrinkages: z.array(z.number().gt(0).max(1)).min(1).default([...DEFAULT_SHRINKAGES]),
   /** Width of the retrieval projection space. */
   projectionDim: z.number().int().positive().default(64),
   /** Processes: 2 evaluates the two models side by side (the default opener only). */

@@ -36,11 +36,11 @@ export const jointRunName = (name: string) => `${name}.joint`;
 export const RUN_DONE_FILE = 'continual-run.json';
 
 /**
- * Budget of the retrieval projection fitted per domain (evaluate's, steps from the config), with a
- * fixed L2 penalty: evaluate chooses its penalty on held-out fit pairs, which a domain's few fit
- * items cannot spare, and the accuracy matrix compares stages under one protocol.
+ * Width of the retrieval projection fitted per domain (evaluate's CCA), whose shrinkage is fixed
+ * by `--eval-shrinkage`: evaluate chooses its shrinkage on held-out fit pairs, which a domain's
+ * few fit items cannot spare, and the accuracy matrix compares stages under one protocol.
  */
-const PROJECTION = Object.freeze({ learningRate: 0.003, weightDecay: 0.05, batchSize: 128, dim: 64, temperature: 0.1 });
+const PROJECTION_DIM = 64;
 const ENCODE_BATCH = 32;
 
 export interface ContinualResult {
@@ -78,7 +78,7 @@ async function seedStage(fromDir: string, dir: string, totalSteps: number): Prom
 
 /**
  * Runs the stages, the joint reference and the evaluation after each; see the file header.
- * @example await continualPretrain({ ...pretrainConfig({ workDir: 'work' }), domains: ['服饰鞋包', '家居用品'], domainMap: 'work/raw/domains.json', skipJoint: false, evalFitItems: 0, evalProbeSteps: 300 }, io)
+ * @example await continualPretrain({ ...pretrainConfig({ workDir: 'work' }), domains: ['服饰鞋包', '家居用品'], domainMap: 'work/raw/domains.json', skipJoint: false, evalFitItems: 0, evalShrinkage: 0.5 }, io)
  */
 export async function continualPretrain(c: ContinualConfig, io: PretrainIo): Promise<ContinualResult> {
   const t0 = performance.now();
@@ -99,7 +99,7 @@ export async function continualPretrain(c: ContinualConfig, io: PretrainIo): Pro
 
   const items = openDomainItems(c.workDir, c.domains, map, { seed: c.seed, maxFit: c.evalFitItems });
   const score = (runDir: string): Promise<DomainScore[]> =>
-    scoreDomains(runDir, items.sides, { seed: c.seed, batchSize: ENCODE_BATCH, projection: { ...PROJECTION, steps: c.evalProbeSteps, seed: c.seed } });
+    scoreDomains(runDir, items.sides, { seed: c.seed, batchSize: ENCODE_BATCH, projection: { dim: PROJECTION_DIM, shrinkages: [c.evalShrinkage], seed: c.seed } });
   /** Trains (or resumes) one run, scores it, and marks it done. */
   const runOne = async (name: string, domain: string | undefined, source: RecordSource, validation: RecordSource | undefined, over: { steps?: number; resume: boolean }): Promise<RunOutcome | undefined> => {
     const r = await pretrain({ ...c, name, vocab, resume: over.resume, steps: over.steps }, { ...io, train: source, validation });

@@ -187,7 +187,7 @@ export async function planEvaluation(c: ResolvedEvaluateConfig): Promise<Evaluat
       cells: corruptionGrid(c.kinds, c.rates),
       budgets: {
         classifier: budget,
-        projection: { ...budget, dim: c.projectionDim, temperature: 0.1, weightDecays: c.projectionWeightDecays },
+        projection: { dim: c.projectionDim, shrinkages: c.projectionShrinkages, seed: c.seed },
         completion: { ...budget, hidden: 128 },
         fitCorruption: { kinds: c.fitCorruption > 0 ? c.kinds : [], share: c.fitCorruption },
       },

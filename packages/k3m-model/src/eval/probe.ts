@@ -2,12 +2,13 @@
  * @file The small models trained on frozen representations: a softmax classifier (item
  * classification), a pair of projections into a shared space (cross-modal retrieval: K3M's
  * pretraining has no contrastive objective, so title and image representations live in
- * unrelated spaces until something aligns them) and a property-conditioned value classifier
- * (knowledge completion). Each trains full-batch with Adam for a fixed number of steps from a
- * seeded initialisation, so a result depends only on the representations and the seed.
+ * unrelated spaces until something aligns them; closed-form CCA) and a property-conditioned
+ * value classifier (knowledge completion). The classifiers train with Adam for a fixed number of
+ * steps from a seeded initialisation, so a result depends only on the representations and the seed.
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '@k3m-kit/core';
+import { EigenvalueDecomposition, Matrix as MlMatrix, SingularValueDecomposition } from 'ml-matrix';
 
 /** A row-major matrix of `rows` feature vectors of width `cols`. */
 export interface Matrix {
@@ -149,53 +150,152 @@ export function trainSoftmaxProbe(x: Matrix, labels: Int32Array, numClasses: num
   };
 }
 
-export interface ProjectionOptions extends ProbeBudget {
-  /** L2 penalties to choose `weightDecay` from on held-out fit pairs (tasks.ts); unset: `weightDecay`. */
-  weightDecays?: readonly number[];
-  /** Width of the shared space. */
+export interface ProjectionOptions {
+  /** Width of the shared space (canonical pairs kept; fewer when either side has lower rank). */
   dim: number;
-  /** Softmax temperature of the contrastive loss. */
-  temperature: number;
+  /**
+   * Shrinkage r of each side's covariance toward the identity, `(1 - r) C + r I`, on
+   * standardised columns (0 < r <= 1; 1 = partial least squares). Several: chosen on held-out
+   * fit pairs (tasks.ts's {@link chooseShrinkage}).
+   */
+  shrinkages: readonly number[];
+  seed: number;
 }
 
 export interface TrainedProjection {
-  /** L2-normalised projections of query-side rows. */
+  /** L2-normalised projections of query-side rows (standardised with the fit side's statistics first). */
   projectQuery(x: Matrix): Matrix;
   projectGallery(x: Matrix): Matrix;
-  finalLoss: number;
+  /**
+   * Strength of each kept canonical pair on the fit side, largest first: the singular values of
+   * the cross-covariance whitened by the shrunk covariances. The canonical correlations when the
+   * shrinkage is tiny; with shrinkage toward I a high-variance direction is whitened by less than
+   * its variance, so a value may exceed 1.
+   */
+  strengths: number[];
   dispose(): void;
 }
 
-/**
- * Two linear maps into a shared `dim`-wide space, trained with the symmetric InfoNCE loss on
- * paired rows (row i of `query` belongs with row i of `gallery`; the other rows of the batch
- * are the negatives), as CLIP aligns two encoders.
- */
-export function trainPairProjection(query: Matrix, gallery: Matrix, opts: ProjectionOptions): TrainedProjection {
-  if (query.rows !== gallery.rows) throw new RangeError(`trainPairProjection: ${query.rows} queries for ${gallery.rows} gallery rows`);
-  const rng = Rng.from(opts.seed, 'pair-projection');
-  const pq = glorot(rng, query.cols, opts.dim);
-  const pg = glorot(rng, gallery.cols, opts.dim);
-  const qt = asTensor(query);
-  const gt = asTensor(gallery);
-  const finalLoss = fit(opts, query.rows, [pq, pg], [pq, pg], (rows) => {
-    const a = tf.div(l2normalize(tf.matMul(pick(qt, rows), pq)), opts.temperature);
-    const b = l2normalize(tf.matMul(pick(gt, rows), pg));
-    const logits = tf.matMul(a, tf.transpose(b));
-    const eye = tf.eye(logits.shape[0]);
-    const l1 = tf.losses.softmaxCrossEntropy(eye, logits);
-    const l2_ = tf.losses.softmaxCrossEntropy(eye, tf.transpose(logits));
-    return tf.div(tf.add(l1, l2_), 2) as tf.Scalar;
-  });
-  qt.dispose();
-  gt.dispose();
-  const project = (p: tf.Variable) => (m: Matrix): Matrix =>
-    tf.tidy(() => ({ data: l2normalize(tf.matMul(asTensor(m), p)).dataSync() as Float32Array, rows: m.rows, cols: opts.dim }));
-  return { projectQuery: project(pq), projectGallery: project(pg), finalLoss, dispose: () => disposeAll([pq, pg]) };
+/** A side's principal coordinates: `x = scores * loadings^T` on its non-null directions. */
+interface PrincipalBasis {
+  /** `[n, k]` coordinates of the fit rows. */
+  scores: MlMatrix;
+  /** `[cols, k]` orthonormal directions. */
+  loadings: MlMatrix;
+  /** Variance of the fit rows along each direction (eigenvalue / n). */
+  variance: Float64Array;
 }
 
-function l2normalize(t: tf.Tensor2D): tf.Tensor2D {
-  return tf.div(t, tf.add(tf.norm(t, 'euclidean', 1, true), 1e-8));
+const toMl = (x: Matrix): MlMatrix => MlMatrix.from1DArray(x.rows, x.cols, Float64Array.from(x.data));
+
+/** `m * diag(s)` in place (ml-matrix's scaleColumns rescales to a range instead). */
+function mulColumns(m: MlMatrix, s: ArrayLike<number>): MlMatrix {
+  for (let c = 0; c < m.columns; c++) m.mulColumn(c, s[c]!);
+  return m;
+}
+
+/** `diag(s) * m` in place. */
+function mulRows(m: MlMatrix, s: ArrayLike<number>): MlMatrix {
+  for (let r = 0; r < m.rows; r++) m.mulRow(r, s[r]!);
+  return m;
+}
+
+/**
+ * Eigendecomposition of the smaller of `X^T X` and `X X^T` (n fit rows are usually fewer than
+ * the feature columns, so the Gram matrix is the cheap one). Directions with no variance are dropped.
+ */
+function principalBasis(x: MlMatrix): PrincipalBasis {
+  const n = x.rows;
+  const wide = x.columns > n;
+  const g = wide ? x.mmul(x.transpose()) : x.transpose().mmul(x);
+  const e = new EigenvalueDecomposition(g, { assumeSymmetric: true });
+  const lambda = e.realEigenvalues;
+  const top = Math.max(0, ...lambda);
+  const keep = [...lambda.keys()].filter((k) => lambda[k]! > top * 1e-9 && top > 0).sort((a, b) => lambda[b]! - lambda[a]!);
+  const v = e.eigenvectorMatrix.subMatrixColumn(keep);
+  const root = keep.map((k) => Math.sqrt(lambda[k]!));
+  let scores: MlMatrix;
+  let loadings: MlMatrix;
+  if (wide) {
+    // x = U S W^T: v holds U; scores = U S, loadings = W = x^T U S^-1.
+    scores = mulColumns(v.clone(), root);
+    loadings = mulColumns(x.transpose().mmul(v), root.map((r) => 1 / r));
+  } else {
+    loadings = v;
+    scores = x.mmul(v);
+  }
+  return { scores, loadings, variance: Float64Array.from(keep, (k) => lambda[k]! / n) };
+}
+
+/**
+ * The fit side of a canonical correlation analysis, computed once for every shrinkage tried:
+ * both sides' principal bases and their cross-covariance in those bases.
+ */
+export interface CcaFit {
+  query: { basis: PrincipalBasis; standardizer: Standardizer; cols: number };
+  gallery: { basis: PrincipalBasis; standardizer: Standardizer; cols: number };
+  /** `[kq, kg]` cross-covariance of the principal coordinates. */
+  cross: MlMatrix;
+}
+
+export function prepareCca(query: Matrix, gallery: Matrix): CcaFit {
+  if (query.rows !== gallery.rows) throw new RangeError(`prepareCca: ${query.rows} queries for ${gallery.rows} gallery rows`);
+  if (query.rows < 2) throw new RangeError(`prepareCca: ${query.rows} pair(s); a covariance needs at least 2`);
+  const side = (x: Matrix) => {
+    const standardizer = fitStandardizer(x);
+    return { basis: principalBasis(toMl(standardize(x, standardizer))), standardizer, cols: x.cols };
+  };
+  const q = side(query);
+  const g = side(gallery);
+  const cross = q.basis.scores.transpose().mmul(g.basis.scores).div(query.rows);
+  return { query: q, gallery: g, cross };
+}
+
+/**
+ * Two linear maps into a shared space by regularised canonical correlation analysis (closed
+ * form, no training loop): whiten each side with its shrunk covariance, take the top `dim`
+ * singular pairs of the whitened cross-covariance, and scale each canonical direction by its
+ * strength, so that rankings by cosine lean on the pairs the fit side actually shares. It
+ * replaces an InfoNCE-trained pair of projections, whose loss on normalised rows is blind to the
+ * maps' scale: its L2 penalty pulled the weights to zero and the fit often ended at chance
+ * (loss ln 128) on its own training pairs (README, "Retrieval probe").
+ */
+export function ccaProjection(fit: CcaFit, o: { dim: number; shrinkage: number }): TrainedProjection {
+  const r = o.shrinkage;
+  if (!(r > 0 && r <= 1)) throw new RangeError(`ccaProjection: shrinkage ${r} outside (0, 1]`);
+  const whiten = (b: PrincipalBasis) => Array.from(b.variance, (v) => 1 / Math.sqrt((1 - r) * v + r));
+  const wq = whiten(fit.query.basis);
+  const wg = whiten(fit.gallery.basis);
+  const core = mulColumns(mulRows(fit.cross.clone(), wq), wg);
+  const k = Math.min(o.dim, core.rows, core.columns);
+  const strengths: number[] = [];
+  let mapQ: MlMatrix;
+  let mapG: MlMatrix;
+  if (k === 0) {
+    mapQ = MlMatrix.zeros(fit.query.cols, 1);
+    mapG = MlMatrix.zeros(fit.gallery.cols, 1);
+  } else {
+    const svd = new SingularValueDecomposition(core, { autoTranspose: true });
+    const cols = [...Array(k).keys()];
+    const sigma = svd.diagonal.slice(0, k);
+    strengths.push(...sigma);
+    const map = (b: PrincipalBasis, w: number[], u: MlMatrix) =>
+      mulColumns(mulColumns(b.loadings.clone(), w).mmul(u.subMatrixColumn(cols)), sigma);
+    mapQ = map(fit.query.basis, wq, svd.leftSingularVectors);
+    mapG = map(fit.gallery.basis, wg, svd.rightSingularVectors);
+  }
+  const project = (s: Standardizer, m: MlMatrix) => (x: Matrix): Matrix => {
+    if (x.cols !== m.rows) throw new RangeError(`ccaProjection: rows of width ${x.cols}, fitted on ${m.rows}`);
+    const out = toMl(standardize(x, s)).mmul(m);
+    const data = new Float32Array(x.rows * out.columns);
+    for (let i = 0; i < x.rows; i++) {
+      const row = out.getRow(i);
+      const norm = Math.hypot(...row) + 1e-12;
+      for (let j = 0; j < row.length; j++) data[i * out.columns + j] = row[j]! / norm;
+    }
+    return { data, rows: x.rows, cols: out.columns };
+  };
+  return { projectQuery: project(fit.query.standardizer, mapQ), projectGallery: project(fit.gallery.standardizer, mapG), strengths, dispose: () => {} };
 }
 
 /** The chosen rows of `m`, in the order given. */

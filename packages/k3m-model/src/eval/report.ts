@@ -23,7 +23,7 @@ function protocol(c: ResolvedEvaluateConfig): Record<string, string> {
     classification:
       'softmax probe on the frozen feature row [pooled title; pooled image; pooled knowledge; item], fitted on the fit side, scored on the corrupted evaluation items; chance = majority class of the fit side',
     retrieval:
-      'text side = title PLUS the item knowledge (knowledge model only), image side = the image alone, each encoded with the other side hidden; title->image: text queries over an image gallery, image->title the reverse; one pair of linear projections trained with symmetric InfoNCE on the fit side (pretraining has no contrastive objective), its L2 penalty chosen per model from ' + c.projectionWeightDecays.join(', ') + ' by the mean rank of 20% held-out fit pairs; ranks use the expected rank under random tie-breaking',
+      'text side = title PLUS the item knowledge (knowledge model only), image side = the image alone, each encoded with the other side hidden; title->image: text queries over an image gallery, image->title the reverse; one pair of linear projections fitted on the fit side by regularised CCA (pretraining has no contrastive objective; canonical directions scaled by their correlations, cosine ranking), its covariance shrinkage chosen per model from ' + c.projectionShrinkages.join(', ') + ' by the mean rank of 20% held-out fit pairs; ranks use the expected rank under random tie-breaking',
     completion:
       'item shown without its held-out pairs; a one-hidden-layer probe given the item feature row and the property scores every value of the value vocabulary; filtered Hits@K',
     'instance-retrieval':

@@ -13,8 +13,8 @@
  *   pooled title of an item encoded with its image has seen that image through co-attention, so
  *   it would match trivially. Knowledge is only ever on one side, so knowledge cannot match
  *   knowledge; both models see the same image side; the knowledge model's extra input is K3M's
- *   claim: knowledge standing in for a missing or noisy title. One pair of projections, trained
- *   on the fit side, serves both directions.
+ *   claim: knowledge standing in for a missing or noisy title. One pair of projections, fitted
+ *   on the fit side by regularised CCA, serves both directions.
  * - Knowledge completion: the item is shown without its held-out pairs; a probe given the item's
  *   representation and the property scores every value of the value vocabulary.
  *
@@ -32,8 +32,9 @@ import {
   matrixRows,
   similarity,
   standardize,
+  ccaProjection,
+  prepareCca,
   trainConditionalProbe,
-  trainPairProjection,
   trainSoftmaxProbe,
   type ConditionalProbeOptions,
   type Matrix,
@@ -151,30 +152,29 @@ function rankCells(m: RankMetrics, prefix: string): CellMetrics {
 /**
  * Cross-modal retrieval over the evaluation items (item i's query matches gallery item i),
  * Rank@1/5/10 and mean rank for title->image and image->title, after a projection of the text
- * and image sides into one space trained on the fit side.
+ * and image sides into one space fitted on the fit side (regularised CCA, {@link ccaProjection}).
  */
 export async function retrievalTask(ctx: TaskContext, split: ItemsSplit, opts: ProjectionOptions): Promise<TaskResult> {
   const fitItems = fitSide(ctx, split.fit, retrievalFitKinds(ctx.fitCorruption, ctx.usesKnowledge));
   const t = await encodeView(ctx, fitItems, RETRIEVAL_SIDES.text);
   const i = await encodeView(ctx, fitItems, RETRIEVAL_SIDES.image);
-  const chosen = chooseProjectionDecay(t, i, opts);
-  const ts = fitStandardizer(t);
-  const is = fitStandardizer(i);
-  const proj = trainPairProjection(standardize(t, ts), standardize(i, is), { ...opts, weightDecay: chosen.weightDecay });
+  const chosen = chooseShrinkage(t, i, opts);
+  const proj = ccaProjection(prepareCca(t, i), { dim: opts.dim, shrinkage: chosen.shrinkage });
   const cells: Record<string, CellMetrics> = {};
   try {
     for (const cell of ctx.cells) {
       const { items } = applyCell(split.eval, cell, ctx.seed);
-      const pt = proj.projectQuery(standardize(await encodeView(ctx, items, RETRIEVAL_SIDES.text), ts));
-      const pi = proj.projectGallery(standardize(await encodeView(ctx, items, RETRIEVAL_SIDES.image), is));
+      const pt = proj.projectQuery(await encodeView(ctx, items, RETRIEVAL_SIDES.text));
+      const pi = proj.projectGallery(await encodeView(ctx, items, RETRIEVAL_SIDES.image));
       cells[cell.id] = pairRanks(pt, pi);
       ctx.onCell?.();
     }
   } finally {
     proj.dispose();
   }
-  const heldOut = Object.fromEntries(chosen.heldOutMeanRank.map(([wd, r]) => [`heldOutMeanRank@weightDecay=${wd}`, r]));
-  return { cells, fit: { finalLoss: proj.finalLoss, weightDecay: chosen.weightDecay, ...heldOut } };
+  const heldOut = Object.fromEntries(chosen.heldOutMeanRank.map(([r, rank]) => [`heldOutMeanRank@shrinkage=${r}`, rank]));
+  const top = Object.fromEntries(proj.strengths.slice(0, 3).map((c, k) => [`canonicalStrength${k + 1}`, c]));
+  return { cells, fit: { pairs: t.rows, dims: proj.strengths.length, shrinkage: chosen.shrinkage, ...top, ...heldOut } };
 }
 
 /** Rank@K and mean rank of paired rows (query i matches gallery i), both directions. */
@@ -186,37 +186,36 @@ function pairRanks(pt: Matrix, pi: Matrix): CellMetrics {
   };
 }
 
-/** Share of the fit pairs held out to choose the projection's L2 penalty. */
-export const DECAY_HELD_OUT_SHARE = 0.2;
+/** Share of the fit pairs held out to choose the projection's shrinkage. */
+export const SHRINKAGE_HELD_OUT_SHARE = 0.2;
 
 /**
- * The projection's L2 penalty, chosen on fit pairs alone: each of `opts.weightDecays` is fitted
- * on a seeded 80% of the pairs and scored by the mean rank (both directions) of the other 20%;
- * the lowest wins (a tie goes to the stronger penalty). The InfoNCE loss on normalised rows does
- * not depend on the scale of the maps, so no one penalty suits every feature row: too strong and
- * the fit stays near chance (it measures the probe, not the model). One value: no choice made.
+ * The projection's covariance shrinkage, chosen on fit pairs alone: each of `opts.shrinkages` is
+ * fitted on a seeded 80% of the pairs and scored by the mean rank (both directions) of the other
+ * 20%; the lowest wins (a tie goes to the stronger shrinkage). With fewer fit pairs than feature
+ * columns an unshrunk CCA matches its own pairs perfectly and generalises to nothing; how much
+ * shrinkage a model's features need depends on them. One value: no choice made.
  */
-export function chooseProjectionDecay(t: Matrix, i: Matrix, opts: ProjectionOptions): { weightDecay: number; heldOutMeanRank: [number, number][] } {
-  const decays = opts.weightDecays ?? [opts.weightDecay];
-  if (decays.length === 1) return { weightDecay: decays[0]!, heldOutMeanRank: [] };
-  const order = Rng.from(opts.seed, 'projection-decay', 'held-out').shuffle([...Array(t.rows).keys()]);
-  const cut = Math.round(order.length * DECAY_HELD_OUT_SHARE);
+export function chooseShrinkage(t: Matrix, i: Matrix, opts: ProjectionOptions): { shrinkage: number; heldOutMeanRank: [number, number][] } {
+  const grid = opts.shrinkages;
+  if (grid.length === 0) throw new RangeError('chooseShrinkage: no shrinkage to choose from');
+  if (grid.length === 1) return { shrinkage: grid[0]!, heldOutMeanRank: [] };
+  const order = Rng.from(opts.seed, 'projection-shrinkage', 'held-out').shuffle([...Array(t.rows).keys()]);
+  const cut = Math.round(order.length * SHRINKAGE_HELD_OUT_SHARE);
+  if (cut < 2 || order.length - cut < 2) {
+    throw new RangeError(`chooseShrinkage: ${t.rows} fit pairs cannot spare ${Math.round(SHRINKAGE_HELD_OUT_SHARE * 100)}% held out (at least 2 each side); give one shrinkage`);
+  }
   const held = order.slice(0, cut).sort((a, b) => a - b);
   const kept = order.slice(cut).sort((a, b) => a - b);
-  const ts = fitStandardizer(matrixRows(t, kept));
-  const is = fitStandardizer(matrixRows(i, kept));
+  const fit = prepareCca(matrixRows(t, kept), matrixRows(i, kept));
   const scored: [number, number][] = [];
-  for (const weightDecay of decays) {
-    const p = trainPairProjection(standardize(matrixRows(t, kept), ts), standardize(matrixRows(i, kept), is), { ...opts, weightDecay });
-    try {
-      const m = pairRanks(p.projectQuery(standardize(matrixRows(t, held), ts)), p.projectGallery(standardize(matrixRows(i, held), is)));
-      scored.push([weightDecay, (m['title-to-image.meanRank']! + m['image-to-title.meanRank']!) / 2]);
-    } finally {
-      p.dispose();
-    }
+  for (const shrinkage of grid) {
+    const p = ccaProjection(fit, { dim: opts.dim, shrinkage });
+    const m = pairRanks(p.projectQuery(matrixRows(t, held)), p.projectGallery(matrixRows(i, held)));
+    scored.push([shrinkage, (m['title-to-image.meanRank']! + m['image-to-title.meanRank']!) / 2]);
   }
   const best = scored.reduce((a, b) => (b[1] < a[1] || (b[1] === a[1] && b[0] > a[0]) ? b : a));
-  return { weightDecay: best[0], heldOutMeanRank: scored };
+  return { shrinkage: best[0], heldOutMeanRank: scored };
 }
 
 /** One (item, property) -> value question. */

@@ -5,7 +5,7 @@
  * and merged with them by the CLI.
  */
 import { z } from 'zod';
-import { defineOptions, intArg, optionsSchema, type OptionsOf } from '@k3m-kit/core';
+import { defineOptions, floatArg, intArg, optionsSchema, type OptionsOf } from '@k3m-kit/core';
 import { parseDomains } from './domains.ts';
 import type { PretrainConfig } from './config.ts';
 
@@ -19,7 +19,7 @@ export const CONTINUAL_OPTIONS = defineOptions({
   domainMap: { flags: '--domain-map <file>', description: "category-to-domain map JSON, for records without a domain field (e.g. the sample's domains.json)", schema: z.string().optional() },
   skipJoint: { flags: '--skip-joint', description: '--domains: leave out the joint-training reference run', schema: z.boolean().default(false) },
   evalFitItems: { flags: '--eval-fit-items <n>', description: "--domains: seeded cap on each domain's training items the retrieval projection is fitted on (0 = all)", schema: z.number().int().nonnegative().default(0), parse: intArg('--eval-fit-items') },
-  evalProbeSteps: { flags: '--eval-probe-steps <n>', description: "--domains: steps of the retrieval projection's fit", schema: z.number().int().positive().default(300), parse: intArg('--eval-probe-steps', 1) },
+  evalShrinkage: { flags: '--eval-shrinkage <r>', description: "--domains: covariance shrinkage of the retrieval projection's CCA fit, in (0, 1]", schema: z.number().gt(0).max(1).default(0.5), parse: floatArg('--eval-shrinkage', 1e-6, 1) },
 });
 
 export const ContinualOptionsSchema = optionsSchema(CONTINUAL_OPTIONS);

@@ -180,6 +180,29 @@ describe('every objective learns on a learnable synthetic catalogue', () => {
     expect(v.losses.masked_loss_v!, 'masked-region KL').toBeLessThan(region / 2);
   });
 
+  it('the MLM accuracy "answer hidden" counts exactly the labelled positions whose input is not the answer, and the title MLM learns there too', () => {
+    let hidden = 0;
+    let kept = 0;
+    const counts = { t: [0, 0], tHidden: [0, 0] };
+    for (const b of valBatches) {
+      b.lmLabelIds.forEach((l, i) => {
+        if (l < 0) return;
+        if (b.inputIds[i] === l) kept++;
+        else hidden++;
+      });
+      tf.tidy(() => {
+        const a = forward(model.params, b, { fusionMode: model.fusionMode, gumbel: 'argmax', fixes: model.fixes, weights: DEFAULT_LOSS_WEIGHTS, accuracy: true }).accuracy!;
+        for (const k of ['t', 'tHidden'] as const) for (const j of [0, 1]) counts[k][j]! += a[k][j]!;
+      });
+    }
+    const chance = labelChance(valBatches.flatMap((b) => [...b.lmLabelIds].filter((l, i) => l >= 0 && b.inputIds[i] !== l)));
+    console.log(`learning: title MLM where the input hides the answer ${(counts.tHidden[0]! / counts.tHidden[1]!).toFixed(3)} over ${hidden} positions (chance ${chance.accuracy.toFixed(3)}); ${kept} labelled positions show their answer`);
+    expect(kept).toBeGreaterThan(0);
+    expect(counts.tHidden[1]).toBe(hidden);
+    expect(counts.t[1]).toBe(hidden + kept);
+    expect(counts.tHidden[0]! / counts.tHidden[1]!).toBeGreaterThan(2 * chance.accuracy);
+  });
+
   it("the original's structure loss is never below ln 2: its logit margins sum to zero over every batch, trained or not", () => {
     const fresh = K3mParams.init(model.config, 11);
     for (const params of [fresh, model.params]) {

@@ -85,11 +85,18 @@ export interface ForwardStart {
   finish(next?: tf.Tensor): ForwardResult;
 }
 
-/** [correct, total] per task. */
+/**
+ * [correct, total] per task. `tHidden`/`pvHidden` count only the labelled positions whose input
+ * does not show the answer ([MASK] or a random id): BERT keeps 10% of the selected tokens as they
+ * are, so a model that copies its input and otherwise guesses the most frequent token already
+ * scores about 0.1 + 0.8 x the majority share on all labelled positions.
+ */
 export interface AccuracyCounts {
   t: [number, number];
   pv: [number, number];
   tri: [number, number];
+  tHidden: [number, number];
+  pvHidden: [number, number];
 }
 
 export interface LossWeights {
@@ -113,12 +120,12 @@ export interface ForwardResult {
 }
 
 /** Rows whose argmax equals the label (labels < 0 ignored). */
-function countCorrect(logits: tf.Tensor, labels: Int32Array): [number, number] {
+function countCorrect(logits: tf.Tensor, labels: Int32Array, inputs?: Int32Array): [number, number] {
   const pred = tf.argMax(logits, -1).dataSync();
   let ok = 0;
   let n = 0;
   labels.forEach((l, i) => {
-    if (l < 0) return;
+    if (l < 0 || inputs?.[i] === l) return;
     n++;
     if (pred[i] === l) ok++;
   });
@@ -437,7 +444,7 @@ export function startForward(P: ModelParams, batch: Batch, o: ForwardOptions): F
   const first = tri ? tf.slice(cInitial, 0, 1) : undefined;
   const finish = (next: tf.Tensor | undefined = first): ForwardResult => {
   const losses: ForwardResult['losses'] = {};
-  const accuracy: AccuracyCounts = { t: [0, 0], pv: [0, 0], tri: [0, 0] };
+  const accuracy: AccuracyCounts = { t: [0, 0], pv: [0, 0], tri: [0, 0], tHidden: [0, 0], pvHidden: [0, 0] };
   // SAM (4.6), vectorised over a [B, P] validity mask: pair j counts while index_p[i, j, 0] != 0.
   if (tri) {
     const valid = new Uint8Array(Bn * NP);
@@ -506,7 +513,12 @@ export function startForward(P: ModelParams, batch: Batch, o: ForwardOptions): F
     const picked = tf.gather(tf.reshape(fused, [Bn * L, H]), tf.tensor1d(rows, 'int32'));
     const logits = mlmHead(picked);
     const rowLabels = Int32Array.from(rows, (r) => labels[r]!);
-    if (o.accuracy) accuracy[name === 'prediction_scores_t' ? 't' : 'pv'] = countCorrect(logits, rowLabels);
+    if (o.accuracy) {
+      const title = name === 'prediction_scores_t';
+      const inputs = title ? batch.inputIds : batch.inputIdsPv;
+      accuracy[title ? 't' : 'pv'] = countCorrect(logits, rowLabels);
+      accuracy[title ? 'tHidden' : 'pvHidden'] = countCorrect(logits, rowLabels, Int32Array.from(rows, (r) => inputs[r]!));
+    }
     return maskedCe(logits, rowLabels, fixes.lossNanGuard, total);
   };
   if (w.t !== 0 || mode === 'all') losses.masked_loss_t = mlmLoss(fusedT, batch.lmLabelIds, Lt, 'prediction_scores_t');

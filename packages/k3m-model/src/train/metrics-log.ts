@@ -24,7 +24,14 @@ export interface ValidationMetrics {
   step: number;
   batches: number;
   losses: Partial<Record<LossName, number>>;
-  accuracy: { title_mlm: number | null; knowledge_mlm: number | null; structure: number | null };
+  accuracy: {
+    title_mlm: number | null;
+    knowledge_mlm: number | null;
+    structure: number | null;
+    /** MLM accuracy at the labelled positions whose input hides the answer (older logs lack it). */
+    title_mlm_hidden?: number | null;
+    knowledge_mlm_hidden?: number | null;
+  };
 }
 
 export class MetricsLog {

@@ -88,6 +88,7 @@ export function pretrainTable(r: PretrainReport): string {
   if (r.validationLast) {
     const acc = r.validationLast.accuracy;
     rows.push(['val accuracy title/knowledge/structure', `${f(acc.title_mlm)} / ${f(acc.knowledge_mlm)} / ${f(acc.structure)}`]);
+    rows.push(['val accuracy, answer hidden: title/knowledge', `${f(acc.title_mlm_hidden)} / ${f(acc.knowledge_mlm_hidden)}`]);
   }
   rows.push(['samples/s (median step)', r.samplesPerSecond], ['ms per step', r.msPerStep], ['seconds', r.seconds]);
   return formatTable('k3m-model pretrain', rows);
@@ -110,6 +111,7 @@ export async function pipelineSummary(workDir: string, name: string): Promise<{ 
       `  train loss        ${f(run.trainLossFirst.loss)} -> ${f(run.trainLossLast.loss)}`,
       ...LOSS_NAMES.map((n) => `  val ${n.padEnd(15)}${f(run.validationFirst?.losses[n])} -> ${f(v?.losses[n])}`),
       `  val accuracy      title ${f(v?.accuracy.title_mlm)}, knowledge ${f(v?.accuracy.knowledge_mlm)}, structure ${f(v?.accuracy.structure)}`,
+      `  ... answer hidden title ${f(v?.accuracy.title_mlm_hidden)}, knowledge ${f(v?.accuracy.knowledge_mlm_hidden)} (positions whose input is [MASK] or a random id)`,
       `  checkpoint        ${join(run.runDir, 'model.safetensors')}`,
       `  loss curve        ${join(run.runDir, 'loss-curve.svg')}`,
     );

@@ -1,7 +1,8 @@
 /**
  * @file One validation pass: each loss averaged over the labelled positions of the whole
  * validation set (a batch without masked regions has no image loss, rather than a 0 that drags
- * the mean down), and the accuracies of the title MLM, knowledge MLM and structure objectives.
+ * the mean down), and the accuracies of the title MLM, knowledge MLM and structure objectives
+ * (the MLMs also at the positions whose input hides the answer, see {@link AccuracyCounts}).
  * Batches are evaluated by whoever holds the model (the training workers, several at a time) and
  * added up in batch order, so the result does not depend on how many evaluate at once.
  */
@@ -28,7 +29,7 @@ export async function validate(
 ): Promise<Pick<ValidationMetrics, 'batches' | 'losses' | 'accuracy'> | undefined> {
   const sums: Partial<Record<LossName, number>> = {};
   const weightsOf: Partial<Record<LossName, number>> = {};
-  const acc = { t: [0, 0], pv: [0, 0], tri: [0, 0] };
+  const acc = { t: [0, 0], pv: [0, 0], tri: [0, 0], tHidden: [0, 0], pvHidden: [0, 0] };
   let n = 0;
   const add = (batch: Batch, r: BatchEval) => {
     const count: Record<LossName, number> = {
@@ -42,7 +43,7 @@ export async function validate(
       sums[k] = (sums[k] ?? 0) + v * count[k];
       weightsOf[k] = (weightsOf[k] ?? 0) + count[k];
     }
-    for (const k of ['t', 'pv', 'tri'] as const) {
+    for (const k of ['t', 'pv', 'tri', 'tHidden', 'pvHidden'] as const) {
       acc[k][0]! += r.accuracy[k][0];
       acc[k][1]! += r.accuracy[k][1];
     }
@@ -65,6 +66,12 @@ export async function validate(
   return {
     batches: n,
     losses: Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v! / weightsOf[k as LossName]!])),
-    accuracy: { title_mlm: ratio(acc.t), knowledge_mlm: o.weights.pv ? ratio(acc.pv) : null, structure: o.weights.tri ? ratio(acc.tri) : null },
+    accuracy: {
+      title_mlm: ratio(acc.t),
+      knowledge_mlm: o.weights.pv ? ratio(acc.pv) : null,
+      structure: o.weights.tri ? ratio(acc.tri) : null,
+      title_mlm_hidden: ratio(acc.tHidden),
+      knowledge_mlm_hidden: o.weights.pv ? ratio(acc.pvHidden) : null,
+    },
   };
 }

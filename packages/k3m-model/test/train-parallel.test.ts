@@ -49,7 +49,7 @@ afterAll(async () => {
 });
 
 const run = (over: Partial<Parameters<typeof pretrainConfig>[0]>, signal?: AbortSignal, onStep?: (m: { step: number }) => void) =>
-  pretrain(pretrainConfig({ workDir: work, model: TINY_MODEL, batchSize: 5, lr: 2e-3, warmup: 0, seed: 11, shuffleBuffer: 8, checkpointEvery: 2, ...over }), {
+  pretrain(pretrainConfig({ workDir: work, model: TINY_MODEL, batchSize: 5, lr: 2e-3, warmup: 0, seed: 11, shuffleBuffer: 8, checkpointEvery: 2, fusionMode: 1, ...over }), {
     train: arraySource(records(20, 0)),
     validation: arraySource(records(6, 1)),
     backend: 'wasm',

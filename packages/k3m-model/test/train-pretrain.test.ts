@@ -60,7 +60,7 @@ type RunOptions = Partial<Parameters<typeof pretrainConfig>[0]> & Partial<Pick<P
 /** A tiny run on in-memory records: 24 training and 8 validation records unless given. */
 const run = ({ train, validation, signal, onStep, ...over }: RunOptions) =>
   pretrain(
-    pretrainConfig({ workDir: work, name: 'run', model: TINY_MODEL, epochs: 1, batchSize: 4, lr: 1e-3, seed: 7, checkpointEvery: 3, shuffleBuffer: 8, ...over }),
+    pretrainConfig({ workDir: work, name: 'run', model: TINY_MODEL, epochs: 1, batchSize: 4, lr: 1e-3, seed: 7, checkpointEvery: 3, shuffleBuffer: 8, fusionMode: 1, ...over }),
     { train: train ?? arraySource(records(24, 0)), validation: validation ?? arraySource(records(8, 1)), backend: 'wasm', signal, onStep },
   );
 

@@ -7,9 +7,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { startBackend } from '../src/backend.ts';
 import { modelConfig } from '../src/model/config.ts';
 import { forward } from '../src/model/k3m.ts';
-import { K3mParams } from '../src/model/params.ts';
+import { K3mParams, WORD_EMBEDDINGS } from '../src/model/params.ts';
 import { customOp } from '../src/ops/custom-grad.ts';
-import { frugalGradients } from '../src/ops/gradients.ts';
+import { frugalGradients, type GradientSink } from '../src/ops/gradients.ts';
 import { ItemStreams } from '../src/ops/nn.ts';
 import { syntheticBatch } from '../src/testing.ts';
 
@@ -83,4 +83,62 @@ describe('frugalGradients', () => {
     expect(engine - start, `heap after ours ${ours}, after the engine's ${engine}`).toBeGreaterThan(1.5 * (ours - start));
     params.dispose();
   });
+
+  it('hands a sink every part of a leaf gradient in the engine order: added up in float32 they are the engine gradients bit for bit, and no gradient tensor is left', () => {
+    const config = modelConfig('k3m-small', { vocab_size: 21128 });
+    const params = K3mParams.init(config, 2);
+    const batch = syntheticBatch(2, { batchSize: 2, vocabSize: 21128, featureDim: 2048, numClasses: 1601, regions: 36, titleLen: 36, pvLen: 48 });
+    const vars = [...params.vars.values()];
+    const f = () => forward(params, batch, { fusionMode: 1, training: true, rng: new ItemStreams(2, 0, 2) }).loss! as tf.Scalar;
+    const engine = tf.engine().gradients(f, vars, undefined, true);
+    const host = new Map<number, Float32Array>();
+    const parts = new Map<number, number>();
+    const sink: GradientSink = (k, dx, first) => {
+      const d = dx.dataSync() as Float32Array;
+      expect(first, `input ${k}: first part`).toBe(!host.has(k));
+      if (first) host.set(k, Float32Array.from(d));
+      else {
+        const h = host.get(k)!;
+        for (let i = 0; i < d.length; i++) h[i]! += d[i]!;
+      }
+      parts.set(k, (parts.get(k) ?? 0) + 1);
+      return true;
+    };
+    const before = tf.memory().numTensors;
+    const ours = frugalGradients(f, vars, sink);
+    expect(ours.grads.every((g) => g === undefined)).toBe(true);
+    expect(ours.value.dataSync()[0]).toBe(engine.value.dataSync()[0]);
+    ours.value.dispose();
+    expect(tf.memory().numTensors - before).toBe(0);
+    engine.grads.forEach((g, i) => {
+      if (!g) return expect(host.has(i), `parameter ${i} has no gradient`).toBe(false);
+      const mine = host.get(i)!;
+      const theirs = g.dataSync() as Float32Array;
+      // bit for bit, compared as bytes
+      expect(Buffer.from(mine.buffer, mine.byteOffset, mine.byteLength).equals(Buffer.from(theirs.buffer, theirs.byteOffset, theirs.byteLength)), `parameter ${i}`).toBe(true);
+    });
+    // The tied word embedding gets several parts (the lookups and the MLM decoder).
+    const words = [...params.vars.keys()].indexOf(WORD_EMBEDDINGS);
+    expect(words).toBeGreaterThanOrEqual(0);
+    expect(parts.get(words)).toBeGreaterThan(1);
+    [engine.value, ...engine.grads].forEach((t) => t?.dispose());
+    params.dispose();
+  });
+
+  it('leaves a leaf whose first part the sink refuses on the tensor path; refusing a later part is an error', () => {
+    const a = tf.variable(tf.tensor1d([0.5, -1.5]));
+    const b = tf.variable(tf.tensor1d([3, 0.25]));
+    const f = () => tf.tidy(() => tf.add(tf.sum(tf.mul(a, b)), tf.sum(tf.mul(a, a))) as tf.Scalar);
+    const taken: number[] = [];
+    const r = frugalGradients(f, [a, b], (k) => (k === 1 ? (taken.push(k), true) : false));
+    expect(r.grads[1]).toBeUndefined();
+    expect(Array.from(r.grads[0]!.dataSync())).toEqual([3 + 2 * 0.5, 0.25 + 2 * -1.5]);
+    expect(taken).toEqual([1]);
+    [r.value, ...r.grads].forEach((t) => t?.dispose());
+    let calls = 0;
+    expect(() => frugalGradients(f, [a, b], (k) => k === 0 && calls++ === 0)).toThrow(/took part of input 0's gradient and refused the rest/);
+    a.dispose();
+    b.dispose();
+  });
 });
+

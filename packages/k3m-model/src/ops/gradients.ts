@@ -13,6 +13,15 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
+/**
+ * Takes one part of the gradient of `xs[k]` as the backward pass produces it (`first`: its first
+ * part; later parts are to be added to it in the order given, as the engine adds them) and
+ * returns true when it has copied it away; the tensor is disposed after the call. A leaf whose
+ * parts are taken gets no gradient tensor. Refusing the first part keeps the leaf on the tensor
+ * path; taking the first and refusing a later one is an error.
+ */
+export type GradientSink = (k: number, dx: tf.Tensor, first: boolean) => boolean;
+
 /** One recorded kernel (tfjs-core tape.ts `TapeNode`). */
 interface TapeNode {
   id: number;
@@ -70,9 +79,18 @@ const disposeAll = (ts: readonly tf.Tensor[] | undefined) => ts?.forEach((t) => 
  * depend on it), as `tf.engine().gradients(f, xs, undefined, true)` returns them, with a lower
  * peak of memory. Inside another gradient (higher order) it is the engine's own.
  */
-export function frugalGradients(f: () => tf.Scalar, xs: tf.Tensor[]): { value: tf.Scalar; grads: (tf.Tensor | undefined)[] } {
+export function frugalGradients(
+  f: () => tf.Scalar,
+  xs: tf.Tensor[],
+  sink?: GradientSink,
+): { value: tf.Scalar; grads: (tf.Tensor | undefined)[] } {
   const eng = engineTape();
-  if (!eng || eng.state.gradientDepth > 0) return (tf.engine() as unknown as EngineTape).gradients(f, xs, undefined, true) as { value: tf.Scalar; grads: tf.Tensor[] };
+  if (!eng || eng.state.gradientDepth > 0) {
+    const r = (tf.engine() as unknown as EngineTape).gradients(f, xs, undefined, true) as { value: tf.Scalar; grads: (tf.Tensor | undefined)[] };
+    if (!sink) return r;
+    // The engine's path has the sums only: hand each over as its one part.
+    return { value: r.value, grads: r.grads.map((g, k) => (g && sink(k, g, true) ? (g.dispose(), undefined) : g)) };
+  }
   const y = eng.scopedRun(
     () => eng.startTape(),
     () => eng.endTape(),
@@ -105,6 +123,8 @@ export function frugalGradients(f: () => tf.Scalar, xs: tf.Tensor[]): { value: t
           t.dispose();
         }
       };
+      const leaf = new Map(xs.map((x, k) => [x.id, k]));
+      const sunk = new Set<number>();
       put(y.id, tf.onesLike(y));
       for (let i = path.length - 1; i >= 0; i--) {
         const node = path[i]!;
@@ -125,6 +145,16 @@ export function frugalGradients(f: () => tf.Scalar, xs: tf.Tensor[]): { value: t
           const x = node.inputs[name]!;
           if (dx.dtype !== 'float32') throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${name} must have 'float32' dtype, but has '${dx.dtype}'`);
           if (!tf.util.arraysEqual(dx.shape, x.shape)) throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input '${name}' has shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`);
+          const at = leaf.get(x.id);
+          if (sink && at !== undefined && !grad.has(x.id)) {
+            const first = !sunk.has(x.id);
+            if (sink(at, dx, first)) {
+              sunk.add(x.id);
+              if (!refs.has(dx)) dx.dispose();
+              return;
+            }
+            if (!first) throw new Error(`frugalGradients: the sink took part of input ${at}'s gradient and refused the rest`);
+          }
           const cur = grad.get(x.id);
           if (!cur) return put(x.id, dx);
           const sum = tf.add(cur, dx);

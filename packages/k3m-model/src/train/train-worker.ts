@@ -26,7 +26,7 @@ import type { Batch } from '../data/batch.ts';
 import { forward, startForward, type AccuracyCounts, type BatchShare, type FusionMode, type LossName, type LossWeights, type ModelFixes } from '../model/k3m.ts';
 import { K3mParams, tensorParams } from '../model/params.ts';
 import { customOp } from '../ops/custom-grad.ts';
-import { frugalGradients } from '../ops/gradients.ts';
+import { frugalGradients, type GradientSink } from '../ops/gradients.ts';
 import { ItemStreams } from '../ops/nn.ts';
 import { adamwUpdate, clipFactor, sumOfSquares } from './adamw.ts';
 import { abortAll, BARRIER_WORDS, SharedBarrier, WorkerAborted } from './shared-barrier.ts';
@@ -142,7 +142,12 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
     s.grads.fill(0);
     s.hasGrad.fill(0);
   }
-  const done = m.shares.length ? sharesGradients(m) : undefined;
+  // Share 0's gradient goes straight to where round 0 stores it, part by part as the backward
+  // pass makes it, so the worker's wasm heap never holds it (the heap keeps its high-water mark).
+  // Worker 0 adds into the step's gradient, which only a fresh step lets it overwrite.
+  const dest = me === 0 ? (m.fresh ? s.grads : undefined) : myGrads;
+  const reached = new Uint8Array(slots.length);
+  const done = m.shares.length ? sharesGradients(m, dest && sinkInto(dest, reached)) : undefined;
   if (!done && exchanges(m.parts)) {
     roundBarrier.wait(W);
     roundBarrier.wait(W);
@@ -150,6 +155,7 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   try {
     for (let r = 0; r < m.rounds; r++) {
       myHas.fill(0);
+      if (r === 0) reached.forEach((x, i) => x && (myHas[i] = 1));
       if (done && r < m.shares.length) store(done.grads.slice(r * slots.length, (r + 1) * slots.length), m.fresh && r === 0);
       roundBarrier.wait(W);
       addRound(from, to);
@@ -167,7 +173,25 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
  * weights: returns each share's losses and its gradients (share by share, slot by slot; null
  * where a share did not reach a tensor).
  */
-function sharesGradients(m: Extract<ToWorker, { type: 'micro' }>): { results: { loss: number; losses: LossParts }[]; grads: (tf.Tensor | null)[] } {
+/**
+ * A sink for share 0's gradient parts (the first `slots.length` of the leaves): each is written
+ * into `dest` at its slot, the first part copied, later ones added in the order the backward pass
+ * gives them (float32 additions, as the engine's would be), and its slot marked in `reached`.
+ */
+function sinkInto(dest: Float32Array, reached: Uint8Array): GradientSink {
+  return (k, dx, first) => {
+    const slot = slots[k];
+    if (!slot) return false;
+    const d = wasmView(dx) ?? (dx.dataSync() as Float32Array);
+    const o = slot.offset;
+    if (first) dest.set(d, o);
+    else for (let i = 0; i < d.length; i++) dest[o + i]! += d[i]!;
+    reached[slot.index] = 1;
+    return true;
+  };
+}
+
+function sharesGradients(m: Extract<ToWorker, { type: 'micro' }>, sink?: GradientSink): { results: { loss: number; losses: LossParts }[]; grads: (tf.Tensor | null)[] } {
   const share: BatchShare | undefined = m.counts ? { counts: m.counts } : undefined;
   const copies = m.shares.map(() => vars.map((v) => tf.clone(v)));
   const results: { loss: number; losses: LossParts }[] = [];
@@ -201,6 +225,7 @@ function sharesGradients(m: Extract<ToWorker, { type: 'micro' }>): { results: { 
         return total!;
       },
       copies.flat(),
+      sink,
     );
     value.dispose();
     return { results, grads: grads.map((g) => g ?? null) };

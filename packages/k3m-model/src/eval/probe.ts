@@ -201,8 +201,8 @@ function mulRows(m: MlMatrix, s: ArrayLike<number>): MlMatrix {
 }
 
 /**
- * Eigendecomposition of the smaller of `X^T X` and `X X^T` (n fit rows are usually fewer than
- * the feature columns, so the Gram matrix is the cheap one). Directions with no variance are dropped.
+ * Eigendecomposition of the smaller of `X^T X` (columns x columns) and the Gram matrix `X X^T`
+ * (rows x rows), whichever side of the fit is narrower. Directions with no variance are dropped.
  */
 function principalBasis(x: MlMatrix): PrincipalBasis {
   const n = x.rows;

@@ -173,7 +173,6 @@ export interface TrainedProjection {
    * its variance, so a value may exceed 1.
    */
   strengths: number[];
-  dispose(): void;
 }
 
 /** A side's principal coordinates: `x = scores * loadings^T` on its non-null directions. */
@@ -258,7 +257,7 @@ export function prepareCca(query: Matrix, gallery: Matrix): CcaFit {
  * strength, so that rankings by cosine lean on the pairs the fit side actually shares. It
  * replaces an InfoNCE-trained pair of projections, whose loss on normalised rows is blind to the
  * maps' scale: its L2 penalty pulled the weights to zero and the fit often ended at chance
- * (loss ln 128) on its own training pairs (README, "Retrieval probe").
+ * (loss ln 128) on its own training pairs (README, "What is measured").
  */
 export function ccaProjection(fit: CcaFit, o: { dim: number; shrinkage: number }): TrainedProjection {
   const r = o.shrinkage;
@@ -295,7 +294,7 @@ export function ccaProjection(fit: CcaFit, o: { dim: number; shrinkage: number }
     }
     return { data, rows: x.rows, cols: out.columns };
   };
-  return { projectQuery: project(fit.query.standardizer, mapQ), projectGallery: project(fit.gallery.standardizer, mapG), strengths, dispose: () => {} };
+  return { projectQuery: project(fit.query.standardizer, mapQ), projectGallery: project(fit.gallery.standardizer, mapG), strengths };
 }
 
 /** The chosen rows of `m`, in the order given. */

@@ -161,16 +161,12 @@ export async function retrievalTask(ctx: TaskContext, split: ItemsSplit, opts: P
   const chosen = chooseShrinkage(t, i, opts);
   const proj = ccaProjection(prepareCca(t, i), { dim: opts.dim, shrinkage: chosen.shrinkage });
   const cells: Record<string, CellMetrics> = {};
-  try {
-    for (const cell of ctx.cells) {
-      const { items } = applyCell(split.eval, cell, ctx.seed);
-      const pt = proj.projectQuery(await encodeView(ctx, items, RETRIEVAL_SIDES.text));
-      const pi = proj.projectGallery(await encodeView(ctx, items, RETRIEVAL_SIDES.image));
-      cells[cell.id] = pairRanks(pt, pi);
-      ctx.onCell?.();
-    }
-  } finally {
-    proj.dispose();
+  for (const cell of ctx.cells) {
+    const { items } = applyCell(split.eval, cell, ctx.seed);
+    const pt = proj.projectQuery(await encodeView(ctx, items, RETRIEVAL_SIDES.text));
+    const pi = proj.projectGallery(await encodeView(ctx, items, RETRIEVAL_SIDES.image));
+    cells[cell.id] = pairRanks(pt, pi);
+    ctx.onCell?.();
   }
   const heldOut = Object.fromEntries(chosen.heldOutMeanRank.map(([r, rank]) => [`heldOutMeanRank@shrinkage=${r}`, rank]));
   const top = Object.fromEntries(proj.strengths.slice(0, 3).map((c, k) => [`canonicalStrength${k + 1}`, c]));
@@ -192,9 +188,9 @@ export const SHRINKAGE_HELD_OUT_SHARE = 0.2;
 /**
  * The projection's covariance shrinkage, chosen on fit pairs alone: each of `opts.shrinkages` is
  * fitted on a seeded 80% of the pairs and scored by the mean rank (both directions) of the other
- * 20%; the lowest wins (a tie goes to the stronger shrinkage). With fewer fit pairs than feature
- * columns an unshrunk CCA matches its own pairs perfectly and generalises to nothing; how much
- * shrinkage a model's features need depends on them. One value: no choice made.
+ * 20%; the lowest wins (a tie goes to the stronger shrinkage). With fewer fit pairs than the two
+ * sides have columns together, an unshrunk CCA matches its own pairs perfectly and generalises
+ * to nothing; how much shrinkage a model's features need depends on them. One value: no choice made.
  */
 export function chooseShrinkage(t: Matrix, i: Matrix, opts: ProjectionOptions): { shrinkage: number; heldOutMeanRank: [number, number][] } {
   const grid = opts.shrinkages;

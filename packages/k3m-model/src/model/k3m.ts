@@ -120,16 +120,21 @@ export interface ForwardResult {
 }
 
 /** Rows whose argmax equals the label (labels < 0 ignored). */
-function countCorrect(logits: tf.Tensor, labels: Int32Array, inputs?: Int32Array): [number, number] {
+/** [correct, total] over the labelled rows, and over those whose input (if given) is not the label. */
+function countCorrect(logits: tf.Tensor, labels: Int32Array, inputs?: Int32Array): { all: [number, number]; hidden: [number, number] } {
   const pred = tf.argMax(logits, -1).dataSync();
-  let ok = 0;
-  let n = 0;
+  const all: [number, number] = [0, 0];
+  const hidden: [number, number] = [0, 0];
   labels.forEach((l, i) => {
-    if (l < 0 || inputs?.[i] === l) return;
-    n++;
-    if (pred[i] === l) ok++;
+    if (l < 0) return;
+    const hit = pred[i] === l ? 1 : 0;
+    all[0] += hit;
+    all[1]++;
+    if (inputs?.[i] === l) return;
+    hidden[0] += hit;
+    hidden[1]++;
   });
-  return [ok, n];
+  return { all, hidden };
 }
 
 const ATTN_MASK_ADD = -10000;
@@ -488,7 +493,7 @@ export function startForward(P: ModelParams, batch: Batch, o: ForwardOptions): F
       const labels = new Int32Array(2 * Bn);
       labels.fill(1, 0, Bn);
       losses.loss_tri = maskedCe(samLogits, labels, true, 2 * (o.share?.counts.items ?? Bn));
-      if (o.accuracy) accuracy.tri = countCorrect(samLogits, labels);
+      if (o.accuracy) accuracy.tri = countCorrect(samLogits, labels).all;
     }
   }
   if (mode === 'represent') return { losses, outputs: out };
@@ -516,8 +521,9 @@ export function startForward(P: ModelParams, batch: Batch, o: ForwardOptions): F
     if (o.accuracy) {
       const title = name === 'prediction_scores_t';
       const inputs = title ? batch.inputIds : batch.inputIdsPv;
-      accuracy[title ? 't' : 'pv'] = countCorrect(logits, rowLabels);
-      accuracy[title ? 'tHidden' : 'pvHidden'] = countCorrect(logits, rowLabels, Int32Array.from(rows, (r) => inputs[r]!));
+      const c = countCorrect(logits, rowLabels, Int32Array.from(rows, (r) => inputs[r]!));
+      accuracy[title ? 't' : 'pv'] = c.all;
+      accuracy[title ? 'tHidden' : 'pvHidden'] = c.hidden;
     }
     return maskedCe(logits, rowLabels, fixes.lossNanGuard, total);
   };

@@ -30,6 +30,14 @@ function both(f: () => tf.Scalar, xs: tf.Tensor[]) {
   return out;
 }
 
+/** A k3m-small training step on a synthetic batch of `items` (seeded), as the loss function of its weights. */
+function smallStep(seed: number, items: number) {
+  const params = K3mParams.init(modelConfig('k3m-small', { vocab_size: 21128 }), seed);
+  const batch = syntheticBatch(seed, { batchSize: items, vocabSize: 21128, featureDim: 2048, numClasses: 1601, regions: 36, titleLen: 36, pvLen: 48 });
+  const f = () => forward(params, batch, { fusionMode: 1, training: true, rng: new ItemStreams(seed, 0, items) }).loss! as tf.Scalar;
+  return { params, vars: [...params.vars.values()], f };
+}
+
 describe('frugalGradients', () => {
   beforeAll(async () => {
     await startBackend('wasm');
@@ -61,11 +69,7 @@ describe('frugalGradients', () => {
   });
 
   it('gives a k3m-small step the engine gradients bit for bit, and needs a smaller wasm heap than the engine does', () => {
-    const config = modelConfig('k3m-small', { vocab_size: 21128 });
-    const params = K3mParams.init(config, 1);
-    const batch = syntheticBatch(1, { batchSize: 4, vocabSize: 21128, featureDim: 2048, numClasses: 1601, regions: 36, titleLen: 36, pvLen: 48 });
-    const vars = [...params.vars.values()];
-    const f = () => forward(params, batch, { fusionMode: 1, training: true, rng: new ItemStreams(1, 0, 4) }).loss! as tf.Scalar;
+    const { params, vars, f } = smallStep(1, 4);
     // Ours first: the heap never shrinks, so the engine's run afterwards can only grow it.
     const start = heapBytes();
     for (let step = 0; step < 2; step++) {
@@ -85,11 +89,7 @@ describe('frugalGradients', () => {
   });
 
   it('hands a sink every part of a leaf gradient in the engine order: added up in float32 they are the engine gradients bit for bit, and no gradient tensor is left', () => {
-    const config = modelConfig('k3m-small', { vocab_size: 21128 });
-    const params = K3mParams.init(config, 2);
-    const batch = syntheticBatch(2, { batchSize: 2, vocabSize: 21128, featureDim: 2048, numClasses: 1601, regions: 36, titleLen: 36, pvLen: 48 });
-    const vars = [...params.vars.values()];
-    const f = () => forward(params, batch, { fusionMode: 1, training: true, rng: new ItemStreams(2, 0, 2) }).loss! as tf.Scalar;
+    const { params, vars, f } = smallStep(2, 2);
     const engine = tf.engine().gradients(f, vars, undefined, true);
     const host = new Map<number, Float32Array>();
     const parts = new Map<number, number>();

@@ -10,8 +10,8 @@ import { blasStatus } from './blas.ts';
 import { blasBatchMatMul } from './blas-matmul.ts';
 import { blasConv2d } from './blas-conv.ts';
 
-export { BLAS_ENV, blasStatus, type Blas, type BlasStatus } from './blas.ts';
-export { ownsMemory, wasmView } from './wasm-heap.ts';
+export { addFloats, BLAS_ENV, blasStatus, type Blas, type BlasStatus } from './blas.ts';
+export { heapIndex, newWasmTensor, ownsMemory, wasmView, type WasmBackend } from './wasm-heap.ts';
 
 /** Back ends in preference order, with the package that provides each. */
 export const BACKENDS = Object.freeze({

@@ -35,3 +35,19 @@ export function ownsMemory(t: tf.Tensor): boolean {
   const backend = tf.backend() as unknown as WasmBackend;
   return tf.getBackend() === 'wasm' && backend.dataIdMap.get(t.dataId)?.refCount === 1;
 }
+
+/**
+ * A new float32 tensor of `shape` in the wasm heap and a view of its (uninitialised) values, for
+ * code that writes a tensor's values where they will lie instead of copying them in from a
+ * JavaScript array; undefined when the running back end is not wasm. Fill the view before any
+ * other allocation (which may replace the heap).
+ * @example const t = newWasmTensor([2, 3]); if (t) t.view.fill(0);
+ */
+export function newWasmTensor(shape: number[]): { tensor: tf.Tensor; view: Float32Array } | undefined {
+  if (tf.getBackend() !== 'wasm') return undefined;
+  const backend = tf.backend() as unknown as WasmBackend;
+  const info = backend.makeOutput(shape, 'float32');
+  const tensor = tf.engine().makeTensorFromTensorInfo(info);
+  const at = heapIndex(backend, info);
+  return { tensor, view: backend.wasm.HEAPF32.subarray(at, at + tensor.size) };
+}

@@ -1,7 +1,7 @@
 import { describe, expect, it, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
-import { blasStatus, BLAS_ENV } from '../src/blas.ts';
+import { addFloats, blasStatus, BLAS_ENV } from '../src/blas.ts';
 import { currentBackend, describeBackend, selectBackend, setWasmKernels, type BackendChoice } from '../src/backend.ts';
 import { PATCH_BUFFER_FLOATS } from '../src/blas-conv.ts';
 import { Rng } from '../src/rng.ts';
@@ -186,6 +186,22 @@ describe.skipIf(skipWhy !== undefined)('wasm BatchMatMul and convolutions on BLA
     ['BatchMatMul', 'Conv2D', 'FusedConv2D'].forEach((n, i) => expect(tf.getKernel(n, 'wasm')!.kernelFunc).not.toBe(stock[i]));
     expect(describeBackend(currentBackend()!)).toMatch(/^backend: wasm, matmul on OpenBLAS/);
     expect(tf.matMul(a, b).dataSync()[0]).toBe(32);
+  });
+
+  it('addFloats adds in float32 bit for bit as a JavaScript loop, on BLAS for long arrays, in shared and ordinary memory at offsets', () => {
+    const r = new Rng(3);
+    for (const n of [0, 5, 4095, 4096, 100_003]) {
+      // y in shared memory, x in ordinary memory, both at an offset (the trainer's arrays: shared ones and views of a wasm heap)
+      const y = new Float32Array(new SharedArrayBuffer(4 * (n + 9))).subarray(9);
+      const x = new Float32Array(new ArrayBuffer(4 * n + 64), 64, n);
+      // magnitudes far apart, so the sums round
+      for (let i = 0; i < n; i++) [x[i], y[i]] = [r.normal() * 2 ** r.int(40), r.normal() * 2 ** -r.int(40)];
+      const want = Float32Array.from(y);
+      for (let i = 0; i < n; i++) want[i]! += x[i]!;
+      addFloats(y, x);
+      expect(Buffer.from(y.buffer, y.byteOffset, y.byteLength).equals(Buffer.from(want.buffer))).toBe(true);
+    }
+    expect(() => addFloats(new Float32Array(3), new Float32Array(4))).toThrow(/3 and 4 elements/);
   });
 
   it(`${BLAS_ENV}=off keeps wasm's own kernel and says why`, () => {

@@ -46,6 +46,25 @@ describe('Rng (sfc32 seeded by splitmix32)', () => {
     expect(b.u32()).toBe(a.u32());
   });
 
+  it('fillMaskBits: the mask of fillU32\'s draws against the threshold, as int32 bits, and the same state after', () => {
+    const bits = new Int32Array(new Float32Array([1 / 0.9]).buffer)[0]!;
+    // fractional thresholds, whole ones (the draw equal to it is kept), and the ends of the range
+    for (const threshold of [0.1 * 2 ** 32, 0.5 * 2 ** 32, 2 ** 31, 2 ** 31 + 1, 1e-9 * 2 ** 32, 0.999999 * 2 ** 32, 0, 2 ** 32]) {
+      const a = new Rng(5);
+      const b = new Rng(5);
+      const draws = a.fillU32(new Uint32Array(5000));
+      const out = new Int32Array(5010).fill(3);
+      b.fillMaskBits(out, 5, 5005, threshold, bits);
+      expect(Array.from(out.subarray(5, 5005))).toEqual(Array.from(draws, (d) => (d >= threshold ? bits : 0)));
+      expect([...out.subarray(0, 5), ...out.subarray(5005)]).toEqual(new Array(10).fill(3));
+      expect(b.state).toEqual(a.state);
+    }
+    // the draws include some on each side of a mid-range threshold, and one equal to a whole one
+    const at = Rng.fromState([0, 0, 0, 1]);
+    const mask = at.fillMaskBits(new Int32Array(4), 0, 4, 12, -1);
+    expect(Array.from(mask)).toEqual([0, 0, -1, -1]); // draws 1, 2, 12, 0x120001f
+  });
+
   it('draws in range with the expected moments', () => {
     const r = new Rng(3);
     const n = 20000;

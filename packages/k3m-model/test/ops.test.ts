@@ -11,7 +11,7 @@ import { startBackend } from '../src/backend.ts';
 import { Rng } from '@k3m-kit/core';
 import { bmm, flagsAreFast, linear } from '../src/ops/matmul.ts';
 import { embedding, segmentSumValues } from '../src/ops/segment-sum.ts';
-import { crossEntropySum, gelu, layerNorm } from '../src/ops/nn.ts';
+import { crossEntropySum, dropout, gelu, ItemStreams, layerNorm } from '../src/ops/nn.ts';
 
 const rand = (rng: Rng, shape: number[]) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal()), shape);
 
@@ -122,12 +122,32 @@ for (const backend of ['wasm', 'wasm-xnnpack', 'cpu']) {
 
     it('UnsortedSegmentSum kernel equals a plain loop on a vocabulary-sized table', async () => {
       await start(backend);
+      // Leave non-zero values where the output may be placed: the kernel must clear its table.
+      tf.fill([21128, 8], 7).dispose();
       const rng = new Rng(4);
       const n = 300;
       const ids = Int32Array.from({ length: n }, () => rng.int(21128));
       const x = Float32Array.from({ length: n * 8 }, () => rng.normal());
       const got = tf.unsortedSegmentSum(tf.tensor2d(x, [n, 8]), tf.tensor1d(ids, 'int32'), 21128).dataSync();
       expect(Array.from(got)).toEqual(Array.from(segmentSumValues(x, ids, 8, 21128)));
+    });
+
+    it('dropout: each row takes its item stream\'s draws in order, 0 where the draw is below p·2³², else 1/(1-p); nothing left behind', async () => {
+      await start(backend);
+      const items = 3;
+      const [rows, cols] = [2 * items, 50]; // two stacked groups of the same items
+      for (const p of [0.1, 0.5, 0.9]) {
+        const before = tf.memory().numTensors;
+        const got = tf.tidy(() => dropout(tf.ones([rows, cols]), p, new ItemStreams(9, 0, items)).dataSync());
+        expect(tf.memory().numTensors).toBe(before);
+        const streams = Array.from({ length: items }, (_, i) => Rng.from(9, i));
+        const want = new Float32Array(rows * cols);
+        for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) want[r * cols + c] = streams[r % items]!.next() < p ? 0 : 1 / (1 - p);
+        expect(Array.from(got)).toEqual(Array.from(want));
+        const dropped = want.filter((v) => v === 0).length;
+        expect(dropped).toBeGreaterThan(0);
+        expect(dropped).toBeLessThan(rows * cols);
+      }
     });
   });
 }

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '@k3m-kit/core';
-import { ownsMemory, wasmView } from '@k3m-kit/core/backend';
+import { newWasmTensor, ownsMemory, wasmView } from '@k3m-kit/core/backend';
 import { customOp } from './custom-grad.ts';
 import { sumRows } from './matmul.ts';
 
@@ -117,7 +117,7 @@ export class ItemStreams {
   }
 
   /** Fills `out` (the leading axis of `shape`, rows of equal size) row by row from each row's item stream. */
-  fill(shape: readonly number[], out: Float32Array, draw: (rng: Rng, out: Float32Array, from: number, to: number) => void): Float32Array {
+  fill<T extends Float32Array | Int32Array>(shape: readonly number[], out: T, draw: (rng: Rng, out: T, from: number, to: number) => void): T {
     const rows = shape[0]!;
     const rowSize = out.length / rows;
     if (rows % this.streams.length) throw new RangeError(`ItemStreams: ${rows} rows are not whole groups of ${this.streams.length} items`);
@@ -129,15 +129,14 @@ export class ItemStreams {
 /** Inverted dropout with masks from `streams`; identity when `p` is 0 or without streams (eval). */
 export function dropout(x: tf.Tensor, p: number, streams: ItemStreams | undefined): tf.Tensor {
   if (!streams || p <= 0) return x;
-  const keep = 1 / (1 - p);
-  // rng.next() < p, compared on the 32-bit draw (the same test without a division)
-  const below = p * 4294967296;
-  const draws = new Uint32Array(x.size);
-  const mask = streams.fill(x.shape, new Float32Array(x.size), (rng, out, from, to) => {
-    rng.fillU32(draws, from, to);
-    for (let i = from; i < to; i++) out[i] = draws[i]! < below ? 0 : keep;
-  });
-  return tf.mul(x, tf.tensor(mask, x.shape));
+  // 0 where rng.next() < p (compared on the 32-bit draw: the same test without a division), else 1/(1-p)
+  const keepBits = new Int32Array(new Float32Array([1 / (1 - p)]).buffer)[0]!;
+  // On wasm the mask is drawn straight into its tensor's memory: no JavaScript arrays to copy
+  // in and collect.
+  const heap = newWasmTensor(x.shape);
+  const bits = heap ? new Int32Array(heap.view.buffer, heap.view.byteOffset, x.size) : new Int32Array(x.size);
+  streams.fill(x.shape, bits, (rng, out, from, to) => rng.fillMaskBits(out, from, to, p * 4294967296, keepBits));
+  return tf.mul(x, heap?.tensor ?? tf.tensor(new Float32Array(bits.buffer), x.shape));
 }
 
 /**

@@ -7,6 +7,7 @@
  * PyTorch's `padding_idx`.
  */
 import * as tf from '@tensorflow/tfjs';
+import { heapIndex, type WasmBackend } from '@k3m-kit/core/backend';
 import { customOp } from './custom-grad.ts';
 
 export type AnyBackend = tf.KernelBackend & {
@@ -15,9 +16,8 @@ export type AnyBackend = tf.KernelBackend & {
   makeTensorInfo?: (shape: number[], dtype: tf.DataType, values?: Float32Array) => tf.TensorInfo;
 };
 
-/** Sums rows of x [N, ...inner] into `numSegments` rows by `segmentIds` [N]; ids out of range are dropped. */
-export function segmentSumValues(x: ArrayLike<number>, ids: ArrayLike<number>, inner: number, numSegments: number): Float32Array {
-  const out = new Float32Array(numSegments * inner);
+/** Sums rows of x [N, ...inner] into `numSegments` rows (of `out`, zeros) by `segmentIds` [N]; ids out of range are dropped. */
+export function segmentSumValues(x: ArrayLike<number>, ids: ArrayLike<number>, inner: number, numSegments: number, out: Float32Array<ArrayBufferLike> = new Float32Array(numSegments * inner)): Float32Array<ArrayBufferLike> {
   for (let i = 0; i < ids.length; i++) {
     const s = ids[i]!;
     if (s < 0 || s >= numSegments) continue;
@@ -35,12 +35,20 @@ export const unsortedSegmentSumKernel = (backendName: string): tf.KernelFunc => 
   const be = backend as AnyBackend;
   const n = segmentIds.shape.reduce((a, b) => a * b, 1);
   const inner = x.shape.slice(segmentIds.shape.length).reduce((a, b) => a * b, 1);
-  const values = segmentSumValues(be.readSync(x.dataId) as Float32Array, be.readSync(segmentIds.dataId) as Int32Array, inner, numSegments);
   if (n * inner !== x.shape.reduce((a, b) => a * b, 1)) throw new Error('UnsortedSegmentSum: segmentIds must cover the leading axes of x');
   const shape = [numSegments, ...x.shape.slice(segmentIds.shape.length)];
-  // The two back ends name their "new tensor from values" methods differently.
-  if (backendName === 'wasm') return be.makeOutput!(shape, 'float32', undefined, values);
-  return be.makeTensorInfo!(shape, 'float32', values);
+  const rows = be.readSync(x.dataId) as Float32Array;
+  const ids = be.readSync(segmentIds.dataId) as Int32Array;
+  if (backendName === 'wasm') {
+    // Summed where the output lies (a vocabulary-sized table: no JavaScript copy to collect).
+    // The heap view is taken after the allocation, which may replace the heap.
+    const out = be.makeOutput!(shape, 'float32');
+    const at = heapIndex(be as unknown as WasmBackend, out);
+    const view = (be as unknown as WasmBackend).wasm.HEAPF32.subarray(at, at + numSegments * inner);
+    segmentSumValues(rows, ids, inner, numSegments, view.fill(0));
+    return out;
+  }
+  return be.makeTensorInfo!(shape, 'float32', segmentSumValues(rows, ids, inner, numSegments));
 };
 
 /**

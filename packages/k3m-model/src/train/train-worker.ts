@@ -20,7 +20,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import { ownsMemory, wasmView } from '@k3m-kit/core/backend';
+import { addFloats, ownsMemory, wasmView } from '@k3m-kit/core/backend';
 import { startBackend } from '../backend.ts';
 import type { Batch } from '../data/batch.ts';
 import { forward, startForward, type AccuracyCounts, type BatchShare, type FusionMode, type LossName, type LossWeights, type ModelFixes } from '../model/k3m.ts';
@@ -185,7 +185,7 @@ function sinkInto(dest: Float32Array, reached: Uint8Array): GradientSink {
     const d = wasmView(dx) ?? (dx.dataSync() as Float32Array);
     const o = slot.offset;
     if (first) dest.set(d, o);
-    else for (let i = 0; i < d.length; i++) dest[o + i]! += d[i]!;
+    else addFloats(dest.subarray(o, o + d.length), d);
     reached[slot.index] = 1;
     return true;
   };
@@ -249,7 +249,7 @@ function store(grads: (tf.Tensor | null)[], first: boolean): void {
     const o = slots[j]!.offset;
     if (myGrads) myGrads.set(d, o);
     else if (first) sum.set(d, o);
-    else for (let i = 0; i < d.length; i++) sum[o + i]! += d[i]!;
+    else addFloats(sum.subarray(o, o + d.length), d);
     myHas[slots[j]!.index] = 1;
   });
 }
@@ -266,7 +266,7 @@ function addRound(from: number, to: number): void {
       if (!g) continue;
       const a = Math.max(from, slot.offset);
       const b = Math.min(to, slot.offset + slot.size);
-      for (let j = a; j < b; j++) sum[j]! += g[j]!;
+      if (a < b) addFloats(sum.subarray(a, b), g.subarray(a, b));
     }
   }
 }

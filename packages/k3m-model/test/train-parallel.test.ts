@@ -20,7 +20,7 @@ import { pretrainConfig, sharesOf, workersOf } from '../src/train/config.ts';
 import { pretrain } from '../src/train/pretrain.ts';
 import { arraySource } from '../src/train/records.ts';
 import { SharedBarrier, WorkerAborted } from '../src/train/shared-barrier.ts';
-import { createSharedTraining } from '../src/train/shared-training.ts';
+import { createSharedTraining, stepGradient } from '../src/train/shared-training.ts';
 import { shareRange, sharesIn, sliceBatch } from '../src/train/batch-share.ts';
 import { WorkerPool } from '../src/train/worker-pool.ts';
 import { syntheticBatch, TINY_MODEL } from '../src/testing.ts';
@@ -173,7 +173,7 @@ describe('data-parallel training', () => {
         const pool = await WorkerPool.start(shared, { backend: 'wasm', fusionMode: 1, fixes: DEFAULT_FIXES, weights: DEFAULT_LOSS_WEIGHTS });
         try {
           const r = await pool.micro(batch, 1, true);
-          return { r, grad: Float32Array.from(shared.grads), layout: params.layout };
+          return { r, grad: stepGradient(shared), layout: params.layout };
         } finally {
           await pool.close();
         }
@@ -235,7 +235,7 @@ describe('data-parallel training', () => {
       const pool = await WorkerPool.start(shared, { backend: 'wasm', fusionMode: 1, fixes: DEFAULT_FIXES, weights });
       try {
         const r = await pool.micro(batch, 1, true);
-        return { loss: r.loss, grad: Float32Array.from(shared.grads) };
+        return { loss: r.loss, grad: stepGradient(shared) };
       } finally {
         await pool.close();
       }

@@ -1,8 +1,9 @@
 /**
  * @file Every parameter of a model in one flat Float32Array, each tensor at a fixed offset in
- * {@link parameterSpec} order. The data-parallel trainer keeps the master weights and the AdamW
- * moments in such arenas backed by a `SharedArrayBuffer`: outside every worker's 4 GiB wasm heap,
- * readable by all workers and by the coordinator that writes checkpoints, with no copies.
+ * {@link parameterSpec} order. The data-parallel trainer keeps the step's gradient (between
+ * steps, the weights) and the AdamW moments in such arenas backed by a `SharedArrayBuffer`:
+ * outside every worker's 4 GiB wasm heap, readable by all workers and by the coordinator that
+ * writes checkpoints, with no copies.
  */
 import { f32, toFloat32, type RawTensor } from '@k3m-kit/core';
 import type { ModelConfig } from './config.ts';

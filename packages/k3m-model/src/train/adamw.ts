@@ -12,7 +12,7 @@
  * one optimizer's state in shared memory.
  */
 import { f32, toFloat32, type RawTensor } from '@k3m-kit/core';
-import type { ArenaLayout } from '../model/param-arena.ts';
+import type { ArenaLayout, ArenaSlot } from '../model/param-arena.ts';
 
 export interface AdamWOptions {
   beta1: number;
@@ -88,6 +88,21 @@ export interface AdamWUpdate {
  * `state.steps` must already count this update for every tensor with a gradient.
  */
 export function adamwUpdate(params: Float32Array, state: AdamState, u: AdamWUpdate, from = 0, to = params.length, o: AdamWOptions = REFERENCE_ADAMW): void {
+  adamwUpdateFrom((s) => [params, s.offset], params, state, u, from, to, o);
+}
+
+/**
+ * Where an update reads a tensor's current values: an array and the index of the tensor's first
+ * element in it (the arena's own `[data, offset]`, or a tensor's own memory and 0).
+ */
+export type ParamReader = (slot: ArenaSlot) => readonly [Float32Array, number];
+
+/**
+ * {@link adamwUpdate} reading each tensor's current values through `read` and writing the
+ * updated ones to `out` (arena layout). `out` may be the gradient arena itself: each element's
+ * gradient is read before its new value is written over it.
+ */
+export function adamwUpdateFrom(read: ParamReader, out: Float32Array, state: AdamState, u: AdamWUpdate, from = 0, to = out.length, o: AdamWOptions = REFERENCE_ADAMW): void {
   const { beta1, beta2, eps, weightDecay } = o;
   const { m, v } = state;
   const g = u.grads;
@@ -99,6 +114,8 @@ export function adamwUpdate(params: Float32Array, state: AdamState, u: AdamWUpda
     const stepSize = (u.lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
     const keep = decays(s.name) ? 1 - u.lr * weightDecay : 1;
     const k = u.scale;
+    const [p, first] = read(s);
+    const shift = first - s.offset;
     for (let j = a; j < b; j++) {
       const gj = g[j]! * k;
       const mj = beta1 * m[j]! + (1 - beta1) * gj;
@@ -106,7 +123,7 @@ export function adamwUpdate(params: Float32Array, state: AdamState, u: AdamWUpda
       m[j] = mj;
       v[j] = vj;
       // p - step·m/(√v+eps), then the decoupled decay of the updated value
-      params[j] = (params[j]! - (stepSize * mj) / (Math.sqrt(vj) + eps)) * keep;
+      out[j] = (p[j + shift]! - (stepSize * mj) / (Math.sqrt(vj) + eps)) * keep;
     }
   }
 }

@@ -6,8 +6,8 @@
  * Where the memory is (data-parallel training, src/train/shared-training.ts):
  * - each worker's back end (on wasm: its own heap of at most 4 GiB) holds a copy of the weights,
  *   the gradients of each of its shares and the activations of its shares of the batch;
- * - shared memory holds the master weights, AdamW's two moments, the step's gradient and a
- *   gradient arena per worker but the first.
+ * - shared memory holds AdamW's two moments, the step's gradient (between steps, the weights)
+ *   and a gradient arena per worker but the first.
  *
  * Activations are counted per item from the model's token streams (four text streams stacked, two
  * image streams, the three co-attention pairs, the heads on the labelled rows). The factors are
@@ -73,7 +73,7 @@ export interface MemoryEstimate {
   share: number;
   /** Bytes in one worker's back end: weights, gradients, activations. */
   worker: { weights: number; gradients: number; activations: number; total: number };
-  /** Bytes of shared memory (master weights, moments, gradient arenas). */
+  /** Bytes of shared memory (moments, the step's gradient, gradient arenas). */
   shared: number;
   /** Everything: all workers and the shared memory. */
   total: number;

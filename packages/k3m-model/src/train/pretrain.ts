@@ -25,7 +25,7 @@ import { corruptionOf, fixesOf, fusionModeOf, modalitySetup, sharesOf, workersOf
 import { lossCurveSvg } from './curve.ts';
 import { MetricsLog, type StepMetrics, type ValidationMetrics } from './metrics-log.ts';
 import { OptimizerStep, type StepResult } from './optimizer-step.ts';
-import { createSharedTraining } from './shared-training.ts';
+import { createSharedTraining, sharedWeights } from './shared-training.ts';
 import { WorkerPool } from './worker-pool.ts';
 import type { RecordSource } from './records.ts';
 import { startRun, type RunStart } from './run-setup.ts';
@@ -151,14 +151,16 @@ export async function pretrain(c: PretrainConfig, io: PretrainIo): Promise<Pretr
     const v = await validate(pipeline(io.validation, 'validation', Math.max(epoch, 0)), (b) => pool.validate(b), { weights, parallel: pool.size });
     if (v) await metrics.append({ type: 'validation', epoch, step: state.step, ...v });
   };
+  const shared = createSharedTraining(params, adam, workers, shares);
   const checkpoint = async () => {
     const opt = adam.stateDict();
     state = { ...state, rng: rng.state, adamSteps: opt.steps, metricsLines: metrics.lines };
-    await writeCheckpoint(runDir, { state, config, vocab: run.tokens, model: params.toStateDict(), optimizer: opt.tensors });
+    // Between steps the weights are in the shared memory (shared-training.ts), not in `params`' own.
+    await writeCheckpoint(runDir, { state, config, vocab: run.tokens, model: sharedWeights(shared).toStateDict(), optimizer: opt.tensors });
   };
 
   log(`training on ${workers} worker thread${workers > 1 ? 's' : ''} (${io.backend} each), each micro-batch in ${shares} share${shares > 1 ? 's' : ''}${c.workers && c.workers > workers ? ` (--workers ${c.workers}: one per share at most)` : ''}`);
-  const pool = await WorkerPool.start(createSharedTraining(params, adam, workers, shares), { backend: io.backend, fusionMode, fixes, weights });
+  const pool = await WorkerPool.start(shared, { backend: io.backend, fusionMode, fixes, weights });
   const optimizer = new OptimizerStep(pool, rng, { accumulate: c.accumulate, clip: c.clip, lr: c.lr, warmup: c.warmup, totalSteps });
   const bar = createProgress('pretrain', totalSteps, { quiet: c.quiet, start: state.step, unit: 'steps', suffix: 'loss {loss} (t {t} v {v} pv {pv} tri {tri})', fields: { loss: '-', t: '-', v: '-', pv: '-', tri: '-' } });
   let stepStart = performance.now();

@@ -28,9 +28,9 @@ import { K3mParams, tensorParams } from '../model/params.ts';
 import { customOp } from '../ops/custom-grad.ts';
 import { frugalGradients, type GradientSink } from '../ops/gradients.ts';
 import { ItemStreams } from '../ops/nn.ts';
-import { adamwUpdate, clipFactor, sumOfSquares } from './adamw.ts';
+import { adamwUpdateFrom, clipFactor, sumOfSquares, type ParamReader } from './adamw.ts';
 import { abortAll, BARRIER_WORDS, SharedBarrier, WorkerAborted } from './shared-barrier.ts';
-import { CONTROL, gradSlot, NORM_CHUNK, normChunks, sharedAdam, sharedParams, updateRange, type SharedTraining } from './shared-training.ts';
+import { CONTROL, gradSlot, NORM_CHUNK, normChunks, sharedAdam, sharedWeights, updateRange, type SharedTraining } from './shared-training.ts';
 import { lossValues } from './validate.ts';
 
 /** `workerData` of a training worker. */
@@ -85,9 +85,8 @@ const port = parentPort!;
 const s = init.shared;
 const W = s.workers;
 const me = init.index;
-const params = sharedParams(s);
 const adam = sharedAdam(s);
-const slots = params.layout.slots;
+const slots = adam.layout.slots;
 const abortWord = s.control.subarray(CONTROL.abort, CONTROL.abort + 1);
 const barrierWords = (at: number) => s.control.subarray(at, at + BARRIER_WORDS);
 const stepBarrier = new SharedBarrier(barrierWords(CONTROL.stepBarrier), abortWord);
@@ -98,7 +97,7 @@ let model: K3mParams;
 let vars: tf.Variable[];
 
 /** This worker's range of the elements (adding up and the update). */
-const myRange = (): [number, number] => updateRange(params.layout.total, W, me);
+const myRange = (): [number, number] => updateRange(adam.layout.total, W, me);
 
 /**
  * The structure loss's negatives across shares: each of this worker's shares `mine` publishes its
@@ -136,12 +135,11 @@ const exchanges = (parts: number) => parts > 1 && init.weights.tri !== 0;
 
 function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   const [from, to] = myRange();
-  // Worker 0 clears the step's gradient and adds its shares straight into it before each
-  // round's first barrier; the others touch it only after that barrier.
-  if (m.fresh && me === 0) {
-    s.grads.fill(0);
-    s.hasGrad.fill(0);
-  }
+  // The step's gradient is not cleared (between steps it holds the weights): a tensor's first
+  // share copies into it, later ones add. hasGrad says which tensors a share has written this
+  // step; worker 0 resets it and writes its shares before each round's first barrier, the
+  // others touch the gradient only after that barrier.
+  if (m.fresh && me === 0) s.hasGrad.fill(0);
   // Share 0's gradient goes straight to where round 0 stores it, part by part as the backward
   // pass makes it, so the worker's wasm heap never holds it (the heap keeps its high-water mark).
   // Worker 0 adds into the step's gradient, which only a fresh step lets it overwrite.
@@ -156,9 +154,11 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
     for (let r = 0; r < m.rounds; r++) {
       myHas.fill(0);
       if (r === 0) reached.forEach((x, i) => x && (myHas[i] = 1));
-      if (done && r < m.shares.length) store(done.grads.slice(r * slots.length, (r + 1) * slots.length), m.fresh && r === 0);
+      if (done && r < m.shares.length) store(done.grads.slice(r * slots.length, (r + 1) * slots.length));
+      // Which tensors earlier rounds and micro-batches wrote, taken before anyone adds this round's.
+      const before = Uint8Array.from(s.hasGrad);
       roundBarrier.wait(W);
-      addRound(from, to);
+      addRound(from, to, before);
       // the arenas are read until every worker has added its range
       roundBarrier.wait(W);
     }
@@ -235,68 +235,82 @@ function sharesGradients(m: Extract<ToWorker, { type: 'micro' }>, sink?: Gradien
 }
 
 /**
- * One share's gradients into this worker's arena, marking the tensors it reached. Worker 0 adds
- * straight into the step's gradient; on a fresh step's first round that gradient is all zeros,
- * so it copies instead (the same values: 0 + x = x), and the other workers do not wait on a
- * scalar loop over every parameter.
+ * One share's gradients into this worker's arena, marking the tensors it reached. Worker 0 writes
+ * straight into the step's gradient: it copies a tensor no share has written this step (worker 0
+ * runs a round's first share, and hasGrad is settled until the round's first barrier), adds to
+ * the others.
  */
-function store(grads: (tf.Tensor | null)[], first: boolean): void {
+function store(grads: (tf.Tensor | null)[]): void {
   const sum = s.grads;
   grads.forEach((g, j) => {
     if (!g) return;
     // Read where the gradient lies on wasm; a copy elsewhere.
     const d = wasmView(g) ?? (g.dataSync() as Float32Array);
-    const o = slots[j]!.offset;
+    const slot = slots[j]!;
+    const o = slot.offset;
     if (myGrads) myGrads.set(d, o);
-    else if (first) sum.set(d, o);
+    else if (!s.hasGrad[slot.index]) sum.set(d, o);
     else addFloats(sum.subarray(o, o + d.length), d);
-    myHas[slots[j]!.index] = 1;
+    myHas[slot.index] = 1;
   });
 }
 
-/** Marks the round's tensors and adds workers 1..W-1's arenas, in share order, to the step's gradient over `[from, to)`. */
-function addRound(from: number, to: number): void {
+/**
+ * Marks the round's tensors and adds workers 1..W-1's arenas, in share order, to the step's
+ * gradient over `[from, to)`; an arena whose tensor no earlier share wrote this step (per
+ * `before`, the marks of earlier rounds, and this round's earlier shares) is copied instead.
+ */
+function addRound(from: number, to: number, before: Uint8Array): void {
   const sum = s.grads;
+  const written = before.slice();
   for (let w = 0; w < W; w++) {
     const g = gradSlot(s, w);
     const has = s.slotHas.subarray(w * slots.length, (w + 1) * slots.length);
     for (const slot of slots) {
       if (!has[slot.index]) continue;
       s.hasGrad[slot.index] = 1;
+      const copy = !written[slot.index];
+      written[slot.index] = 1;
       if (!g) continue;
       const a = Math.max(from, slot.offset);
       const b = Math.min(to, slot.offset + slot.size);
-      if (a < b) addFloats(sum.subarray(a, b), g.subarray(a, b));
+      if (a >= b) continue;
+      if (copy) sum.set(g.subarray(a, b), a);
+      else addFloats(sum.subarray(a, b), g.subarray(a, b));
     }
   }
 }
 
 function apply(m: Extract<ToWorker, { type: 'apply' }>): FromWorker {
   const [from, to] = myRange();
-  const total = params.layout.total;
+  const total = adam.layout.total;
   const has = s.hasGrad;
   let scale = m.scale;
   let norm: number | undefined;
   if (m.clip !== undefined) {
     const chunks = normChunks(total);
     const [c0, c1] = updateRange(chunks, W, me);
-    for (let c = c0; c < c1; c++) s.norms[c] = sumOfSquares(s.grads, params.layout, has, c * NORM_CHUNK, Math.min(total, (c + 1) * NORM_CHUNK));
+    for (let c = c0; c < c1; c++) s.norms[c] = sumOfSquares(s.grads, adam.layout, has, c * NORM_CHUNK, Math.min(total, (c + 1) * NORM_CHUNK));
     stepBarrier.wait(W);
     let sq = 0;
     for (let c = 0; c < chunks; c++) sq += s.norms[c]!;
     norm = Math.sqrt(sq) * scale;
     scale *= clipFactor(norm, m.clip);
   }
-  adamwUpdate(params.data, adam, { grads: s.grads, scale, hasGrad: has, lr: m.lr }, from, to);
+  // Each weight's current values from this worker's own copy (all copies are the same); the
+  // new ones over the gradient, which the update has read by then, element by element.
+  const current: ParamReader = (slot) => [wasmView(vars[slot.index]!) ?? (vars[slot.index]!.dataSync() as Float32Array), 0];
+  adamwUpdateFrom(current, s.grads, adam, { grads: s.grads, scale, hasGrad: has, lr: m.lr }, from, to);
   stepBarrier.wait(W);
   tf.tidy(() => {
     for (const slot of slots) {
       if (!has[slot.index]) continue;
       const v = vars[slot.index]!;
+      const updated = s.grads.subarray(slot.offset, slot.offset + slot.size);
       // In place where no other tensor shares the weight's memory (the step's clones are gone).
       const view = ownsMemory(v) ? wasmView(v) : undefined;
-      if (view) view.set(params.view(slot.name));
-      else v.assign(tf.tensor(params.view(slot.name), slot.shape));
+      if (view) view.set(updated);
+      else v.assign(tf.tensor(updated, slot.shape));
     }
   });
   return { type: 'apply', id: m.id, norm };
@@ -319,7 +333,9 @@ function fail(e: unknown, id?: number): void {
 
 try {
   await startBackend(init.backend);
-  model = K3mParams.fromValues(s.config, (n) => params.view(n));
+  // The initial weights (or a checkpoint's) are in the shared gradient's memory until the first micro-batch.
+  const initial = sharedWeights(s);
+  model = K3mParams.fromValues(s.config, (n) => initial.view(n));
   vars = slots.map((x) => model.get(x.name));
   port.on('message', (m: ToWorker) => {
     try {

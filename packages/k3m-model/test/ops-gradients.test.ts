@@ -88,14 +88,17 @@ describe('frugalGradients', () => {
     params.dispose();
   });
 
-  it('hands a sink every part of a leaf gradient in the engine order: added up in float32 they are the engine gradients bit for bit, and no gradient tensor is left', () => {
+  it('hands a sink every part of a leaf gradient in the engine order, the last one marked: added up in float32 they are the engine gradients bit for bit, and no gradient tensor is left', () => {
     const { params, vars, f } = smallStep(2, 2);
     const engine = tf.engine().gradients(f, vars, undefined, true);
     const host = new Map<number, Float32Array>();
     const parts = new Map<number, number>();
-    const sink: GradientSink = (k, dx, first) => {
+    const complete = new Set<number>();
+    const sink: GradientSink = (k, dx, first, last) => {
       const d = dx.dataSync() as Float32Array;
       expect(first, `input ${k}: first part`).toBe(!host.has(k));
+      expect(complete.has(k), `input ${k}: a part after the last`).toBe(false);
+      if (last) complete.add(k);
       if (first) host.set(k, Float32Array.from(d));
       else {
         const h = host.get(k)!;
@@ -107,6 +110,8 @@ describe('frugalGradients', () => {
     const before = tf.memory().numTensors;
     const ours = frugalGradients(f, vars, sink);
     expect(ours.grads.every((g) => g === undefined)).toBe(true);
+    // every leaf that got parts had its last one marked
+    expect([...complete].sort((a, b) => a - b)).toEqual([...host.keys()].sort((a, b) => a - b));
     expect(ours.value.dataSync()[0]).toBe(engine.value.dataSync()[0]);
     ours.value.dispose();
     expect(tf.memory().numTensors - before).toBe(0);

@@ -15,12 +15,13 @@ import * as tf from '@tensorflow/tfjs';
 
 /**
  * Takes one part of the gradient of `xs[k]` as the backward pass produces it (`first`: its first
- * part; later parts are to be added to it in the order given, as the engine adds them) and
- * returns true when it has copied it away; the tensor is disposed after the call. A leaf whose
- * parts are taken gets no gradient tensor. Refusing the first part keeps the leaf on the tensor
- * path; taking the first and refusing a later one is an error.
+ * part; later parts are to be added to it in the order given, as the engine adds them; `last`:
+ * no part follows, the gradient is complete) and returns true when it has copied it away; the
+ * tensor is disposed after the call. A leaf whose parts are taken gets no gradient tensor.
+ * Refusing the first part keeps the leaf on the tensor path; taking the first and refusing a
+ * later one is an error.
  */
-export type GradientSink = (k: number, dx: tf.Tensor, first: boolean) => boolean;
+export type GradientSink = (k: number, dx: tf.Tensor, first: boolean, last: boolean) => boolean;
 
 /** One recorded kernel (tfjs-core tape.ts `TapeNode`). */
 interface TapeNode {
@@ -89,7 +90,7 @@ export function frugalGradients(
     const r = (tf.engine() as unknown as EngineTape).gradients(f, xs, undefined, true) as { value: tf.Scalar; grads: (tf.Tensor | undefined)[] };
     if (!sink) return r;
     // The engine's path has the sums only: hand each over as its one part.
-    return { value: r.value, grads: r.grads.map((g, k) => (g && sink(k, g, true) ? (g.dispose(), undefined) : g)) };
+    return { value: r.value, grads: r.grads.map((g, k) => (g && sink(k, g, true, true) ? (g.dispose(), undefined) : g)) };
   }
   const y = eng.scopedRun(
     () => eng.startTape(),
@@ -124,6 +125,9 @@ export function frugalGradients(
         }
       };
       const leaf = new Map(xs.map((x, k) => [x.id, k]));
+      // Parts each leaf's gradient will have: one per (node, input) on the path that reads it.
+      const partsLeft = new Map<number, number>();
+      for (const node of path) for (const t of Object.values(node.inputs)) if (leaf.has(t.id)) partsLeft.set(t.id, (partsLeft.get(t.id) ?? 0) + 1);
       const sunk = new Set<number>();
       put(y.id, tf.onesLike(y));
       for (let i = path.length - 1; i >= 0; i--) {
@@ -146,9 +150,11 @@ export function frugalGradients(
           if (dx.dtype !== 'float32') throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${name} must have 'float32' dtype, but has '${dx.dtype}'`);
           if (!tf.util.arraysEqual(dx.shape, x.shape)) throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input '${name}' has shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`);
           const at = leaf.get(x.id);
+          const left = at === undefined ? 0 : partsLeft.get(x.id)! - 1;
+          if (at !== undefined) partsLeft.set(x.id, left);
           if (sink && at !== undefined && !grad.has(x.id)) {
             const first = !sunk.has(x.id);
-            if (sink(at, dx, first)) {
+            if (sink(at, dx, first, left === 0)) {
               sunk.add(x.id);
               if (!refs.has(dx)) dx.dispose();
               return;

@@ -6,8 +6,8 @@
  * Where the memory is (data-parallel training, src/train/shared-training.ts):
  * - each worker's back end (on wasm: its own heap of at most 4 GiB) holds a copy of the weights,
  *   the gradients of each of its shares and the activations of its shares of the batch;
- * - shared memory holds AdamW's two moments, the step's gradient (between steps, the weights)
- *   and a gradient arena per worker but the first.
+ * - shared memory holds AdamW's two moments and the step's gradient (between steps, the
+ *   weights), whatever the number of workers.
  *
  * Activations are counted per item from the model's token streams (four text streams stacked, two
  * image streams, the three co-attention pairs, the heads on the labelled rows). The factors are
@@ -116,7 +116,7 @@ export function estimateTrainingMemory(config: ModelConfig, batchSize: number, w
   const held = fit.held * perItem;
   const kept = fit.kept * perItem;
   const worker = { weights, gradients: paramGradients + embedding, activations: held + kept, total: weights + embedding + Math.max(paramGradients, held) + kept };
-  const shared = sharedBytes(parameters, parameterSpec(config).length, config.hidden_size, workers, parts);
+  const shared = sharedBytes(parameters, parameterSpec(config).length, config.hidden_size, parts);
   return { parameters, share, worker, shared, total: used * worker.total + shared };
 }
 

@@ -5,9 +5,8 @@
  *   m, v, steps AdamW's moments and per-tensor update counts (the one optimizer's state)
  *   grads       the step's gradient: every share of every micro-batch added in order; between
  *               steps, the weights (below)
- *   slots       a gradient arena per worker but the first: its share of the current round (worker
- *               0's share is the round's first and goes straight into grads)
- *   slotHas     per worker and tensor: 1 when its share of the round has a gradient for it
+ *   done        per tensor: shares added to it so far (a counter over the run); share k of a
+ *               micro-batch adds when it reads `base + k`, then sets `base + k + 1`
  *   hasGrad     per tensor: 1 when it got a gradient this step
  *   norms       Σg² per fixed chunk of the elements (global-norm clipping)
  *   exchange    per share: its first item's c_initial (forward), then that row's gradient from
@@ -42,8 +41,7 @@ export interface SharedTraining {
   v: Float32Array;
   steps: Int32Array;
   grads: Float32Array;
-  slots: Float32Array;
-  slotHas: Uint8Array;
+  done: Int32Array;
   hasGrad: Uint8Array;
   norms: Float64Array;
   exchange: Float32Array;
@@ -74,8 +72,7 @@ export function createSharedTraining(params: ParamArena, adam: AdamState, worker
     v: asShared(adam.v),
     steps: adam.steps,
     grads: asShared(params.data),
-    slots: sharedFloats(n * (workers - 1)),
-    slotHas: new Uint8Array(new SharedArrayBuffer(tensors * workers)),
+    done: new Int32Array(new SharedArrayBuffer(4 * tensors)),
     hasGrad: new Uint8Array(new SharedArrayBuffer(tensors)),
     norms: new Float64Array(new SharedArrayBuffer(8 * normChunks(n))),
     exchange: sharedFloats(2 * shares * layout.config.hidden_size),
@@ -106,18 +103,13 @@ export function stepGradient(s: SharedTraining): Float32Array {
 /** The optimizer state as an {@link AdamState} over the shared moments (views, no copy). */
 export const sharedAdam = (s: SharedTraining): AdamState => new AdamState(new ArenaLayout(s.config), s.m, s.v, s.steps);
 
-/** Worker `w`'s gradient arena for its share of a round; none for worker 0. */
-export const gradSlot = (s: SharedTraining, w: number): Float32Array | undefined => {
-  const n = s.grads.length;
-  return w === 0 ? undefined : s.slots.subarray((w - 1) * n, w * n);
-};
-
-/** Worker `w`'s share of the elements for adding up and for the update: `[from, to)`. */
+/** Worker `w`'s share of the elements for the update: `[from, to)`. */
 export function updateRange(total: number, workers: number, w: number): [number, number] {
   return [Math.floor((total * w) / workers), Math.floor((total * (w + 1)) / workers)];
 }
 
-/** Shared memory bytes (what {@link createSharedTraining} allocates). */
-export function sharedBytes(parameters: number, tensors: number, hidden: number, workers: number, shares = workers): number {
-  return 4 * parameters * (2 + workers) + tensors * (1 + workers) + 8 * normChunks(parameters) + 8 * shares * hidden + 4 * CONTROL.words;
+/** Shared memory bytes (what {@link createSharedTraining} allocates, AdamW's update counts included): the same on any number of workers. */
+export function sharedBytes(parameters: number, tensors: number, hidden: number, shares: number): number {
+  // grads, m, v; done and steps (int32) and hasGrad (bytes) per tensor
+  return 4 * parameters * 3 + 9 * tensors + 8 * normChunks(parameters) + 8 * shares * hidden + 4 * CONTROL.words;
 }

@@ -7,9 +7,10 @@
  *             its own copy of the weights (so each has its own gradient, whichever worker runs it
  *             with whichever others), the shares' first c_initial rows swapped through shared
  *             memory between the encoders and the structure loss (their gradients on the way
- *             back); then, round by round, every worker writes one share's gradient to its arena
- *             and after a barrier adds the round's arenas, in share order, to the step's gradient
- *             over its range of the elements (cleared on the step's first micro-batch)
+ *             back); each share adds its gradient of each tensor to the step's gradient in its
+ *             turn, after every earlier share of the step has added there (a counter per tensor
+ *             in shared memory), so the sum is made in share order whichever worker adds; the
+ *             first share's gradient goes in as the backward pass makes it
  *   apply     the AdamW update of its range of the elements, optionally after clipping by the
  *             global norm (Σg² in fixed chunks, added in chunk order after a barrier); after a
  *             barrier, reload the weights
@@ -24,13 +25,14 @@ import { addFloats, ownsMemory, wasmView } from '@k3m-kit/core/backend';
 import { startBackend } from '../backend.ts';
 import type { Batch } from '../data/batch.ts';
 import { forward, startForward, type AccuracyCounts, type BatchShare, type FusionMode, type LossName, type LossWeights, type ModelFixes } from '../model/k3m.ts';
+import type { ArenaSlot } from '../model/param-arena.ts';
 import { K3mParams, tensorParams } from '../model/params.ts';
 import { customOp } from '../ops/custom-grad.ts';
 import { frugalGradients, type GradientSink } from '../ops/gradients.ts';
 import { ItemStreams } from '../ops/nn.ts';
 import { adamwUpdateFrom, clipFactor, sumOfSquares, type ParamReader } from './adamw.ts';
 import { abortAll, BARRIER_WORDS, SharedBarrier, WorkerAborted } from './shared-barrier.ts';
-import { CONTROL, gradSlot, NORM_CHUNK, normChunks, sharedAdam, sharedWeights, updateRange, type SharedTraining } from './shared-training.ts';
+import { CONTROL, NORM_CHUNK, normChunks, sharedAdam, sharedWeights, updateRange, type SharedTraining } from './shared-training.ts';
 import { lossValues } from './validate.ts';
 
 /** `workerData` of a training worker. */
@@ -61,8 +63,8 @@ export type ToWorker =
       parts: number;
       /** Key of the micro-batch's random streams. */
       key: number;
-      /** Rounds of this micro-batch (every worker takes part in each, to add up). */
-      rounds: number;
+      /** Shares added to step gradients before this micro-batch's (its share k takes turn base + k). */
+      base: number;
       /** The whole micro-batch's counts when it is cut into shares. */
       counts?: BatchShare['counts'];
       /** First micro-batch of an optimizer step: clear the step's gradient first. */
@@ -91,8 +93,6 @@ const abortWord = s.control.subarray(CONTROL.abort, CONTROL.abort + 1);
 const barrierWords = (at: number) => s.control.subarray(at, at + BARRIER_WORDS);
 const stepBarrier = new SharedBarrier(barrierWords(CONTROL.stepBarrier), abortWord);
 const roundBarrier = new SharedBarrier(barrierWords(CONTROL.roundBarrier), abortWord);
-const myGrads = gradSlot(s, me);
-const myHas = s.slotHas.subarray(me * slots.length, (me + 1) * slots.length);
 let model: K3mParams;
 let vars: tf.Variable[];
 
@@ -134,33 +134,29 @@ function exchangeOp(mine: readonly number[], parts: number): (firsts: tf.Tensor)
 const exchanges = (parts: number) => parts > 1 && init.weights.tri !== 0;
 
 function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
-  const [from, to] = myRange();
   // The step's gradient is not cleared (between steps it holds the weights): a tensor's first
-  // share copies into it, later ones add. hasGrad says which tensors a share has written this
-  // step; worker 0 resets it and writes its shares before each round's first barrier, the
-  // others touch the gradient only after that barrier.
+  // share copies into it, later ones add, and hasGrad says which tensors a share has written
+  // this step. Worker 0 resets it before share 0 takes its turns, which every other share waits for.
   if (m.fresh && me === 0) s.hasGrad.fill(0);
-  // Share 0's gradient goes straight to where round 0 stores it, part by part as the backward
-  // pass makes it, so the worker's wasm heap never holds it (the heap keeps its high-water mark).
-  // Worker 0 adds into the step's gradient, which only a fresh step lets it overwrite.
-  const dest = me === 0 ? (m.fresh ? s.grads : undefined) : myGrads;
-  const reached = new Uint8Array(slots.length);
-  const done = m.shares.length ? sharesGradients(m, dest && sinkInto(dest, reached)) : undefined;
+  const first = m.shares[0];
+  const turns = first && new ShareTurns(m.base, first.index, first.index === 0 && m.fresh);
+  const done = turns ? sharesGradients(m, turns.sink) : undefined;
   if (!done && exchanges(m.parts)) {
     roundBarrier.wait(W);
     roundBarrier.wait(W);
   }
   try {
-    for (let r = 0; r < m.rounds; r++) {
-      myHas.fill(0);
-      if (r === 0) reached.forEach((x, i) => x && (myHas[i] = 1));
-      if (done && r < m.shares.length) store(done.grads.slice(r * slots.length, (r + 1) * slots.length));
-      // Which tensors earlier rounds and micro-batches wrote, taken before anyone adds this round's.
-      const before = Uint8Array.from(s.hasGrad);
-      roundBarrier.wait(W);
-      addRound(from, to, before);
-      // the arenas are read until every worker has added its range
-      roundBarrier.wait(W);
+    // Every share adds every tensor in its turn: the first share what the backward pass left
+    // waiting, the others all of theirs (held in this worker's heap until then).
+    turns?.finish();
+    for (let r = 1; r < m.shares.length; r++) {
+      const grads = done!.grads.slice(r * slots.length, (r + 1) * slots.length);
+      const k = m.shares[r]!.index;
+      for (const slot of slots) {
+        waitTurn(slot.index, m.base, k);
+        const g = grads[slot.index];
+        addShare(slot, g ? (wasmView(g) ?? (g.dataSync() as Float32Array)) : undefined, m.base, k);
+      }
     }
   } finally {
     for (const g of done?.grads ?? []) g?.dispose();
@@ -168,29 +164,128 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   return { type: 'micro', id: m.id, shares: done?.results ?? [] };
 }
 
+/** How long one wait for a tensor's turn lasts before the abort word is looked at again. */
+const TURN_POLL_MS = 20;
+/** `done[t]` when share `k` of the micro-batch whose shares start at `base` has its turn at tensor t. */
+const turnOf = (base: number, k: number) => (base + k) | 0;
+const hasTurn = (t: number, base: number, k: number) => Atomics.load(s.done, t) === turnOf(base, k);
+
+/** Blocks until share `k` has its turn at tensor `t` (every earlier share has added its gradient there). */
+function waitTurn(t: number, base: number, k: number): void {
+  for (;;) {
+    const v = Atomics.load(s.done, t);
+    if (v === turnOf(base, k)) return;
+    if (Atomics.load(abortWord, 0)) throw new WorkerAborted();
+    Atomics.wait(s.done, t, v, TURN_POLL_MS);
+  }
+}
+
+/** Gives share `k`'s turn at tensor `t` to the next share. */
+function passTurn(t: number, base: number, k: number): void {
+  Atomics.store(s.done, t, turnOf(base, k + 1));
+  Atomics.notify(s.done, t);
+}
+
+/**
+ * Share `k`'s gradient of one tensor (none: the share did not reach it) into the step's gradient
+ * in its turn, copied when no share wrote the tensor this step, else added; then the next
+ * share's turn.
+ */
+function addShare(slot: ArenaSlot, d: Float32Array | undefined, base: number, k: number): void {
+  if (d) {
+    const o = slot.offset;
+    if (!s.hasGrad[slot.index]) s.grads.set(d, o);
+    else addFloats(s.grads.subarray(o, o + slot.size), d);
+    s.hasGrad[slot.index] = 1;
+  }
+  passTurn(slot.index, base, k);
+}
+
+/**
+ * The sink of a worker's first share: its gradient leaves the wasm heap as the backward pass
+ * makes it (the heap keeps its high-water mark). A tensor whose turn has come is added at once
+ * when its gradient has one part; a gradient of several parts is summed here first (float32, in
+ * the engine's order, as the engine would) and added with its last part; one whose turn has not
+ * come waits here, outside the heap, for a later part or {@link ShareTurns.finish}. Share 0 of a
+ * fresh step goes first everywhere and writes its parts straight into the step's gradient. The
+ * sink never blocks: another worker may be waiting for this one at the structure loss's exchange.
+ */
+class ShareTurns {
+  private readonly sums = new Map<number, Float32Array>();
+  private readonly waiting = new Map<number, Float32Array>();
+  private readonly added = new Uint8Array(slots.length);
+
+  constructor(
+    private readonly base: number,
+    private readonly k: number,
+    /** Share 0 of a fresh step: no share writes before it, and hasGrad is all 0. */
+    private readonly direct: boolean,
+  ) {}
+
+  readonly sink: GradientSink = (j, dx, first, last) => {
+    const slot = slots[j];
+    if (!slot) return false; // another share's leaf: the tensor path
+    const t = slot.index;
+    const d = wasmView(dx) ?? (dx.dataSync() as Float32Array);
+    if (this.direct) {
+      if (first) s.grads.set(d, slot.offset);
+      else addFloats(s.grads.subarray(slot.offset, slot.offset + slot.size), d);
+      if (last) {
+        s.hasGrad[t] = 1;
+        this.done(t);
+      }
+    } else if (first && last && hasTurn(t, this.base, this.k)) {
+      addShare(slot, d, this.base, this.k);
+      this.added[t] = 1;
+    } else {
+      const sum = first ? Float32Array.from(d) : this.sums.get(t)!;
+      if (!first) addFloats(sum, d);
+      if (!last) this.sums.set(t, sum);
+      else {
+        this.sums.delete(t);
+        this.waiting.set(t, sum);
+      }
+    }
+    this.flush();
+    return true;
+  };
+
+  /** After the backward pass: every tensor not yet added, in its turn (a waiting sum, or nothing where the share did not reach). */
+  finish(): void {
+    if (this.sums.size) throw new Error(`gradients without their last part: tensors ${[...this.sums.keys()].join(', ')}`);
+    for (const slot of slots) {
+      const t = slot.index;
+      if (this.added[t]) continue;
+      if (this.direct) this.done(t);
+      else {
+        waitTurn(t, this.base, this.k);
+        addShare(slot, this.waiting.get(t), this.base, this.k);
+      }
+    }
+    this.waiting.clear();
+  }
+
+  /** Adds the waiting sums whose turn has come. */
+  private flush(): void {
+    for (const [t, sum] of this.waiting) {
+      if (!hasTurn(t, this.base, this.k)) continue;
+      addShare(slots[t]!, sum, this.base, this.k);
+      this.waiting.delete(t);
+      this.added[t] = 1;
+    }
+  }
+
+  private done(t: number): void {
+    passTurn(t, this.base, this.k);
+    this.added[t] = 1;
+  }
+}
+
 /**
  * Forward and backward of all this worker's shares in one pass, each share on its own copy of the
  * weights: returns each share's losses and its gradients (share by share, slot by slot; null
  * where a share did not reach a tensor).
  */
-/**
- * A sink for share 0's gradient parts (the first `slots.length` of the leaves): each is written
- * into `dest` at its slot, the first part copied, later ones added in the order the backward pass
- * gives them (float32 additions, as the engine's would be), and its slot marked in `reached`.
- */
-function sinkInto(dest: Float32Array, reached: Uint8Array): GradientSink {
-  return (k, dx, first) => {
-    const slot = slots[k];
-    if (!slot) return false;
-    const d = wasmView(dx) ?? (dx.dataSync() as Float32Array);
-    const o = slot.offset;
-    if (first) dest.set(d, o);
-    else addFloats(dest.subarray(o, o + d.length), d);
-    reached[slot.index] = 1;
-    return true;
-  };
-}
-
 function sharesGradients(m: Extract<ToWorker, { type: 'micro' }>, sink?: GradientSink): { results: { loss: number; losses: LossParts }[]; grads: (tf.Tensor | null)[] } {
   const share: BatchShare | undefined = m.counts ? { counts: m.counts } : undefined;
   const copies = m.shares.map(() => vars.map((v) => tf.clone(v)));
@@ -231,53 +326,6 @@ function sharesGradients(m: Extract<ToWorker, { type: 'micro' }>, sink?: Gradien
     return { results, grads: grads.map((g) => g ?? null) };
   } finally {
     for (const c of copies) for (const t of c) t.dispose();
-  }
-}
-
-/**
- * One share's gradients into this worker's arena, marking the tensors it reached. Worker 0 writes
- * straight into the step's gradient: it copies a tensor no share has written this step (worker 0
- * runs a round's first share, and hasGrad is settled until the round's first barrier), adds to
- * the others.
- */
-function store(grads: (tf.Tensor | null)[]): void {
-  const sum = s.grads;
-  grads.forEach((g, j) => {
-    if (!g) return;
-    // Read where the gradient lies on wasm; a copy elsewhere.
-    const d = wasmView(g) ?? (g.dataSync() as Float32Array);
-    const slot = slots[j]!;
-    const o = slot.offset;
-    if (myGrads) myGrads.set(d, o);
-    else if (!s.hasGrad[slot.index]) sum.set(d, o);
-    else addFloats(sum.subarray(o, o + d.length), d);
-    myHas[slot.index] = 1;
-  });
-}
-
-/**
- * Marks the round's tensors and adds workers 1..W-1's arenas, in share order, to the step's
- * gradient over `[from, to)`; an arena whose tensor no earlier share wrote this step (per
- * `before`, the marks of earlier rounds, and this round's earlier shares) is copied instead.
- */
-function addRound(from: number, to: number, before: Uint8Array): void {
-  const sum = s.grads;
-  const written = before.slice();
-  for (let w = 0; w < W; w++) {
-    const g = gradSlot(s, w);
-    const has = s.slotHas.subarray(w * slots.length, (w + 1) * slots.length);
-    for (const slot of slots) {
-      if (!has[slot.index]) continue;
-      s.hasGrad[slot.index] = 1;
-      const copy = !written[slot.index];
-      written[slot.index] = 1;
-      if (!g) continue;
-      const a = Math.max(from, slot.offset);
-      const b = Math.min(to, slot.offset + slot.size);
-      if (a >= b) continue;
-      if (copy) sum.set(g.subarray(a, b), a);
-      else addFloats(sum.subarray(a, b), g.subarray(a, b));
-    }
   }
 }
 

@@ -4,10 +4,10 @@
  * of shares (`--shares`, batch-share.ts), dealt round-robin. A worker runs all its shares in one
  * pass, each on its own copy of the weights and with the WHOLE micro-batch's denominators, the
  * shares' first c_initial rows (the structure loss's negatives, reference 4.6) swapped through
- * shared memory; so a share's gradient is the same bits whichever worker computes it. Then, round
- * by round (round r: shares rW..rW+W-1), the shares' gradients are added to the step's in share
- * order, each worker over its range of the elements, and one AdamW update over shared memory is
- * split the same way. N workers thus train the same bits as one.
+ * shared memory; so a share's gradient is the same bits whichever worker computes it. Each share
+ * adds its gradient of each tensor to the step's when every earlier share has (share order, tensor
+ * by tensor), and one AdamW update over shared memory is split over the workers by element
+ * ranges. N workers thus train the same bits as one.
  *
  * The coordinator never blocks: it talks to workers by messages. A worker that fails (an
  * exception, a crash, an exit) fails the pending request with `training worker i: <its cause>`,
@@ -52,6 +52,8 @@ export class WorkerPool {
   private closing = false;
   private nextId = 0;
   private nextValidator = 0;
+  /** Shares added to step gradients so far: the turn of each micro-batch's first share. */
+  private sharesAdded = 0;
 
   private constructor(
     readonly shared: SharedTraining,
@@ -85,6 +87,8 @@ export class WorkerPool {
     const W = this.size;
     const parts = sharesIn(B, this.shared.shares);
     const counts = parts > 1 ? batchCounts(batch) : undefined;
+    const base = this.sharesAdded;
+    this.sharesAdded = (this.sharesAdded + parts) | 0;
     const replies = await Promise.all(
       this.workers.map((_, w) => {
         const shares: ShareJob[] = [];
@@ -94,7 +98,7 @@ export class WorkerPool {
         }
         // A slice is this worker's own copy: its buffers move instead of being copied again.
         const transfer = parts === 1 ? [] : shares.flatMap((x) => transferables(x.batch));
-        return this.request(w, { type: 'micro', id: 0, shares, parts, key, rounds: Math.ceil(parts / W), counts, fresh }, transfer);
+        return this.request(w, { type: 'micro', id: 0, shares, parts, key, base, counts, fresh }, transfer);
       }),
     );
     // The losses in share order too: share k is worker k mod W's (k div W)-th.

@@ -255,6 +255,35 @@ describe('data-parallel training', () => {
     expect(diff / scale).toBeLessThan(1e-5);
   });
 
+  it('a share that does not reach the heads (nothing labelled) with the structure loss on: no deadlock at the exchange, and the gradient of one worker', async () => {
+    // Worker 1's share reaches the MLM heads before the structure loss's exchange in its backward
+    // pass; worker 0's does not reach them at all, so their turn comes only after worker 0 is past
+    // the exchange, where it waits for worker 1. Worker 1 must not wait for that turn there.
+    const config = modelConfig('k3m-small', { ...TINY_MODEL, vocab_size: 300, v_feature_size: 16, v_target_size: 12 });
+    const batch = syntheticBatch(4, { batchSize: 4, vocabSize: 300, featureDim: 16, numClasses: 12 });
+    const { titleLen: Lt, pvLen: Lp, regions: R } = batch.shape;
+    batch.lmLabelIds.fill(-1, 0, 2 * Lt);
+    batch.lmLabelIdsPv.fill(-1, 0, 2 * Lp);
+    batch.imageLabel.fill(0, 0, 2 * R);
+    const gradsOf = async (workers: number) => {
+      const params = ParamArena.init(config, 1, sharedFloats);
+      const shared = createSharedTraining(params, AdamState.create(params.layout, sharedFloats), workers, 2);
+      const pool = await WorkerPool.start(shared, { backend: 'wasm', fusionMode: 1, fixes: DEFAULT_FIXES, weights: DEFAULT_LOSS_WEIGHTS });
+      try {
+        const r = await pool.micro(batch, 1, true);
+        return { losses: r.losses, grad: stepGradient(shared), has: Uint8Array.from(shared.hasGrad) };
+      } finally {
+        await pool.close();
+      }
+    };
+    const one = await gradsOf(1);
+    const two = await gradsOf(2);
+    expect(one.losses.loss_tri).toBeGreaterThan(0);
+    expect(one.losses.masked_loss_t).toBeGreaterThan(0);
+    expect(Array.from(two.has)).toEqual(Array.from(one.has));
+    expect(Buffer.from(two.grad.buffer).equals(Buffer.from(one.grad.buffer))).toBe(true);
+  }, 60_000);
+
   it('a worker that cannot start fails the start with its cause', async () => {
     const config = modelConfig('k3m-small', { ...TINY_MODEL, vocab_size: 50, v_feature_size: 16, v_target_size: 12 });
     const params = ParamArena.init(config, 1, sharedFloats);

@@ -44,6 +44,11 @@ export class SharedBarrier {
     }
   }
 
+  /** Whether some thread is waiting at this barrier now. */
+  occupied(): boolean {
+    return Atomics.load(this.words, 0) > 0;
+  }
+
   private check(): void {
     if (Atomics.load(this.abort, 0)) throw new WorkerAborted();
   }

@@ -202,16 +202,30 @@ function addShare(slot: ArenaSlot, d: Float32Array | undefined, base: number, k:
 }
 
 /**
+ * Buffers this worker reuses from step to step for gradients that wait outside the heap: the
+ * sums of gradients of several parts (the word embedding's lookups and tied decoder, ...), and
+ * the rare one-part gradient whose turn could not be waited for. Fresh arrays every step would be
+ * garbage the size of the gradient.
+ */
+const sumBuffers = new Map<number, Float32Array>();
+const waitBuffers = new Map<number, Float32Array>();
+const bufferOf = (pool: Map<number, Float32Array>, slot: ArenaSlot): Float32Array => {
+  let b = pool.get(slot.index);
+  if (!b) pool.set(slot.index, (b = new Float32Array(slot.size)));
+  return b;
+};
+
+/**
  * The sink of a worker's first share: its gradient leaves the wasm heap as the backward pass
- * makes it (the heap keeps its high-water mark). A tensor whose turn has come is added at once
- * when its gradient has one part; a gradient of several parts is summed here first (float32, in
- * the engine's order, as the engine would) and added with its last part; one whose turn has not
- * come waits here, outside the heap, for a later part or {@link ShareTurns.finish}. Share 0 of a
- * fresh step goes first everywhere and writes its parts straight into the step's gradient. The
- * sink never blocks: another worker may be waiting for this one at the structure loss's exchange.
+ * makes it (a heap keeps its high-water mark). A gradient of one part goes in when its turn
+ * comes: the sink waits for it, as the workers run the same backward pass nearly in step. A
+ * gradient of several parts is summed outside the heap first (float32, in the engine's order, as
+ * the engine would) and goes in with its last part. The sink does not wait while another worker
+ * waits at the structure loss's exchange (that worker cannot add before this one gets there):
+ * then the gradient waits outside the heap for a later part or {@link ShareTurns.finish}. Share 0
+ * of a fresh step goes first everywhere and writes its parts straight into the step's gradient.
  */
 class ShareTurns {
-  private readonly sums = new Map<number, Float32Array>();
   private readonly waiting = new Map<number, Float32Array>();
   private readonly added = new Uint8Array(slots.length);
 
@@ -232,31 +246,37 @@ class ShareTurns {
       else addFloats(s.grads.subarray(slot.offset, slot.offset + slot.size), d);
       if (last) {
         s.hasGrad[t] = 1;
-        this.done(t);
+        passTurn(t, this.base, this.k);
+        this.added[t] = 1;
       }
-    } else if (first && last && hasTurn(t, this.base, this.k)) {
-      addShare(slot, d, this.base, this.k);
-      this.added[t] = 1;
-    } else {
-      const sum = first ? Float32Array.from(d) : this.sums.get(t)!;
-      if (!first) addFloats(sum, d);
-      if (!last) this.sums.set(t, sum);
-      else {
-        this.sums.delete(t);
-        this.waiting.set(t, sum);
-      }
+      return true;
+    }
+    let complete = d;
+    if (!(first && last)) {
+      const sum = bufferOf(sumBuffers, slot);
+      if (first) sum.set(d);
+      else addFloats(sum, d);
+      if (!last) return true;
+      complete = sum;
     }
     this.flush();
+    if (this.awaitTurn(t)) {
+      addShare(slot, complete, this.base, this.k);
+      this.added[t] = 1;
+    } else if (complete === d) {
+      const copy = bufferOf(waitBuffers, slot);
+      copy.set(d);
+      this.waiting.set(t, copy);
+    } else this.waiting.set(t, complete);
     return true;
   };
 
   /** After the backward pass: every tensor not yet added, in its turn (a waiting sum, or nothing where the share did not reach). */
   finish(): void {
-    if (this.sums.size) throw new Error(`gradients without their last part: tensors ${[...this.sums.keys()].join(', ')}`);
     for (const slot of slots) {
       const t = slot.index;
       if (this.added[t]) continue;
-      if (this.direct) this.done(t);
+      if (this.direct) passTurn(t, this.base, this.k);
       else {
         waitTurn(t, this.base, this.k);
         addShare(slot, this.waiting.get(t), this.base, this.k);
@@ -265,7 +285,18 @@ class ShareTurns {
     this.waiting.clear();
   }
 
-  /** Adds the waiting sums whose turn has come. */
+  /** Waits for this share's turn at tensor `t` unless another worker is waiting at the exchange; false when it gave up. */
+  private awaitTurn(t: number): boolean {
+    for (;;) {
+      const v = Atomics.load(s.done, t);
+      if (v === turnOf(this.base, this.k)) return true;
+      if (Atomics.load(abortWord, 0)) throw new WorkerAborted();
+      if (roundBarrier.occupied()) return false;
+      Atomics.wait(s.done, t, v, 1);
+    }
+  }
+
+  /** Adds the waiting gradients whose turn has come. */
   private flush(): void {
     for (const [t, sum] of this.waiting) {
       if (!hasTurn(t, this.base, this.k)) continue;
@@ -273,11 +304,6 @@ class ShareTurns {
       this.waiting.delete(t);
       this.added[t] = 1;
     }
-  }
-
-  private done(t: number): void {
-    passTurn(t, this.base, this.k);
-    this.added[t] = 1;
   }
 }
 

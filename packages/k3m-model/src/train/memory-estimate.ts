@@ -73,7 +73,7 @@ export interface MemoryEstimate {
   share: number;
   /** Bytes in one worker's back end: weights, gradients, activations. */
   worker: { weights: number; gradients: number; activations: number; total: number };
-  /** Bytes of shared memory (moments, the step's gradient, gradient arenas). */
+  /** Bytes of shared memory (moments, the step's gradient). */
   shared: number;
   /** Everything: all workers and the shared memory. */
   total: number;

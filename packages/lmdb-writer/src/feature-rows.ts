@@ -84,7 +84,7 @@ export function decodeRow(line: Uint8Array, o: RowOptions, pool?: BufferPool): D
     const v = firstNonFinite(a);
     if (v !== undefined) return { ok: true, imageId: f.imageId, problem: { reason: Number.isNaN(v) ? 'nan-value' : 'inf-value', detail: `${name} holds ${v}` } };
   }
-  const stored = storedArrays({ ...f, numClasses: o.dims.numClasses }, o.encoding);
+  const stored = storedArrays({ ...f, numClasses: o.dims.numClasses }, o.encoding, pool?.alloc);
   // float16 (or no cls_prob) stores new arrays: the decoded ones can be reused at once.
   if (pool && stored.features !== f.features) pool.release(f.features.buffer);
   if (pool && stored.clsProb !== f.clsProb) pool.release(f.clsProb.buffer);

@@ -3,8 +3,11 @@
  * line's bytes in slices, so a row must come back bit for bit, and a bad character anywhere
  * (in any slice, padding in the middle included) must still make the row `bad-base64`.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { BUA_DIMS, decodeFeatureLine, encodeFeatureRow, type FeatureRow } from '../src/codecs/feature-tsv.ts';
+import { BUA_DIMS, decodeFeatureLine, encodeFeatureRow, readFeatureLines, type FeatureRow } from '../src/codecs/feature-tsv.ts';
 import { Rng } from '@k3m-kit/core';
 
 function bigRow(): FeatureRow {
@@ -71,5 +74,30 @@ describe('decodeFeatureLine on K3M-sized rows', () => {
     expect(given.map((b) => b.byteLength)).toEqual([36 * 4 * 4, 36 * 2048 * 4, 36 * 1601 * 4]);
     expect([d.row.boxes.buffer, d.row.features.buffer, d.row.clsProb.buffer]).toEqual(given);
     expect(d.row.features[100]).toBe(row.features[100]);
+  });
+});
+
+describe('readFeatureLines', () => {
+  test('cuts lines across reads of its reused buffer, grows it for a longer line, keeps line numbers, drops empty lines', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'feature-lines-'));
+    try {
+      const rng = new Rng(3);
+      // lines of 0-40 bytes, one of 100 (longer than the 16-byte buffer several times over), CRLF and LF ends, empty lines, no final newline
+      const lines = Array.from({ length: 60 }, (_, i) => (i === 17 ? 'x'.repeat(100) : i % 7 === 3 ? '' : Array.from({ length: rng.int(40) }, () => 'ab\tc'[rng.int(4)]).join('')));
+      const text = lines.map((l, i) => l + (i % 5 === 0 ? '\r\n' : '\n')).join('') + 'last';
+      const path = join(dir, 'f.tsv');
+      await writeFile(path, text);
+      const want = [...lines.map((l, i) => ({ text: l + (i % 5 === 0 ? '\r' : ''), line: i + 1 })), { text: 'last', line: 61 }].filter((x) => x.text !== '' && x.text !== '\r');
+      for (const chunk of [16, 7, 1 << 22]) {
+        const got: { text: string; line: number }[] = [];
+        for await (const { bytes, line } of readFeatureLines(path, chunk)) got.push({ text: bytes.toString('latin1'), line });
+        expect(got, `${chunk}-byte reads`).toEqual(want);
+      }
+      await expect(async () => {
+        for await (const _ of readFeatureLines(join(dir, 'missing.tsv'))) void _;
+      }).rejects.toThrow(/missing\.tsv/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -115,10 +115,10 @@ function halfTable(): Float32Array {
   return (HALF_TABLE = t);
 }
 
-/** float32 values to IEEE half-precision bits (little-endian when viewed as bytes). */
-export function toFloat16(a: Float32Array): Uint16Array {
+/** float32 values to IEEE half-precision bits (little-endian when viewed as bytes), into `out` when given. */
+export function toFloat16(a: Float32Array, out = new Uint16Array(a.length)): Uint16Array {
+  if (out.length !== a.length) throw new RangeError(`toFloat16: ${a.length} values into ${out.length}`);
   const bits = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const out = new Uint16Array(a.length);
   for (let i = 0; i < a.length; i++) out[i] = halfBits(bits[i]!);
   return out;
 }
@@ -214,13 +214,14 @@ export interface StoredArrays {
 /**
  * A record's arrays as they are stored: features and cls_prob as float16 bits with `fp16`,
  * cls_prob empty without `clsProb` (boxes stay float32). Workers call this, so the conversion
- * runs off the main thread.
+ * runs off the main thread. `alloc` gives the float16 arrays' memory (a caller's pool).
  */
-export function storedArrays(r: Pick<K3mRecord, 'features' | 'clsProb' | 'numClasses'>, enc: RecordEncoding): StoredArrays {
+export function storedArrays(r: Pick<K3mRecord, 'features' | 'clsProb' | 'numClasses'>, enc: RecordEncoding, alloc?: (bytes: number) => ArrayBuffer): StoredArrays {
   const keepCls = enc.clsProb !== false;
   const clsProb = keepCls ? r.clsProb : new Float32Array(0);
   const numClasses = keepCls ? r.numClasses : 0;
-  return enc.fp16 ? { features: toFloat16(r.features), clsProb: toFloat16(clsProb), numClasses } : { features: r.features, clsProb, numClasses };
+  const half = (a: Float32Array) => toFloat16(a, alloc && a.length ? new Uint16Array(alloc(2 * a.length), 0, a.length) : undefined);
+  return enc.fp16 ? { features: half(r.features), clsProb: half(clsProb), numClasses } : { features: r.features, clsProb, numClasses };
 }
 
 /** A record whose arrays are already in their stored form ({@link storedArrays}). */

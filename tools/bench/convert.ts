@@ -17,8 +17,13 @@
  *    own quarter of the rows and passes over the rest, so its time and CPU should be near a
  *    quarter of the whole run's.
  *
+ * Parts 1 and 2 and the dd-style write run `BENCH_REPEAT` times (default 3), interleaved, each
+ * after a `sync` (so no part pays for the write-back of the one before); medians are compared,
+ * every run's figure printed: on this machine's virtual disk one dd-style write may take 3x
+ * another.
+ *
  *   npx tsx tools/bench/convert.ts                       # 400 rows (~280 MB TSV)
- *   BENCH_TSV=1000 BENCH_READS=5000 BENCH_DIR=/data npx tsx tools/bench/convert.ts
+ *   BENCH_TSV=1000 BENCH_READS=5000 BENCH_REPEAT=5 BENCH_DIR=/data npx tsx tools/bench/convert.ts
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -90,6 +95,7 @@ const PARTS = {
  * this benchmark's): 8 MB writes, then fdatasync.
  */
 function ddWrite(path: string, bytes: number): Part {
+  settle();
   const code = `
     import { closeSync, existsSync, fdatasyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
     const peakMb = ${peakMb.toString()};
@@ -107,7 +113,17 @@ function ddWrite(path: string, bytes: number): Part {
   return JSON.parse(r.stdout) as Part;
 }
 
+/**
+ * Flushes every dirty page first (`sync`), so that each measured part starts with the disk idle:
+ * otherwise the fixture's 280 MB of TSV, or the part before, is still being written back while
+ * the next part runs and fsyncs, and the order of the parts decides the figures.
+ */
+function settle(): void {
+  spawnSync('sync');
+}
+
 function child(name: keyof typeof PARTS, args: object): Part {
+  settle();
   const r = spawnSync(process.execPath, ['--import', 'tsx', self, 'part', name, JSON.stringify(args)], { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`bench part ${name} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Part;
@@ -129,16 +145,28 @@ async function main(): Promise<void> {
     const workers = defaultWorkers();
     console.log(`lmdb-writer convert: ${rows} K3M-shaped rows (36 boxes, 2048 + 1601 floats), ${fmt(tsvMb)} MB of TSV, ${cores} cores; load average ${loadavg().map((l) => fmt(l, 2)).join(' ')} (a shared machine slows every figure)`);
 
-    const fp32 = child('convert', { workDir, fp16: false, workers });
+    const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
     const lmdb = lmdbPath(workDir, 'train');
-    const reading = child('reads', { path: lmdb, reads });
-    rmSync(lmdb);
-    const dd = ddWrite(join(dir, 'dd.bin'), fp32.fileBytes!);
+    const runs: { fp32: Part; dd: Part; fp16: Part }[] = [];
+    let reading: Part | undefined;
+    for (let i = 0; i < repeat; i++) {
+      const fp32 = child('convert', { workDir, fp16: false, workers });
+      reading ??= child('reads', { path: lmdb, reads });
+      rmSync(lmdb);
+      const dd = ddWrite(join(dir, 'dd.bin'), fp32.fileBytes!);
+      const fp16 = child('convert', { workDir, fp16: true, workers });
+      rmSync(lmdb);
+      runs.push({ fp32, dd, fp16 });
+    }
+    // The run with the median convert time stands for each kind.
+    const median = (kind: 'fp32' | 'dd' | 'fp16') => [...runs].sort((a, b) => a[kind].seconds - b[kind].seconds)[Math.floor(runs.length / 2)]![kind];
+    const all = (kind: 'fp32' | 'dd' | 'fp16', f: (p: Part) => string) => runs.map((r) => f(r[kind])).join(' / ');
+    const fp32 = median('fp32');
+    const dd = median('dd');
+    const fp16 = median('fp16');
     // The other choice than the default: decoding threads where the default has none, and none where it has some.
     const other = workers === 0 ? Math.max(1, cores - 1) : 0;
     const serial = child('convert', { workDir, fp16: false, workers: other });
-    rmSync(lmdb);
-    const fp16 = child('convert', { workDir, fp16: true, workers });
     rmSync(lmdb);
     const quarter = { index: 0, count: 4 };
     const shard = child('convert', { workDir, fp16: false, workers, shard: quarter });
@@ -148,14 +176,15 @@ async function main(): Promise<void> {
     const cpuMs = (p: Part) => `${fmt((p.cpuSeconds! * 1000) / p.records!)} ms CPU/record`;
     const ddMbS = fp32.fileBytes! / 1e6 / dd.seconds;
     const ratio = dd.seconds / fp32.seconds;
-    console.log(`convert fp32      ${fmt(perS(fp32), 0)} records/s, ${fmt(fp32.fileBytes! / 1e6 / fp32.seconds)} MB/s of LMDB (${fmt(fp32.fileBytes! / 1e6)} MB, +${fmt((fp32.fileBytes! / fp32.valueBytes! - 1) * 100, 2)}% over the values), ${workers} decoding worker(s) (the default), ${cpuMs(fp32)}; peak RSS ${fmt(fp32.peakMb, 0)} MB`);
-    console.log(`dd-style write    ${fmt(ddMbS)} MB/s, the same ${fmt(fp32.fileBytes! / 1e6)} MB + fdatasync; peak RSS ${fmt(dd.peakMb, 0)} MB`);
-    console.log(`  convert / dd    ${fmt(ratio, 2)} (goal >= 0.90: ${ratio >= 0.9 ? 'met' : 'MISSED'})`);
-    console.log(`convert fp16      ${fmt(perS(fp16), 0)} records/s (${fmt(fp16.fileBytes! / 1e6)} MB of LMDB), ${cpuMs(fp16)}; peak RSS ${fmt(fp16.peakMb, 0)} MB`);
+    console.log(`${repeat} runs of each, interleaved; medians:`);
+    console.log(`convert fp32      ${fmt(perS(fp32), 0)} records/s (runs: ${all('fp32', (p) => fmt(perS(p), 0))}), ${fmt(fp32.fileBytes! / 1e6 / fp32.seconds)} MB/s of LMDB (${fmt(fp32.fileBytes! / 1e6)} MB, +${fmt((fp32.fileBytes! / fp32.valueBytes! - 1) * 100, 2)}% over the values), ${workers} decoding worker(s) (the default), ${cpuMs(fp32)}; peak RSS ${fmt(fp32.peakMb, 0)} MB`);
+    console.log(`dd-style write    ${fmt(ddMbS)} MB/s (runs: ${all('dd', (p) => fmt(fp32.fileBytes! / 1e6 / p.seconds, 0))}), the same ${fmt(fp32.fileBytes! / 1e6)} MB + fdatasync; peak RSS ${fmt(dd.peakMb, 0)} MB`);
+    console.log(`  convert / dd    ${fmt(ratio, 2)} of the medians (goal >= 0.90: ${ratio >= 0.9 ? 'met' : 'MISSED'}); run by run: ${runs.map((r) => fmt(r.dd.seconds / r.fp32.seconds, 2)).join(' / ')}`);
+    console.log(`convert fp16      ${fmt(perS(fp16), 0)} records/s (runs: ${all('fp16', (p) => fmt(perS(p), 0))}; ${fmt(fp16.fileBytes! / 1e6)} MB of LMDB), ${cpuMs(fp16)}; peak RSS ${fmt(fp16.peakMb, 0)} MB`);
     const fp16Ratio = perS(fp16) / perS(fp32);
-    console.log(`  fp16 / fp32     ${fmt(fp16Ratio, 2)}x records/s (goal >= 1.80: ${fp16Ratio >= 1.8 ? 'met' : 'MISSED'})`);
+    console.log(`  fp16 / fp32     ${fmt(fp16Ratio, 2)}x records/s of the medians (goal >= 1.80: ${fp16Ratio >= 1.8 ? 'met' : 'MISSED'}); run by run: ${runs.map((r) => fmt(perS(r.fp16) / perS(r.fp32), 2)).join(' / ')}`);
     console.log(`convert fp32, --workers ${other}  ${fmt(perS(serial), 0)} records/s, ${cpuMs(serial)}; peak RSS ${fmt(serial.peakMb, 0)} MB; the default (${workers}) / this: ${fmt(perS(fp32) / perS(serial), 2)}x`);
-    console.log(`random reads      ${reads} reads: ${fmt(reading.getPerS!, 0)} records/s decoded with get, ${fmt(reading.transientPerS!, 0)} records/s with getTransient; peak RSS ${fmt(reading.peakMb, 0)} MB`);
+    console.log(`random reads      ${reads} reads: ${fmt(reading!.getPerS!, 0)} records/s decoded with get, ${fmt(reading!.transientPerS!, 0)} records/s with getTransient; peak RSS ${fmt(reading!.peakMb, 0)} MB`);
 
     const py = spawnSync('/usr/bin/python3', [resolve(here, '../../packages/lmdb-writer/scripts/reference_convert.py'), tsv, join(dir, 'py.lmdb')], { encoding: 'utf8' });
     if (py.status === 0) {

@@ -67,7 +67,7 @@ export type ToWorker =
       base: number;
       /** The whole micro-batch's counts when it is cut into shares. */
       counts?: BatchShare['counts'];
-      /** First micro-batch of an optimizer step: clear the step's gradient first. */
+      /** First micro-batch of an optimizer step: no tensor of the step's gradient is written yet (hasGrad reset). */
       fresh: boolean;
     }
   | { type: 'apply'; id: number; lr: number; scale: number; clip?: number }
@@ -96,7 +96,7 @@ const roundBarrier = new SharedBarrier(barrierWords(CONTROL.roundBarrier), abort
 let model: K3mParams;
 let vars: tf.Variable[];
 
-/** This worker's range of the elements (adding up and the update). */
+/** This worker's range of the elements in the update. */
 const myRange = (): [number, number] => updateRange(adam.layout.total, W, me);
 
 /**

@@ -11,7 +11,7 @@
  *   norms       Σg² per fixed chunk of the elements (global-norm clipping)
  *   exchange    per share: its first item's c_initial (forward), then that row's gradient from
  *               the share before it (backward): the structure loss's negatives across shares
- *   control     the abort word and two barriers (the update; the shares' exchange and rounds)
+ *   control     the abort word and two barriers (the update; the shares' exchange)
  *
  * Gradients and moments live here, outside the workers' 4 GiB wasm heaps: a worker's heap holds
  * its copy of the weights, one share's gradients and its activations.
@@ -24,7 +24,7 @@
  * them. So between steps `grads` holds every weight: updated ones where the step had a gradient,
  * unchanged ones elsewhere ({@link sharedWeights}; the coordinator's checkpoints read it there).
  * One weight-sized array fewer than a master copy beside the step's gradient (for k3m-medium,
- * 0.42 GB).
+ * 0.42 GB); and since the shares add in turn (`done`), none per worker for its share either.
  */
 import { ArenaLayout, ParamArena, sharedFloats } from '../model/param-arena.ts';
 import type { ModelConfig } from '../model/config.ts';
@@ -53,7 +53,7 @@ export const NORM_CHUNK = 1 << 16;
 export const normChunks = (elements: number): number => Math.ceil(elements / NORM_CHUNK);
 
 /** Word offsets in `control`. */
-export const CONTROL = Object.freeze({ abort: 0, stepBarrier: 1, roundBarrier: 1 + BARRIER_WORDS, words: 1 + 2 * BARRIER_WORDS });
+export const CONTROL = Object.freeze({ abort: 0, stepBarrier: 1, exchangeBarrier: 1 + BARRIER_WORDS, words: 1 + 2 * BARRIER_WORDS });
 
 /**
  * Shared memory for `workers` workers and `shares` shares over `params` and `adam` (used in place

@@ -92,7 +92,7 @@ const slots = adam.layout.slots;
 const abortWord = s.control.subarray(CONTROL.abort, CONTROL.abort + 1);
 const barrierWords = (at: number) => s.control.subarray(at, at + BARRIER_WORDS);
 const stepBarrier = new SharedBarrier(barrierWords(CONTROL.stepBarrier), abortWord);
-const roundBarrier = new SharedBarrier(barrierWords(CONTROL.roundBarrier), abortWord);
+const exchangeBarrier = new SharedBarrier(barrierWords(CONTROL.exchangeBarrier), abortWord);
 let model: K3mParams;
 let vars: tf.Variable[];
 
@@ -113,7 +113,7 @@ function exchangeOp(mine: readonly number[], parts: number): (firsts: tf.Tensor)
   return customOp<[tf.Tensor]>((firsts) => {
     const f = firsts.dataSync() as Float32Array;
     mine.forEach((k, i) => rows.set(f.subarray(i * H, (i + 1) * H), k * H));
-    roundBarrier.wait(W);
+    exchangeBarrier.wait(W);
     const value = new Float32Array(mine.length * H);
     mine.forEach((k, i) => value.set(rows.subarray(next(k) * H, (next(k) + 1) * H), i * H));
     return {
@@ -121,7 +121,7 @@ function exchangeOp(mine: readonly number[], parts: number): (firsts: tf.Tensor)
       gradFunc: (dy) => {
         const d = dy.dataSync() as Float32Array;
         mine.forEach((k, i) => back.set(d.subarray(i * H, (i + 1) * H), next(k) * H));
-        roundBarrier.wait(W);
+        exchangeBarrier.wait(W);
         const g = new Float32Array(mine.length * H);
         mine.forEach((k, i) => g.set(back.subarray(k * H, (k + 1) * H), i * H));
         return [tf.tensor(g, [mine.length, H])];
@@ -142,8 +142,8 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   const turns = first && new ShareTurns(m.base, first.index, first.index === 0 && m.fresh);
   const done = turns ? sharesGradients(m, turns.sink) : undefined;
   if (!done && exchanges(m.parts)) {
-    roundBarrier.wait(W);
-    roundBarrier.wait(W);
+    exchangeBarrier.wait(W);
+    exchangeBarrier.wait(W);
   }
   try {
     // Every share adds every tensor in its turn: the first share what the backward pass left
@@ -291,7 +291,7 @@ class ShareTurns {
       const v = Atomics.load(s.done, t);
       if (v === turnOf(this.base, this.k)) return true;
       if (Atomics.load(abortWord, 0)) throw new WorkerAborted();
-      if (roundBarrier.occupied()) return false;
+      if (exchangeBarrier.occupied()) return false;
       Atomics.wait(s.done, t, v, 1);
     }
   }
@@ -400,7 +400,7 @@ function validateBatch(m: Extract<ToWorker, { type: 'validate' }>): FromWorker {
 }
 
 function fail(e: unknown, id?: number): void {
-  abortAll(abortWord, [barrierWords(CONTROL.stepBarrier), barrierWords(CONTROL.roundBarrier)]);
+  abortAll(abortWord, [barrierWords(CONTROL.stepBarrier), barrierWords(CONTROL.exchangeBarrier)]);
   const err = e as Error;
   port.postMessage({ type: 'error', id, message: err?.message ?? String(e), stack: err?.stack, aborted: e instanceof WorkerAborted } satisfies FromWorker);
 }

@@ -166,7 +166,7 @@ export class WorkerPool {
     if (this.failure || this.closing) return;
     this.failure = new Error(`training worker ${w}: ${cause.message}`, { cause });
     const c = this.shared.control;
-    abortAll(c.subarray(CONTROL.abort, CONTROL.abort + 1), [CONTROL.stepBarrier, CONTROL.roundBarrier].map((at) => c.subarray(at, at + BARRIER_WORDS)));
+    abortAll(c.subarray(CONTROL.abort, CONTROL.abort + 1), [CONTROL.stepBarrier, CONTROL.exchangeBarrier].map((at) => c.subarray(at, at + BARRIER_WORDS)));
     for (const waiter of this.waiting.values()) waiter.reject(this.failure);
     this.waiting.clear();
     void this.close();

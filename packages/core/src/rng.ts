@@ -86,34 +86,12 @@ export class Rng {
     return t;
   }
 
-  /** `to - from` draws of {@link Rng.u32} into `out[from..to)`: the same numbers, without a call per draw. */
-  fillU32(out: Uint32Array, from = 0, to = out.length): Uint32Array {
-    const s = this.s;
-    let a = s[0]!;
-    let b = s[1]!;
-    let c = s[2]!;
-    let d = s[3]!;
-    for (let i = from; i < to; i++) {
-      const t = (((a + b) >>> 0) + d) >>> 0;
-      d = (d + 1) >>> 0;
-      a = b ^ (b >>> 9);
-      b = (c + (c << 3)) >>> 0;
-      c = ((((c << 21) | (c >>> 11)) >>> 0) + t) >>> 0;
-      out[i] = t;
-    }
-    s[0] = a;
-    s[1] = b;
-    s[2] = c;
-    s[3] = d;
-    return out;
-  }
-
   /**
    * `to - from` draws of {@link Rng.u32} turned into a mask, written as int32 bits into
    * `out[from..to)`: `bits` where the draw is at least `threshold`, else 0 (e.g. the float32 bits
-   * of dropout's 1/(1-p) where the draw is not below p·2³²). The stream advances as
-   * {@link Rng.fillU32}'s does. int32 arithmetic and a branch-free select: about 3x a fill of draws
-   * followed by a compare, on the same numbers.
+   * of dropout's 1/(1-p) where the draw is not below p·2³²). The stream advances as `to - from`
+   * calls of {@link Rng.u32} would. int32 arithmetic, no call per draw and a branch-free select:
+   * about 3x a fill of draws followed by a compare, on the same numbers.
    */
   fillMaskBits(out: Int32Array, from: number, to: number, threshold: number, bits: number): Int32Array {
     const s = this.s;

@@ -18,6 +18,21 @@ export const BARRIER_WORDS = 2;
 /** How long one blocking wait lasts before the abort word is looked at again. */
 const POLL_MS = 20;
 
+/**
+ * Blocks until `words[at]` holds `want`, waking on its notify or every `pollMs` to look at the
+ * abort word (then throws {@link WorkerAborted}) and at `giveUp` (then returns false).
+ * @example waitForWord(done, t, base + k, abort) // true once done[t] === base + k
+ */
+export function waitForWord(words: Int32Array, at: number, want: number, abort: Int32Array, o: { pollMs?: number; giveUp?: () => boolean } = {}): boolean {
+  for (;;) {
+    const v = Atomics.load(words, at);
+    if (v === want) return true;
+    if (Atomics.load(abort, 0)) throw new WorkerAborted();
+    if (o.giveUp?.()) return false;
+    Atomics.wait(words, at, v, o.pollMs ?? POLL_MS);
+  }
+}
+
 export class SharedBarrier {
   /**
    * @param words {@link BARRIER_WORDS} Int32 words of shared memory owned by this barrier

@@ -31,7 +31,7 @@ import { customOp } from '../ops/custom-grad.ts';
 import { frugalGradients, type GradientSink } from '../ops/gradients.ts';
 import { ItemStreams } from '../ops/nn.ts';
 import { adamwUpdateFrom, clipFactor, sumOfSquares, type ParamReader } from './adamw.ts';
-import { abortAll, BARRIER_WORDS, SharedBarrier, WorkerAborted } from './shared-barrier.ts';
+import { abortAll, BARRIER_WORDS, SharedBarrier, waitForWord, WorkerAborted } from './shared-barrier.ts';
 import { CONTROL, NORM_CHUNK, normChunks, sharedAdam, sharedWeights, updateRange, type SharedTraining } from './shared-training.ts';
 import { lossValues } from './validate.ts';
 
@@ -164,20 +164,13 @@ function micro(m: Extract<ToWorker, { type: 'micro' }>): FromWorker {
   return { type: 'micro', id: m.id, shares: done?.results ?? [] };
 }
 
-/** How long one wait for a tensor's turn lasts before the abort word is looked at again. */
-const TURN_POLL_MS = 20;
 /** `done[t]` when share `k` of the micro-batch whose shares start at `base` has its turn at tensor t. */
 const turnOf = (base: number, k: number) => (base + k) | 0;
 const hasTurn = (t: number, base: number, k: number) => Atomics.load(s.done, t) === turnOf(base, k);
 
 /** Blocks until share `k` has its turn at tensor `t` (every earlier share has added its gradient there). */
 function waitTurn(t: number, base: number, k: number): void {
-  for (;;) {
-    const v = Atomics.load(s.done, t);
-    if (v === turnOf(base, k)) return;
-    if (Atomics.load(abortWord, 0)) throw new WorkerAborted();
-    Atomics.wait(s.done, t, v, TURN_POLL_MS);
-  }
+  waitForWord(s.done, t, turnOf(base, k), abortWord);
 }
 
 /** Gives share `k`'s turn at tensor `t` to the next share. */
@@ -287,13 +280,7 @@ class ShareTurns {
 
   /** Waits for this share's turn at tensor `t` unless another worker is waiting at the exchange; false when it gave up. */
   private awaitTurn(t: number): boolean {
-    for (;;) {
-      const v = Atomics.load(s.done, t);
-      if (v === turnOf(this.base, this.k)) return true;
-      if (Atomics.load(abortWord, 0)) throw new WorkerAborted();
-      if (exchangeBarrier.occupied()) return false;
-      Atomics.wait(s.done, t, v, 1);
-    }
+    return waitForWord(s.done, t, turnOf(this.base, this.k), abortWord, { pollMs: 1, giveUp: () => exchangeBarrier.occupied() });
   }
 
   /** Adds the waiting gradients whose turn has come. */

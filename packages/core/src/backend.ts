@@ -11,7 +11,7 @@ import { blasBatchMatMul } from './blas-matmul.ts';
 import { blasConv2d } from './blas-conv.ts';
 
 export { addFloats, BLAS_ENV, blasStatus, type Blas, type BlasStatus } from './blas.ts';
-export { heapIndex, newWasmTensor, ownsMemory, wasmView, type WasmBackend } from './wasm-heap.ts';
+export { heapView, newWasmTensor, ownsMemory, wasmView, type WasmBackend } from './wasm-heap.ts';
 
 /** Back ends in preference order, with the package that provides each. */
 export const BACKENDS = Object.freeze({

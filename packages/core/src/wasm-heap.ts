@@ -17,6 +17,12 @@ export function heapIndex(backend: WasmBackend, t: tf.TensorInfo): number {
   return backend.dataIdMap.get(t.dataId)!.memoryOffset! >>> 2;
 }
 
+/** The values of a float32 tensor of the wasm back end (a kernel's input or output) as a view of its heap; valid until the next allocation. */
+export function heapView(backend: WasmBackend, t: tf.TensorInfo): Float32Array {
+  const at = heapIndex(backend, t);
+  return backend.wasm.HEAPF32.subarray(at, at + t.shape.reduce((a, b) => a * b, 1));
+}
+
 /**
  * A float32 tensor's values as a view of the wasm heap (no copy), or undefined when the running
  * back end is not wasm or the tensor is not float32.
@@ -47,7 +53,5 @@ export function newWasmTensor(shape: number[]): { tensor: tf.Tensor; view: Float
   if (tf.getBackend() !== 'wasm') return undefined;
   const backend = tf.backend() as unknown as WasmBackend;
   const info = backend.makeOutput(shape, 'float32');
-  const tensor = tf.engine().makeTensorFromTensorInfo(info);
-  const at = heapIndex(backend, info);
-  return { tensor, view: backend.wasm.HEAPF32.subarray(at, at + tensor.size) };
+  return { tensor: tf.engine().makeTensorFromTensorInfo(info), view: heapView(backend, info) };
 }

@@ -7,7 +7,7 @@
  * PyTorch's `padding_idx`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { heapIndex, type WasmBackend } from '@k3m-kit/core/backend';
+import { heapView, type WasmBackend } from '@k3m-kit/core/backend';
 import { customOp } from './custom-grad.ts';
 
 export type AnyBackend = tf.KernelBackend & {
@@ -43,9 +43,7 @@ export const unsortedSegmentSumKernel = (backendName: string): tf.KernelFunc => 
     // Summed where the output lies (a vocabulary-sized table: no JavaScript copy to collect).
     // The heap view is taken after the allocation, which may replace the heap.
     const out = be.makeOutput!(shape, 'float32');
-    const at = heapIndex(be as unknown as WasmBackend, out);
-    const view = (be as unknown as WasmBackend).wasm.HEAPF32.subarray(at, at + numSegments * inner);
-    segmentSumValues(rows, ids, inner, numSegments, view.fill(0));
+    segmentSumValues(rows, ids, inner, numSegments, heapView(be as unknown as WasmBackend, out).fill(0));
     return out;
   }
   return be.makeTensorInfo!(shape, 'float32', segmentSumValues(rows, ids, inner, numSegments));

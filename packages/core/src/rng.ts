@@ -90,8 +90,8 @@ export class Rng {
    * `to - from` draws of {@link Rng.u32} turned into a mask, written as int32 bits into
    * `out[from..to)`: `bits` where the draw is at least `threshold`, else 0 (e.g. the float32 bits
    * of dropout's 1/(1-p) where the draw is not below p·2³²). The stream advances as `to - from`
-   * calls of {@link Rng.u32} would. int32 arithmetic, no call per draw and a branch-free select:
-   * about 3x a fill of draws followed by a compare, on the same numbers.
+   * calls of {@link Rng.u32} would. int32 arithmetic, no call per draw and a branch-free select,
+   * where a fill of draws followed by a compare branched on every draw.
    */
   fillMaskBits(out: Int32Array, from: number, to: number, threshold: number, bits: number): Int32Array {
     const s = this.s;

@@ -136,8 +136,18 @@ export function dropout(x: tf.Tensor, p: number, streams: ItemStreams | undefine
   const heap = newWasmTensor(x.shape);
   const bits = heap ? new Int32Array(heap.view.buffer, heap.view.byteOffset, x.size) : new Int32Array(x.size);
   streams.fill(x.shape, bits, (rng, out, from, to) => rng.fillMaskBits(out, from, to, p * 4294967296, keepBits));
-  return tf.mul(x, heap?.tensor ?? tf.tensor(new Float32Array(bits.buffer), x.shape));
+  return maskedBy(heap?.tensor ?? tf.tensor(new Float32Array(bits.buffer), x.shape))(x);
 }
+
+/**
+ * `x · mask` whose backward pass keeps the mask only (`dy · mask`, the kernel `tf.mul`'s gradient
+ * runs): `tf.mul` would also keep `x`, for a gradient of the mask that nobody asks for.
+ */
+const maskedBy = (mask: tf.Tensor) =>
+  customOp<[tf.Tensor]>((x, save) => {
+    save([mask]);
+    return { value: tf.mul(x, mask), gradFunc: (dy, [m]) => [tf.mul(dy, m!)] };
+  });
 
 /**
  * Forward value `hard − ySoft + ySoft` (as torch's gumbel_softmax computes it), gradient that of

@@ -148,7 +148,10 @@ describe('pretrain', () => {
     const a = await encodeRecords(noKnow, items, { batchSize: 2 });
     expect(a.batchSize).toBe(5);
     expect(a.rows.c_final).toHaveLength(5 * 16);
-    expect(Array.from((await encodeRecords(noKnow, otherKnowledge)).rows.c_final)).toEqual(Array.from(a.rows.c_final));
+    // The same batches bit for bit: across batch sizes the sums may differ in the last bits (BLAS
+    // kernels that pick their blocking by the row count, e.g. OpenBLAS on AVX-512), which the
+    // batch-size check below allows for.
+    expect(Array.from((await encodeRecords(noKnow, otherKnowledge, { batchSize: 2 })).rows.c_final)).toEqual(Array.from(a.rows.c_final));
     noKnow.dispose();
 
     const full = await loadModel(join(work, 'runs', 'full'));

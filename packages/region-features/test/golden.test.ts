@@ -5,8 +5,11 @@
  *
  * Tolerances: res4, proposals, pooled features and probabilities within 1e-4 of the
  * reference's largest magnitude (float32 convolutions summed in another order, batch norm
- * folded here and applied after the convolution there); selected ids exactly, in order;
- * final boxes within 1e-3 px.
+ * folded here and applied after the convolution there); selected ids exactly on the cpu back
+ * end (plain JavaScript arithmetic, the same bits on every machine) and for the selection rule
+ * run on the reference's own numbers; on wasm, whose BLAS kernels differ by machine in the last
+ * bits, boxes whose scores are tied within that tolerance may swap (seen on an AMD EPYC: two
+ * boxes with equal float32 scores in the reference); final boxes within 1e-3 px.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,11 +18,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '@k3m-kit/core/backend';
 import { extractImage } from '../src/extract-image.ts';
-import { bestForeground, selectAdaptive } from '../src/model/boxes.ts';
+import { bestForeground, selectAdaptive, SELECTION_RULES } from '../src/model/boxes.ts';
 import { Detector } from '../src/model/detector.ts';
 import { PRESETS } from '../src/model/presets.ts';
 import { readSafetensors, toFloat32, toInt32 } from '@k3m-kit/core';
-import { loadRegionGolden, PYTHON, relMaxDiff, REPO_ROOT, type RegionGolden } from '../src/testing.ts';
+import { inReferenceOrder, loadRegionGolden, PYTHON, relMaxDiff, REPO_ROOT, selectionMismatch, type RegionGolden } from '../src/testing.ts';
 import { convertWeights, readWeights } from '../src/weights.ts';
 
 const TOL = 1e-4;
@@ -67,16 +70,33 @@ for (const backend of ['cpu', 'wasm'] as const) {
         expect(relMaxDiff(out.proposals, g.proposals)).toBeLessThan(TOL);
         expect(relMaxDiff(out.features, g.features)).toBeLessThan(TOL);
         expect(relMaxDiff(out.probs, g.probs)).toBeLessThan(TOL);
-        expect(out.keep).toEqual(Array.from(g.k3mKeep));
+        const scores = bestForeground(out.probs, det.config.numClasses).scores;
+        const sel = selectionMismatch(out.keep, g.k3mKeep, scores, TOL);
+        const adaptive = selectAdaptive(out.probs, det.config.numClasses, out.proposals).keep;
+        // The rule itself on the reference's numbers: exactly its selection.
+        expect(selectAdaptive(g.probs, det.config.numClasses, g.proposals).keep).toEqual(Array.from(g.adaptiveKeep));
+        if (backend === 'cpu') {
+          // Plain JavaScript arithmetic, the same on every machine: exactly the reference's selections.
+          expect(out.keep).toEqual(Array.from(g.k3mKeep));
+          expect(adaptive).toEqual(Array.from(g.adaptiveKeep));
+        } else {
+          // BLAS kernels differ by machine in the last bits: boxes tied within the tolerance may
+          // swap. The adaptive rule's per-class NMS then cascades (seen: boxes 35 and 63, equal in
+          // the reference, swapped, and box 95 came in), so its wiring is checked exactly on cpu
+          // above and the rule on the reference's numbers; here, only that it keeps boxes.
+          expect(sel.mismatch).toBeUndefined();
+          expect(adaptive.length).toBeGreaterThanOrEqual(SELECTION_RULES.adaptive.minBoxes);
+        }
 
-        expect(selectAdaptive(out.probs, det.config.numClasses, out.proposals).keep).toEqual(Array.from(g.adaptiveKeep));
         input.dispose();
         // The cpu back end is slow: the end-to-end row (same numbers again) is checked on wasm only.
         if (backend === 'cpu') return;
         const row = await extractImage(det, 'x', { rgb: g.rgb, h: g.h, w: g.w, rawH: g.rawH, rawW: g.rawW }, 'k3m');
         if ('reason' in row) throw new Error(row.reason);
         expect(row.numBoxes).toBe(g.k3mKeep.length);
-        const maxDiff = Math.max(...Array.from(row.boxes, (v, j) => Math.abs(v - g.k3mBoxes[j]!)));
+        // The row's boxes come in our selection's order (the same run of the detector).
+        const boxes = inReferenceOrder(row.boxes, 4, sel.order);
+        const maxDiff = Math.max(...Array.from(boxes, (v, j) => Math.abs(v - g.k3mBoxes[j]!)));
         expect(maxDiff).toBeLessThan(1e-3);
         expect([row.imageW, row.imageH]).toEqual([g.rawW, g.rawH]);
       }, 60_000);

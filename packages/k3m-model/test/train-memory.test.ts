@@ -76,7 +76,8 @@ describe('training memory estimate', () => {
     const base = modelConfig('k3m-base');
     const fits = checkTrainingMemory(base, { name: '--preset k3m-base', backend: 'wasm', batchSize: 4, workers: 2, kernels: 'blas' });
     expect(fits.share).toBe(2);
-    expect(fits.worker.total).toBeGreaterThan(3.71 * 2 ** 30);
+    // Above the heap measured before the shape-only saves (3.74 GiB) as well as today's (3.71).
+    expect(fits.worker.total).toBeGreaterThan(3.74 * 2 ** 30);
     expect(estimateTrainingMemory(base, 8, 2, 2, 'blas').worker.total).toBeGreaterThan(WASM_HEAP_LIMIT);
     expect(baseRefusal('blas')).toContain("wasm's limit is 4 GiB per heap: lower --batch-size (with --accumulate to keep the batch) or add --shares and --workers");
   });

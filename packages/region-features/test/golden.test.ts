@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '@k3m-kit/core/backend';
 import { extractImage } from '../src/extract-image.ts';
-import { bestForeground, selectAdaptive, SELECTION_RULES } from '../src/model/boxes.ts';
+import { bestForeground, selectAdaptive } from '../src/model/boxes.ts';
 import { Detector } from '../src/model/detector.ts';
 import { PRESETS } from '../src/model/presets.ts';
 import { readSafetensors, toFloat32, toInt32 } from '@k3m-kit/core';
@@ -72,20 +72,19 @@ for (const backend of ['cpu', 'wasm'] as const) {
         expect(relMaxDiff(out.probs, g.probs)).toBeLessThan(TOL);
         const scores = bestForeground(out.probs, det.config.numClasses).scores;
         const sel = selectionMismatch(out.keep, g.k3mKeep, scores, TOL);
-        const adaptive = selectAdaptive(out.probs, det.config.numClasses, out.proposals).keep;
         // The rule itself on the reference's numbers: exactly its selection.
         expect(selectAdaptive(g.probs, det.config.numClasses, g.proposals).keep).toEqual(Array.from(g.adaptiveKeep));
         if (backend === 'cpu') {
           // Plain JavaScript arithmetic, the same on every machine: exactly the reference's selections.
           expect(out.keep).toEqual(Array.from(g.k3mKeep));
-          expect(adaptive).toEqual(Array.from(g.adaptiveKeep));
+          expect(selectAdaptive(out.probs, det.config.numClasses, out.proposals).keep).toEqual(Array.from(g.adaptiveKeep));
         } else {
           // BLAS kernels differ by machine in the last bits: boxes tied within the tolerance may
           // swap. The adaptive rule's per-class NMS then cascades (seen: boxes 35 and 63, equal in
           // the reference, swapped, and box 95 came in), so its wiring is checked exactly on cpu
-          // above and the rule on the reference's numbers; here, only that it keeps boxes.
+          // above and the rule on the reference's numbers; here it is not compared (no sound
+          // per-box bound for a cascade).
           expect(sel.mismatch).toBeUndefined();
-          expect(adaptive.length).toBeGreaterThanOrEqual(SELECTION_RULES.adaptive.minBoxes);
         }
 
         input.dispose();

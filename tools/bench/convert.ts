@@ -7,6 +7,9 @@
  *    records/s, next to a dd-style write of the same bytes (8 MB writes + fdatasync): the
  *    goal is convert / dd >= 0.9 with float32;
  * 2. the same with --fp16: the goal is fp16 records/s >= 1.8x the float32 records/s;
+ *    each convert runs with the glibc malloc settings the nx targets set (`WRITER_GLIBC_TUNABLES`,
+ *    what a user of `nx run lmdb-writer:convert` gets); one more fp32 convert per round runs
+ *    with glibc's defaults, to show what the settings bring;
  * 3. convert with the decoding on the main thread only (--workers 0), to show what the
  *    worker threads bring;
  * 4. the trainer's random reads through `RecordReader` (`get`: fresh buffers, `getTransient`:
@@ -31,7 +34,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng, WHOLE, type Shard } from '@k3m-kit/core';
-import { convert, defaultWorkers, lmdbPath, RecordReader } from '@k3m-kit/lmdb-writer';
+import { convert, defaultWorkers, lmdbPath, RecordReader, WRITER_GLIBC_TUNABLES } from '@k3m-kit/lmdb-writer';
 import { writeFixtureWorkDir } from '@k3m-kit/lmdb-writer/testing';
 import { featureTsvPath } from '@k3m-kit/region-features/feature-tsv';
 
@@ -122,9 +125,15 @@ function settle(): void {
   spawnSync('sync');
 }
 
-function child(name: keyof typeof PARTS, args: object): Part {
+/**
+ * Runs a part in a child process, with the nx targets' glibc malloc settings unless
+ * `glibcDefaults` (the variable is read at process start, so it has to be set for the child).
+ */
+function child(name: keyof typeof PARTS, args: object, glibcDefaults = false): Part {
   settle();
-  const r = spawnSync(process.execPath, ['--import', 'tsx', self, 'part', name, JSON.stringify(args)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const { GLIBC_TUNABLES: _, ...rest } = process.env;
+  const env = glibcDefaults ? rest : { ...rest, GLIBC_TUNABLES: WRITER_GLIBC_TUNABLES };
+  const r = spawnSync(process.execPath, ['--import', 'tsx', self, 'part', name, JSON.stringify(args)], { encoding: 'utf8', maxBuffer: 1 << 24, env });
   if (r.status !== 0) throw new Error(`bench part ${name} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Part;
 }
@@ -147,7 +156,7 @@ async function main(): Promise<void> {
 
     const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
     const lmdb = lmdbPath(workDir, 'train');
-    const runs: { fp32: Part; dd: Part; fp16: Part }[] = [];
+    const runs: { fp32: Part; dd: Part; fp16: Part; plain: Part }[] = [];
     let reading: Part | undefined;
     for (let i = 0; i < repeat; i++) {
       const fp32 = child('convert', { workDir, fp16: false, workers });
@@ -156,14 +165,17 @@ async function main(): Promise<void> {
       const dd = ddWrite(join(dir, 'dd.bin'), fp32.fileBytes!);
       const fp16 = child('convert', { workDir, fp16: true, workers });
       rmSync(lmdb);
-      runs.push({ fp32, dd, fp16 });
+      const plain = child('convert', { workDir, fp16: false, workers }, true);
+      rmSync(lmdb);
+      runs.push({ fp32, dd, fp16, plain });
     }
     // The run with the median convert time stands for each kind.
-    const median = (kind: 'fp32' | 'dd' | 'fp16') => [...runs].sort((a, b) => a[kind].seconds - b[kind].seconds)[Math.floor(runs.length / 2)]![kind];
-    const all = (kind: 'fp32' | 'dd' | 'fp16', f: (p: Part) => string) => runs.map((r) => f(r[kind])).join(' / ');
+    const median = (kind: 'fp32' | 'dd' | 'fp16' | 'plain') => [...runs].sort((a, b) => a[kind].seconds - b[kind].seconds)[Math.floor(runs.length / 2)]![kind];
+    const all = (kind: 'fp32' | 'dd' | 'fp16' | 'plain', f: (p: Part) => string) => runs.map((r) => f(r[kind])).join(' / ');
     const fp32 = median('fp32');
     const dd = median('dd');
     const fp16 = median('fp16');
+    const plain = median('plain');
     // The other choice than the default: decoding threads where the default has none, and none where it has some.
     const other = workers === 0 ? Math.max(1, cores - 1) : 0;
     const serial = child('convert', { workDir, fp16: false, workers: other });
@@ -183,6 +195,7 @@ async function main(): Promise<void> {
     console.log(`convert fp16      ${fmt(perS(fp16), 0)} records/s (runs: ${all('fp16', (p) => fmt(perS(p), 0))}; ${fmt(fp16.fileBytes! / 1e6)} MB of LMDB), ${cpuMs(fp16)}; peak RSS ${fmt(fp16.peakMb, 0)} MB`);
     const fp16Ratio = perS(fp16) / perS(fp32);
     console.log(`  fp16 / fp32     ${fmt(fp16Ratio, 2)}x records/s of the medians (goal >= 1.80: ${fp16Ratio >= 1.8 ? 'met' : 'MISSED'}); run by run: ${runs.map((r) => fmt(perS(r.fp16) / perS(r.fp32), 2)).join(' / ')}`);
+    console.log(`convert fp32, glibc's malloc defaults  ${fmt(perS(plain), 0)} records/s (runs: ${all('plain', (p) => fmt(perS(p), 0))}), ${cpuMs(plain)}; peak RSS ${fmt(plain.peakMb, 0)} MB; with GLIBC_TUNABLES=${WRITER_GLIBC_TUNABLES} (above) / this: ${fmt(perS(fp32) / perS(plain), 2)}x of the medians; run by run: ${runs.map((r) => fmt(perS(r.fp32) / perS(r.plain), 2)).join(' / ')}`);
     console.log(`convert fp32, --workers ${other}  ${fmt(perS(serial), 0)} records/s, ${cpuMs(serial)}; peak RSS ${fmt(serial.peakMb, 0)} MB; the default (${workers}) / this: ${fmt(perS(fp32) / perS(serial), 2)}x`);
     console.log(`random reads      ${reads} reads: ${fmt(reading!.getPerS!, 0)} records/s decoded with get, ${fmt(reading!.transientPerS!, 0)} records/s with getTransient; peak RSS ${fmt(reading!.peakMb, 0)} MB`);
 

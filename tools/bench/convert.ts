@@ -3,13 +3,14 @@
  * process that did it (every measured part runs in its own child process):
  *
  * 1. convert from region-feature TSVs (the whole stage: read, base64, checks, join, msgpack,
- *    LMDB commits, read-back check) of K3M-shaped rows (36 boxes, 2048 + 1601 floats), in
+ *    LMDB commits, read-back check) of K3M-shaped rows (36 boxes, 2048 + 1601 floats, values
+ *    drawn like a detector's: the fixture's `values: 'detector'`), in
  *    records/s, next to a dd-style write of the same bytes (8 MB writes + fdatasync): the
  *    goal is convert / dd >= 0.9 with float32;
  * 2. the same with --fp16: the goal is fp16 records/s >= 1.8x the float32 records/s;
- *    each convert runs with the glibc malloc settings the nx targets set (`WRITER_GLIBC_TUNABLES`,
- *    what a user of `nx run lmdb-writer:convert` gets); one more fp32 convert per round runs
- *    with glibc's defaults, to show what the settings bring;
+ *    each convert runs with the glibc malloc settings the LMDB writer sets (core's
+ *    `keepFreedMemory`); one more fp32 convert per round runs with glibc's defaults
+ *    (`K3M_MALLOPT=off`), to show what the settings bring;
  * 3. convert with the decoding on the main thread only (--workers 0), to show what the
  *    worker threads bring;
  * 4. the trainer's random reads through `RecordReader` (`get`: fresh buffers, `getTransient`:
@@ -33,8 +34,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Rng, WHOLE, type Shard } from '@k3m-kit/core';
-import { convert, defaultWorkers, lmdbPath, RecordReader, WRITER_GLIBC_TUNABLES } from '@k3m-kit/lmdb-writer';
+import { MALLOPT_ENV, Rng, WHOLE, type Shard } from '@k3m-kit/core';
+import { convert, defaultWorkers, lmdbPath, RecordReader } from '@k3m-kit/lmdb-writer';
 import { writeFixtureWorkDir } from '@k3m-kit/lmdb-writer/testing';
 import { featureTsvPath } from '@k3m-kit/region-features/feature-tsv';
 
@@ -62,6 +63,8 @@ interface Part {
   valueBytes?: number;
   getPerS?: number;
   transientPerS?: number;
+  /** The convert report's glibc malloc settings. */
+  malloc?: string;
 }
 
 /** The measured parts, each run in a child process of this file (`<file> part <name> <json>`). */
@@ -74,7 +77,7 @@ const PARTS = {
     const seconds = (performance.now() - t) / 1000;
     const cpu = process.cpuUsage(c0);
     const file = lmdbPath(a.workDir, 'train', shard);
-    return { seconds, peakMb: peakMb(), cpuSeconds: (cpu.user + cpu.system) / 1e6, records: r.written, decoded: r.featureRows.decoded, fileBytes: statSync(file).size, valueBytes: r.valueBytes };
+    return { seconds, peakMb: peakMb(), cpuSeconds: (cpu.user + cpu.system) / 1e6, records: r.written, decoded: r.featureRows.decoded, fileBytes: statSync(file).size, valueBytes: r.valueBytes, malloc: r.malloc };
   },
   async reads(a: { path: string; reads: number }): Promise<Part> {
     const rd = RecordReader.open(a.path);
@@ -125,14 +128,11 @@ function settle(): void {
   spawnSync('sync');
 }
 
-/**
- * Runs a part in a child process, with the nx targets' glibc malloc settings unless
- * `glibcDefaults` (the variable is read at process start, so it has to be set for the child).
- */
+/** Runs a part in a child process; `glibcDefaults` keeps the writer from changing glibc's malloc settings. */
 function child(name: keyof typeof PARTS, args: object, glibcDefaults = false): Part {
   settle();
-  const { GLIBC_TUNABLES: _, ...rest } = process.env;
-  const env = glibcDefaults ? rest : { ...rest, GLIBC_TUNABLES: WRITER_GLIBC_TUNABLES };
+  const { [MALLOPT_ENV]: _, ...rest } = process.env;
+  const env = glibcDefaults ? { ...rest, [MALLOPT_ENV]: 'off' } : rest;
   const r = spawnSync(process.execPath, ['--import', 'tsx', self, 'part', name, JSON.stringify(args)], { encoding: 'utf8', maxBuffer: 1 << 24, env });
   if (r.status !== 0) throw new Error(`bench part ${name} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Part;
@@ -147,12 +147,12 @@ async function main(): Promise<void> {
     const workDir = join(dir, 'work');
     // Four segments, so that one shard of four has a quarter of the rows (part 6).
     const segments = [0, 1, 2, 3].map((seg) => ({ seg, split: 'train' as const, items: Math.floor(rows / 4) + (seg < rows % 4 ? 1 : 0) }));
-    await writeFixtureWorkDir({ workDir, featureDim: 2048, numClasses: 1601, segments, boxes: () => 36, missing: () => false });
+    await writeFixtureWorkDir({ workDir, featureDim: 2048, numClasses: 1601, segments, boxes: () => 36, missing: () => false, values: 'detector' });
     const tsv = featureTsvPath(workDir, 'train', 0);
     const tsvMb = statSync(tsv).size / 1e6;
     const cores = availableParallelism();
     const workers = defaultWorkers();
-    console.log(`lmdb-writer convert: ${rows} K3M-shaped rows (36 boxes, 2048 + 1601 floats), ${fmt(tsvMb)} MB of TSV, ${cores} cores; load average ${loadavg().map((l) => fmt(l, 2)).join(' ')} (a shared machine slows every figure)`);
+    console.log(`lmdb-writer convert: ${rows} K3M-shaped rows (36 boxes, 2048 + 1601 floats; detector-like values: half the features 0, cls_prob softmax rows), ${fmt(tsvMb)} MB of TSV, ${cores} cores; load average ${loadavg().map((l) => fmt(l, 2)).join(' ')} (a shared machine slows every figure)`);
 
     const repeat = Math.max(1, Number(process.env.BENCH_REPEAT ?? 3));
     const lmdb = lmdbPath(workDir, 'train');
@@ -195,7 +195,7 @@ async function main(): Promise<void> {
     console.log(`convert fp16      ${fmt(perS(fp16), 0)} records/s (runs: ${all('fp16', (p) => fmt(perS(p), 0))}; ${fmt(fp16.fileBytes! / 1e6)} MB of LMDB), ${cpuMs(fp16)}; peak RSS ${fmt(fp16.peakMb, 0)} MB`);
     const fp16Ratio = perS(fp16) / perS(fp32);
     console.log(`  fp16 / fp32     ${fmt(fp16Ratio, 2)}x records/s of the medians (goal >= 1.80: ${fp16Ratio >= 1.8 ? 'met' : 'MISSED'}); run by run: ${runs.map((r) => fmt(perS(r.fp16) / perS(r.fp32), 2)).join(' / ')}`);
-    console.log(`convert fp32, glibc's malloc defaults  ${fmt(perS(plain), 0)} records/s (runs: ${all('plain', (p) => fmt(perS(p), 0))}), ${cpuMs(plain)}; peak RSS ${fmt(plain.peakMb, 0)} MB; with GLIBC_TUNABLES=${WRITER_GLIBC_TUNABLES} (above) / this: ${fmt(perS(fp32) / perS(plain), 2)}x of the medians; run by run: ${runs.map((r) => fmt(perS(r.fp32) / perS(r.plain), 2)).join(' / ')}`);
+    console.log(`convert fp32, ${plain.malloc}  ${fmt(perS(plain), 0)} records/s (runs: ${all('plain', (p) => fmt(perS(p), 0))}), ${cpuMs(plain)}; peak RSS ${fmt(plain.peakMb, 0)} MB; with the writer's settings (above: ${fp32.malloc}) / this: ${fmt(perS(fp32) / perS(plain), 2)}x of the medians; run by run: ${runs.map((r) => fmt(perS(r.fp32) / perS(r.plain), 2)).join(' / ')}`);
     console.log(`convert fp32, --workers ${other}  ${fmt(perS(serial), 0)} records/s, ${cpuMs(serial)}; peak RSS ${fmt(serial.peakMb, 0)} MB; the default (${workers}) / this: ${fmt(perS(fp32) / perS(serial), 2)}x`);
     console.log(`random reads      ${reads} reads: ${fmt(reading!.getPerS!, 0)} records/s decoded with get, ${fmt(reading!.transientPerS!, 0)} records/s with getTransient; peak RSS ${fmt(reading!.peakMb, 0)} MB`);
 

@@ -25,5 +25,7 @@ export * from './cli.ts';
 export * from './options.ts';
 // Randomness: the one seeded generator
 export * from './rng.ts';
+// Processes: glibc malloc settings for stages that churn through large buffers
+export * from './malloc.ts';
 // Tensors on disk: safetensors
 export * from './safetensors.ts';

@@ -16,6 +16,8 @@ import {
   createProgress,
   formatTable,
   IoError,
+  keepFreedMemory,
+  LMDB_WRITER_MALLOC,
   Ledger,
   ownsUnit,
   RejectLog,
@@ -135,6 +137,8 @@ export interface ConvertReport extends StageReportBase {
   valueBytes: number;
   mbPerSecond: number;
   knowledge: string;
+  /** glibc malloc settings of the writing process, or why glibc's defaults stayed (core's `keepFreedMemory`). */
+  malloc: string;
   options: { fp16: boolean; clsProb: boolean; missingImage: MissingImagePolicy; shard: string };
 }
 
@@ -240,6 +244,7 @@ async function convertRun(o: ConvertOptions): Promise<ConvertReport> {
     valueBytes,
     mbPerSecond: valueBytes / 1e6 / Math.max(seconds, 1e-9),
     knowledge: knowledge.name,
+    malloc: keepFreedMemory(LMDB_WRITER_MALLOC).text,
     options: { fp16: o.fp16, clsProb: o.clsProb, missingImage: o.missingImage, shard: `${o.shard.index}/${o.shard.count}` },
   };
   await writeReport(o.workDir, name, report);
@@ -356,6 +361,6 @@ export function convertTable(r: ConvertReport): string {
     if (s.resumedFrom) rows.push([`${split} resumed from`, s.resumedFrom]);
     if (s.skipped) rows.push([`${split}`, 'up to date, skipped']);
   }
-  rows.push(['MB/s', r.mbPerSecond], ['seconds', r.seconds], ['knowledge', r.knowledge], ['reconciles', r.reconciles]);
+  rows.push(['MB/s', r.mbPerSecond], ['seconds', r.seconds], ['knowledge', r.knowledge], ['malloc', r.malloc], ['reconciles', r.reconciles]);
   return formatTable(STAGE, rows);
 }

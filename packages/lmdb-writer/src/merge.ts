@@ -17,7 +17,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { z } from 'zod';
 import { readManifest, type Split } from '@k3m-kit/raw-ingest';
-import { createProgress, formatTable, IoError, Ledger, shardSuffix, UsageError, writeReport, type StageReportBase, type TableRow } from '@k3m-kit/core';
+import { createProgress, formatTable, IoError, keepFreedMemory, Ledger, LMDB_WRITER_MALLOC, shardSuffix, UsageError, writeReport, type StageReportBase, type TableRow } from '@k3m-kit/core';
 import { decodeRecord } from './codecs/msgpack-numpy.ts';
 import { TensorpackLmdbReader, TensorpackLmdbWriter } from './codecs/tensorpack-lmdb.ts';
 import { LMDB_DIR, LMDB_NAMES, lmdbPath, SPLIT_NAMES, STAGE, type FeatureRowCounts } from './convert.ts';
@@ -70,6 +70,8 @@ export interface MergeReport extends StageReportBase {
   featureRows: FeatureRowCounts;
   splits: Partial<Record<Split, { file: string; parts: string[]; records: number; bytes: number; resumedFrom: number }>>;
   bytes: number;
+  /** glibc malloc settings of the writing process (as in convert's report). */
+  malloc: string;
 }
 
 function partsOf(workDir: string, split: Split, numShards: number | undefined): string[] {
@@ -166,6 +168,7 @@ export async function merge(o: MergeOptions): Promise<MergeReport> {
     seconds: (performance.now() - t0) / 1000,
     splits,
     bytes: all.reduce((a, s) => a + s.bytes, 0),
+    malloc: keepFreedMemory(LMDB_WRITER_MALLOC).text,
   };
   await writeReport(o.workDir, `${STAGE}.merge`, report);
   return report;
@@ -178,6 +181,6 @@ export function mergeTable(r: MergeReport): string {
   rows.push(['feature rows in', f.in], ['feature rows written', f.written], ['feature rows rejected', f.rejected]);
   for (const [reason, n] of Object.entries(f.rejectedByReason)) rows.push([`  ${reason}`, n]);
   for (const [split, s] of Object.entries(r.splits)) rows.push([`${split} records`, s.records], [`${split} bytes`, s.bytes]);
-  rows.push(['seconds', r.seconds], ['reconciles', r.reconciles]);
+  rows.push(['seconds', r.seconds], ['malloc', r.malloc], ['reconciles', r.reconciles]);
   return formatTable(`${STAGE} merge`, rows);
 }

@@ -27,12 +27,34 @@ export interface FixtureOptions {
   missing?: (seg: number, k: number) => boolean;
   /** Item text by running number (all segments in order); default: a few generated items. */
   text?: (n: number) => { title: string; pv: string; category: string; itemId: string };
+  /**
+   * How array values are drawn: `uniform` (default) spreads them evenly over a range; `detector`
+   * looks like a detector's output, for benchmarks whose cost depends on the values (float16
+   * conversion): features >= 0 with half of them exactly 0 (ReLU), cls_prob each box's softmax
+   * over Gaussian logits (standard deviation 3: most classes get less than float16's smallest
+   * normal, 6.1e-5).
+   */
+  values?: 'uniform' | 'detector';
   /** Rewrites a split's TSV lines before they are written (to inject bad rows). */
   editTsv?: (split: Split, lines: string[]) => string[];
 }
 
 const TITLES = ['夏季新款纯棉T恤', '', '不锈钢保温杯 500ml', '儿童益智积木玩具', '真皮商务双肩包'];
 const PVS = ['颜色:红色;材质:棉', '', '容量:500ml;材质:不锈钢;', '适用年龄:3-6岁', '品牌:无;风格:商务;颜色:黑色'];
+
+/** `rows` softmax rows of `cols` Gaussian logits (Box-Muller) with standard deviation `sd`. */
+function softmaxRows(rows: number, cols: number, sd: number, rand: () => number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const row = out.subarray(r * cols, (r + 1) * cols);
+    for (let c = 0; c < cols; c++) row[c] = sd * Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+    const max = row.reduce((a, b) => Math.max(a, b), -Infinity);
+    let sum = 0;
+    for (let c = 0; c < cols; c++) sum += row[c] = Math.exp(row[c]! - max);
+    for (let c = 0; c < cols; c++) row[c] = row[c]! / sum;
+  }
+  return out;
+}
 
 /** Writes the fixture and returns the feature rows by image id (what every record must hold). */
 export async function writeFixtureWorkDir(o: FixtureOptions): Promise<Map<string, FeatureRow>> {
@@ -60,14 +82,15 @@ export async function writeFixtureWorkDir(o: FixtureOptions): Promise<Map<string
       if (gone) continue;
       const n = boxes(s.seg, k);
       const fill = (len: number, scale: number) => Float32Array.from({ length: len }, () => (rand() - 0.25) * scale);
+      const detector = o.values === 'detector';
       const row: FeatureRow = {
         imageId,
         imageW: 640 + k,
         imageH: 480 + s.seg,
         numBoxes: n,
         boxes: fill(n * 4, 600),
-        features: fill(n * featureDim, 10),
-        clsProb: fill(n * numClasses, 1),
+        features: detector ? Float32Array.from({ length: n * featureDim }, () => (rand() < 0.5 ? 0 : -Math.log(1 - rand()))) : fill(n * featureDim, 10),
+        clsProb: detector ? softmaxRows(n, numClasses, 3, rand) : fill(n * numClasses, 1),
       };
       rows.set(imageId, row);
       tsv[s.split].push(encodeFeatureRow(row));

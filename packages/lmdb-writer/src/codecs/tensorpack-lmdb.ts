@@ -28,7 +28,7 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { IoError } from '@k3m-kit/core';
+import { IoError, keepFreedMemory, LMDB_WRITER_MALLOC } from '@k3m-kit/core';
 import { open, type RootDatabase } from 'lmdb';
 import { decodeBinList, encodeBinList } from './msgpack-numpy.ts';
 
@@ -47,19 +47,6 @@ export const MAP_SIZE = 2 ** 40;
 export const WRITE_CHUNK_BYTES = 16 << 20;
 /** Arenas in the ring: one filling while the others are written. */
 export const ARENAS = 3;
-
-/**
- * glibc malloc settings for processes that write LMDB: `nx run lmdb-writer:convert` and `:merge`
- * set them as `GLIBC_TUNABLES` (ld.so reads it only at process start, so nothing in-process can).
- * LMDB copies each value into dirty pages it mallocs on lmdb-js's write thread and frees at
- * commit. With glibc's defaults the freed memory goes back to the kernel and the next
- * transaction faults its pages in afresh; on this project's virtual machines a page fault costs
- * microseconds. Keeping up to 128 MB of freed memory and serving blocks below 32 MB from the
- * heap, 1600 K3M-shaped rows (`perf`, 2026-12-01): faults in LMDB's copy fell from 121 to 27
- * per record and convert ran about 2x faster, at ~140 MB more peak RSS (README, Speed).
- * Elsewhere (musl, macOS) the variable is ignored.
- */
-export const WRITER_GLIBC_TUNABLES = 'glibc.malloc.trim_threshold=134217728:glibc.malloc.mmap_threshold=33554432';
 
 const MDB_MAGIC = 0xbeefc0de;
 const HOW_TO_BUILD = 'run `npm ci` (its postinstall builds lmdb-js for data format 1) or `node packages/lmdb-writer/scripts/build-lmdb.js`';
@@ -201,6 +188,8 @@ export class TensorpackLmdbWriter {
    * otherwise starts it afresh. Returns the writer and the marker it resumed from.
    */
   static open(finalPath: string, fingerprint: string): { writer: TensorpackLmdbWriter; progress?: Progress } {
+    // LMDB mallocs every transaction's pages afresh: keep glibc from handing them back (core's malloc.ts).
+    keepFreedMemory(LMDB_WRITER_MALLOC);
     const partial = `${finalPath}.partial`;
     mkdirSync(dirname(partial), { recursive: true });
     if (existsSync(partial)) {

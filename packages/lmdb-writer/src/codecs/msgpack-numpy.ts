@@ -32,6 +32,7 @@
 import { Packr, RESET_BUFFER_MODE, Unpackr } from 'msgpackr';
 import type { ItemExtra } from '@k3m-kit/raw-ingest';
 import type { K3mRecord } from './record.ts';
+import { toFloat16Wasm } from './float16-wasm.ts';
 
 /** numpy dtype strings this codec reads and writes. */
 export const DTYPES = Object.freeze({ float32: '<f4', float16: '<f2' });
@@ -81,11 +82,12 @@ function withExtra(m: Map<Buffer, unknown>, extra: ItemExtra | undefined): Map<B
   return m;
 }
 
-// float32 -> float16 bits, round half to even (what numpy's astype(float16) does), in integer
-// arithmetic on the bits, driven by a table over the 9 sign and exponent bits: the half's sign and
-// exponent, and how far the significand (with its implicit bit where the half is subnormal) is
-// shifted right. Adding half an ulp less one, plus the lowest kept bit, before the shift rounds
-// half to even; a carry out of the significand steps the exponent up, to infinity above 65504.
+// float32 -> float16 bits in JavaScript (where WebAssembly SIMD is missing; float16-wasm.ts
+// otherwise), round half to even (what numpy's astype(float16) does), in integer arithmetic on
+// the bits, driven by a table over the 9 sign and exponent bits: the half's sign and exponent,
+// and how far the significand (with its implicit bit where the half is subnormal) is shifted
+// right. Adding half an ulp less one, plus the lowest kept bit, before the shift rounds half to
+// even; a carry out of the significand steps the exponent up, to infinity above 65504.
 // Branch-free but for infinity and NaN (a quiet NaN), so values that mix zeros, subnormal halves
 // and normal ones (a detector's features and class probabilities) cost no mispredictions: 2x
 // the former per-value branches on such rows. Equal to them for all 2^32 float32 bit patterns
@@ -112,8 +114,17 @@ function halfTable(): Float32Array {
   return (HALF_TABLE = t);
 }
 
-/** float32 values to IEEE half-precision bits (little-endian when viewed as bytes), into `out` when given. */
+/**
+ * float32 values to IEEE half-precision bits (little-endian when viewed as bytes), into `out`
+ * when given: in WebAssembly SIMD (float16-wasm.ts) where the runtime has it, else {@link toFloat16Js}.
+ */
 export function toFloat16(a: Float32Array, out = new Uint16Array(a.length)): Uint16Array {
+  if (out.length !== a.length) throw new RangeError(`toFloat16: ${a.length} values into ${out.length}`);
+  return toFloat16Wasm(a, out) ? out : toFloat16Js(a, out);
+}
+
+/** {@link toFloat16} in JavaScript (the same bits). */
+export function toFloat16Js(a: Float32Array, out = new Uint16Array(a.length)): Uint16Array {
   if (out.length !== a.length) throw new RangeError(`toFloat16: ${a.length} values into ${out.length}`);
   const bits = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const table = HALF_ROUNDING;

@@ -38,11 +38,6 @@ const M_MMAP_THRESHOLD = -3;
 
 let applied: MallocStatus | undefined;
 
-function glibcVersion(): string | undefined {
-  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
-  return header?.glibcVersionRuntime;
-}
-
 /**
  * Sets glibc's trim and mmap thresholds for this process (all threads), once; later calls return
  * the first call's status. Not glibc (musl, macOS, Windows), no koffi or `K3M_MALLOPT=off`: the
@@ -57,16 +52,23 @@ export function keepFreedMemory(settings: MallocSettings): MallocStatus {
 function apply(s: MallocSettings): MallocStatus {
   if (process.env[MALLOPT_ENV] === 'off') return { applied: false, text: `glibc malloc defaults (${MALLOPT_ENV}=off)` };
   if (process.platform !== 'linux') return { applied: false, text: `malloc defaults (${process.platform}, not glibc)` };
-  const glibc = glibcVersion();
-  if (!glibc) return { applied: false, text: 'malloc defaults (not glibc)' };
   let koffi: typeof import('koffi');
   try {
     koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
   } catch (e) {
     return { applied: false, text: `glibc malloc defaults (koffi not installed: ${(e as Error).message.split('\n')[0]})` };
   }
+  let glibc: string;
+  let mallopt: (param: number, value: number) => number;
   try {
-    const mallopt = koffi.load('libc.so.6').func('int mallopt(int, int)') as (param: number, value: number) => number;
+    // glibc's own name for its shared library, and a function only glibc has.
+    const libc = koffi.load('libc.so.6');
+    glibc = (libc.func('const char *gnu_get_libc_version()') as () => string)();
+    mallopt = libc.func('int mallopt(int, int)') as (param: number, value: number) => number;
+  } catch (e) {
+    return { applied: false, text: `malloc defaults (not glibc: ${(e as Error).message.split('\n')[0]})` };
+  }
+  try {
     // mallopt returns 1 on success, 0 for a value glibc refuses.
     const trim = mallopt(M_TRIM_THRESHOLD, s.trimThreshold);
     const mmap = mallopt(M_MMAP_THRESHOLD, s.mmapThreshold);

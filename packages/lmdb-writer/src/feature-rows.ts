@@ -138,6 +138,11 @@ export interface DecoderOptions extends RowOptions {
   workersAfterBytes: number;
 }
 
+/** Line buffers kept for reuse (enough for every line in flight). */
+const LINE_BUFFERS = 32;
+/** Row arrays waiting to go back to a worker. */
+const RETURNED_BUFFERS = 48;
+
 interface Job {
   resolve: (r: DecodedRow) => void;
   reject: (e: Error) => void;
@@ -150,6 +155,10 @@ export class FeatureRowDecoder {
   private nextId = 0;
   private inlineBytes = 0;
   private readonly buffers = new BufferPool(8);
+  /** Row arrays handed back while workers run: they go to a worker with its next line, to decode into. */
+  private readonly returns: ArrayBuffer[] = [];
+  /** Buffers lines are copied into for a worker, back from the workers with their results. */
+  private readonly lineBuffers: ArrayBuffer[] = [];
   private nDecoded = 0;
   private failure: Error | undefined;
 
@@ -175,11 +184,15 @@ export class FeatureRowDecoder {
     if (!this.pool.length) this.start();
     const id = this.nextId++;
     const worker = this.pool[id % this.pool.length]!;
-    // The line's own copy, handed over (posting a view would copy its whole read buffer).
-    const bytes = new Uint8Array(line.bytes);
+    // The line's own copy, handed over (posting a view would copy its whole read buffer), in a
+    // buffer that comes back with the result: fresh ~700 KB buffers cost a page fault every 4 KB.
+    const n = line.bytes.byteLength;
+    const bytes = new Uint8Array(this.lineBuffer(n), 0, n);
+    bytes.set(line.bytes);
+    const give = this.returns.splice(0);
     return new Promise<DecodedRow>((resolve, reject) => {
       this.jobs.set(id, { resolve, reject });
-      worker.postMessage({ id, bytes }, [bytes.buffer]);
+      worker.postMessage({ id, bytes, give }, [bytes.buffer, ...give]);
     });
   }
 
@@ -191,7 +204,8 @@ export class FeatureRowDecoder {
       const w = new Worker(new URL('./tsx-worker.js', import.meta.url), {
         workerData: { module: new URL('./feature-row-worker.ts', import.meta.url).href, options: rowOptions },
       });
-      w.on('message', (m: { id: number; row: DecodedRow }) => {
+      w.on('message', (m: { id: number; row: DecodedRow; line: ArrayBuffer }) => {
+        if (this.lineBuffers.length < LINE_BUFFERS) this.lineBuffers.push(m.line);
         const job = this.jobs.get(m.id);
         this.jobs.delete(m.id);
         job?.resolve(m.row);
@@ -210,9 +224,20 @@ export class FeatureRowDecoder {
     this.jobs.clear();
   }
 
-  /** Hands a row's arrays back once it is packed: rows decoded on this thread reuse them. */
+  /** Hands a row's arrays back once it is packed, for the next rows to be decoded into (here or on a worker). */
   release(row: DecodedRow): void {
-    for (const b of rowBuffers(row)) this.buffers.release(b);
+    for (const b of rowBuffers(row)) {
+      if (!this.pool.length) this.buffers.release(b);
+      else if (this.returns.length < RETURNED_BUFFERS && b.byteLength > 0) this.returns.push(b);
+    }
+  }
+
+  /** A buffer of at least `n` bytes for a line going to a worker: one back from a worker, or a new one. */
+  private lineBuffer(n: number): ArrayBuffer {
+    const i = this.lineBuffers.findIndex((b) => b.byteLength >= n);
+    if (i >= 0) return this.lineBuffers.splice(i, 1)[0]!;
+    // Room for somewhat longer lines (more boxes), so the buffer serves again.
+    return new ArrayBuffer(Math.ceil((n * 1.25) / 65536) * 65536);
   }
 
   async close(): Promise<void> {

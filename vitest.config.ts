@@ -1,5 +1,4 @@
 import { defineConfig } from 'vitest/config';
-import { LongestFirstSequencer } from './tools/vitest/longest-first.ts';
 
 // One root config: every package's test/ folder, the cross-package e2e tests and tools' own tests.
 export default defineConfig({
@@ -11,6 +10,5 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 300_000,
     reporters: ['default', './tools/vitest/no-skips-in-ci.ts'],
-    sequence: { sequencer: LongestFirstSequencer },
   },
 });

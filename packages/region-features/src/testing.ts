@@ -187,49 +187,6 @@ export function relMaxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return d / (m || 1);
 }
 
-/**
- * How a selection `keep` (box ids in score order) differs from the reference's `want` beyond the
- * order of near-ties, or undefined when it does not: the same boxes, and at every position a box
- * whose score is within `tol` of the score of the reference's box there. Ours and the reference's
- * scores differ in float noise, so boxes tied within it (seen: equal float32 scores, and five
- * near-uniform ones 1e-10 apart) may come in either order. `scores` are ours, per box id.
- * `order[j]` is where the reference's j-th box is in `keep`, to compare per-box outputs.
- */
-export function selectionMismatch(keep: readonly number[], want: ArrayLike<number>, scores: ArrayLike<number>, tol: number): { mismatch?: string; order: number[] } {
-  const at = new Map(keep.map((id, i) => [id, i]));
-  const order = Array.from(want, (id) => at.get(id) ?? -1);
-  if (keep.length !== want.length) return { mismatch: `${keep.length} boxes kept, the reference ${want.length}`, order };
-  const missing = Array.from(want).filter((id) => !at.has(id));
-  if (missing.length) return { mismatch: `the reference keeps boxes ${missing.join(', ')}, we do not`, order };
-  for (let i = 0; i < keep.length; i++) {
-    const d = Math.abs(scores[keep[i]!]! - scores[want[i]!]!);
-    if (d > tol) return { mismatch: `position ${i}: box ${keep[i]} (score ${scores[keep[i]!]}) where the reference has box ${want[i]} (score ${scores[want[i]!]}), ${d} apart`, order };
-  }
-  return { order };
-}
-
-/**
- * How a set selection `keep` (the adaptive rule's, in proposal order) differs from the
- * reference's `want` beyond swaps of tied boxes, or undefined when it does not: every box only one
- * of them keeps is paired with a box only the other keeps whose score is within `tol` of its own
- * (an NMS between two boxes tied in float noise may keep either). `scores` are ours, per box id.
- */
-export function setMismatch(keep: readonly number[], want: ArrayLike<number>, scores: ArrayLike<number>, tol: number): string | undefined {
-  const ours = new Set(keep);
-  const theirs = new Set(Array.from(want));
-  const extra = keep.filter((id) => !theirs.has(id)).sort((a, b) => scores[a]! - scores[b]!);
-  const missing = [...theirs].filter((id) => !ours.has(id)).sort((a, b) => scores[a]! - scores[b]!);
-  if (extra.length !== missing.length) return `we keep ${keep.length} boxes, the reference ${theirs.size} (extra ${extra.join(', ') || 'none'}; missing ${missing.join(', ') || 'none'})`;
-  for (let i = 0; i < extra.length; i++) {
-    const d = Math.abs(scores[extra[i]!]! - scores[missing[i]!]!);
-    if (d > tol) return `box ${extra[i]} (score ${scores[extra[i]!]}) in place of the reference's box ${missing[i]} (score ${scores[missing[i]!]}), ${d} apart`;
-  }
-  return undefined;
-}
-
-/** Rows of `width` values of `a` (one per selected box, in `keep`'s order) put in the reference's order. */
-export const inReferenceOrder = (a: ArrayLike<number>, width: number, order: readonly number[]): Float64Array => Float64Array.from(order.flatMap((i) => Array.from({ length: width }, (_, c) => a[i * width + c]!)));
-
 export interface TinyItem {
   /**
    * Image size, or 'missing' (no image), 'corrupt' (bytes that are no image), 'truncated' (a

@@ -25,7 +25,8 @@ export * from './cli.ts';
 export * from './options.ts';
 // Randomness: the one seeded generator
 export * from './rng.ts';
-// Processes: glibc malloc settings for stages that churn through large buffers
+// Processes: glibc malloc settings for stages that churn through large buffers; stopping threads
 export * from './malloc.ts';
+export * from './threads.ts';
 // Tensors on disk: safetensors
 export * from './safetensors.ts';

@@ -14,3 +14,5 @@ parentPort!.on('message', (m: { id: number; bytes: Uint8Array; give: ArrayBuffer
   const row = decodeRow(m.bytes, options, pool);
   parentPort!.postMessage({ id: m.id, row, line: m.bytes.buffer }, [...rowBuffers(row), m.bytes.buffer as ArrayBuffer]);
 });
+// Its imports (msgpackr's native add-on) are loaded: from here on it may be terminated (core's threads.ts).
+parentPort!.postMessage({ ready: true });

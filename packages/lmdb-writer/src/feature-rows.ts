@@ -19,7 +19,7 @@
  */
 import { basename } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { ownsUnit, type Shard } from '@k3m-kit/core';
+import { ownsUnit, stopWorker, workerStarted, type Shard } from '@k3m-kit/core';
 // The codec's own entry: the package index would load TensorFlow.js and sharp into every worker.
 import { decodeFeatureLine, featureLineImageId, readFeatureLines, type ArrayAllocator, type FeatureDims } from '@k3m-kit/region-features/feature-tsv';
 import { storedArrays, type RecordEncoding, type StoredArrays } from './codecs/msgpack-numpy.ts';
@@ -151,6 +151,8 @@ interface Job {
 /** A pool of decoding threads; `decode` answers in any order, callers keep file order. */
 export class FeatureRowDecoder {
   private readonly pool: Worker[] = [];
+  /** Each worker's start: a thread is never terminated before it (core's threads.ts). */
+  private readonly starts: Promise<void>[] = [];
   private readonly jobs = new Map<number, Job>();
   private nextId = 0;
   private inlineBytes = 0;
@@ -204,7 +206,9 @@ export class FeatureRowDecoder {
       const w = new Worker(new URL('./tsx-worker.js', import.meta.url), {
         workerData: { module: new URL('./feature-row-worker.ts', import.meta.url).href, options: rowOptions },
       });
-      w.on('message', (m: { id: number; row: DecodedRow; line: ArrayBuffer }) => {
+      this.starts.push(workerStarted(w, (m) => (m as { ready?: boolean }).ready === true));
+      w.on('message', (m: { id: number; row: DecodedRow; line: ArrayBuffer } | { ready: true }) => {
+        if ('ready' in m) return;
         if (this.lineBuffers.length < LINE_BUFFERS) this.lineBuffers.push(m.line);
         const job = this.jobs.get(m.id);
         this.jobs.delete(m.id);
@@ -242,7 +246,8 @@ export class FeatureRowDecoder {
 
   async close(): Promise<void> {
     this.failure ??= new Error('feature decoding closed');
-    await Promise.all(this.pool.splice(0).map((w) => w.terminate()));
+    const starts = this.starts.splice(0);
+    await Promise.all(this.pool.splice(0).map((w, i) => stopWorker(w, starts[i]!)));
   }
 }
 

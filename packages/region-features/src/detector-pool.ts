@@ -9,7 +9,7 @@
  * all workers are terminated, so nothing waits on a worker that will never answer.
  */
 import { Worker } from 'node:worker_threads';
-import { UsageError } from '@k3m-kit/core';
+import { stopWorker, UsageError, workerStarted } from '@k3m-kit/core';
 import type { BackendName } from '@k3m-kit/core/backend';
 import type { TsvForm } from './codecs/feature-tsv.ts';
 import type { DecodedImage } from './image.ts';
@@ -84,13 +84,15 @@ export class DetectorPool {
     const { workers, ...rest } = o;
     const init: WorkerInit = { entry: ENTRY, ...rest };
     const started = Array.from({ length: workers }, (_, index) => new Worker(BOOT, { workerData: init, name: `detector-${index}` }));
+    const starts = started.map((w) => workerStarted(w, (m) => ['ready', 'failed'].includes((m as FromWorker).type)));
     try {
       const backends = await Promise.all(started.map(waitReady));
       const pool = new DetectorPool(backends[0]!);
       started.forEach((w, index) => pool.attach(w, index));
       return pool;
     } catch (e) {
-      await Promise.all(started.map((w) => w.terminate()));
+      // The others may still be loading native add-ons, where terminating kills the process (core's threads.ts).
+      await Promise.all(started.map((w, i) => stopWorker(w, starts[i]!)));
       throw e;
     }
   }
@@ -114,6 +116,7 @@ export class DetectorPool {
    */
   async close(reason?: Error): Promise<void> {
     this.fail(reason ?? new WorkerError('detector pool closed'));
+    // Every worker reported its start before the pool existed: terminating cannot cut a native add-on's load short.
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 

@@ -14,6 +14,7 @@
  * sets the shared abort word so no other worker waits for it, and every worker is terminated.
  */
 import { Worker } from 'node:worker_threads';
+import { stopWorker, workerStarted } from '@k3m-kit/core';
 import type { Batch } from '../data/batch.ts';
 import type { AccuracyCounts, FusionMode, LossWeights, ModelFixes } from '../model/k3m.ts';
 import { batchCounts, shareRange, sharesIn, sliceBatch } from './batch-share.ts';
@@ -58,13 +59,16 @@ export class WorkerPool {
   private constructor(
     readonly shared: SharedTraining,
     private readonly workers: Worker[],
+    /** Each worker's start (ready or failed): a thread is never terminated before it, see core's threads.ts. */
+    private readonly starts: Promise<void>[],
   ) {}
 
   /** Starts `shared.workers` workers and waits until each has its back end and weights. */
   static async start(shared: SharedTraining, o: PoolOptions): Promise<WorkerPool> {
     const entry = new URL('./train-worker.js', import.meta.url);
     const workers = Array.from({ length: shared.workers }, (_, index) => new Worker(entry, { workerData: { index, shared, ...o } satisfies WorkerInit, resourceLimits: WORKER_LIMITS }));
-    const pool = new WorkerPool(shared, workers);
+    const starts = workers.map((w) => workerStarted(w, (m) => ['ready', 'error'].includes((m as FromWorker).type)));
+    const pool = new WorkerPool(shared, workers, starts);
     workers.forEach((w, i) => {
       w.on('message', (m: FromWorker) => pool.receive(i, m));
       w.on('error', (e) => pool.fail(i, e));
@@ -128,10 +132,10 @@ export class WorkerPool {
     return (await this.request(w, { type: 'validate', id: 0, batch })) as Extract<FromWorker, { type: 'validate' }>;
   }
 
-  /** Terminates every worker (idempotent). */
+  /** Terminates every worker, each once it has started (idempotent). */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    await Promise.all(this.workers.map((w, i) => stopWorker(w, this.starts[i]!)));
   }
 
   private request(w: number, m: ToWorker, transfer: ArrayBuffer[] = []): Promise<FromWorker> {

@@ -1,0 +1,55 @@
+/**
+ * core's threads.ts: a thread is terminated only after it reports its start. The threads here
+ * stand in for one loading a native add-on with 300 ms of synchronous work between two marks in
+ * shared memory: terminated in the middle, a thread never reaches the second mark.
+ */
+import { Worker } from 'node:worker_threads';
+import { expect, test } from 'vitest';
+import { stopWorker, workerStarted } from '../src/threads.ts';
+
+const SLOW_START = `
+const { parentPort, workerData: marks } = require('node:worker_threads');
+Atomics.store(marks, 0, 1);
+const until = Date.now() + 300;
+while (Date.now() < until);
+Atomics.store(marks, 0, 2);
+parentPort.postMessage('ready');
+setInterval(() => {}, 1000); // then it idles until terminated
+`;
+
+async function startSlow(): Promise<{ worker: Worker; marks: Int32Array; started: Promise<void> }> {
+  const marks = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(SLOW_START, { eval: true, workerData: marks });
+  const started = workerStarted(worker, (m) => m === 'ready');
+  // Inside its start: the first mark is set.
+  while (Atomics.load(marks, 0) === 0) await new Promise((r) => setTimeout(r, 1));
+  return { worker, marks, started };
+}
+
+test('stopWorker waits for a starting thread to report before terminating it; terminate() alone cuts the start short', async () => {
+  const alone = await startSlow();
+  await alone.worker.terminate();
+  expect(Atomics.load(alone.marks, 0)).toBe(1);
+
+  const stopped = await startSlow();
+  await stopWorker(stopped.worker, stopped.started);
+  expect(Atomics.load(stopped.marks, 0)).toBe(2);
+}, 30_000);
+
+test('a thread that fails or exits before it reports counts as started, so stopping it does not wait for the grace period', async () => {
+  for (const code of ['throw new Error("no start")', 'process.exit(3)']) {
+    const worker = new Worker(code, { eval: true });
+    worker.on('error', () => undefined);
+    const started = workerStarted(worker, (m) => m === 'ready');
+    const t0 = Date.now();
+    await stopWorker(worker, started, 20_000);
+    expect(Date.now() - t0, code).toBeLessThan(10_000);
+  }
+}, 30_000);
+
+test('a thread that never reports is terminated after the grace period', async () => {
+  const worker = new Worker('setInterval(() => {}, 1000)', { eval: true });
+  const exited = new Promise<number>((r) => worker.on('exit', r));
+  await stopWorker(worker, workerStarted(worker, (m) => m === 'ready'), 200);
+  expect(await exited).toBe(1);
+}, 30_000);

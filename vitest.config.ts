@@ -9,6 +9,6 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 120_000,
     hookTimeout: 300_000,
-    reporters: ['default', './tools/vitest/no-skips-in-ci.ts'],
+    reporters: ['default', './tools/vitest/no-skips-in-ci.ts', './tools/vitest/files-not-passed.ts'],
   },
 });
